@@ -1,0 +1,63 @@
+# vupy: the front door.  `make demo` and `make test` install what is missing
+# (Debian packages as root, Python packages in .venv) and run.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
+VENV := .venv
+PREFIX ?= /usr/local
+CC ?= cc
+CFLAGS ?= -O2 -Wall -Wextra
+DEBS := gcc make pkg-config libseccomp-dev python3-dev python3-venv iproute2 \
+        curl socat util-linux procps gcc-multilib libc6-dev-i386
+
+.PHONY: all deps venv lib test demo bench install clean
+
+all: venv lib
+
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml setup.py csrc/build_native.py csrc/supervisor.c csrc/supervisor.h
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip==24.3.1
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: deps $(VENV)/.installed
+
+# The C wrapper library: libmsocket.so, libmsocket.a, msocket.pc.
+lib: csrc/libmsocket.so csrc/libmsocket.a csrc/msocket.pc
+
+csrc/msocket.o: csrc/msocket.c csrc/msocket.h
+	$(CC) $(CFLAGS) -fPIC -c -o $@ csrc/msocket.c
+
+csrc/libmsocket.so: csrc/msocket.o
+	$(CC) -shared -Wl,-soname,libmsocket.so.0 -o $@ $<
+
+csrc/libmsocket.a: csrc/msocket.o
+	ar rcs $@ $<
+
+csrc/msocket.pc: csrc/msocket.pc.in
+	sed 's|@PREFIX@|$(PREFIX)|' $< > $@
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 csrc/msocket.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 csrc/libmsocket.so $(DESTDIR)$(PREFIX)/lib/libmsocket.so.0
+	ln -sf libmsocket.so.0 $(DESTDIR)$(PREFIX)/lib/libmsocket.so
+	install -m 644 csrc/libmsocket.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 csrc/msocket.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+test: venv lib
+	$(VENV)/bin/python -m pytest -q -ra tests
+
+demo: venv
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash demo/demo.sh
+
+bench: venv
+	$(VENV)/bin/python bench/socket_create.py --json bench/results.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info vupy/_native.* csrc/*.o csrc/libmsocket.* csrc/msocket.pc

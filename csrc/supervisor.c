@@ -1,0 +1,402 @@
+/* Kernel mechanics of the vupy supervisor: see supervisor.h. */
+#define _GNU_SOURCE
+#include "supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/audit.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/net.h>
+#include <linux/seccomp.h>
+#include <seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+
+/* Not in Debian 12's kernel headers (added in Linux 6.6). */
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
+#ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
+#endif
+
+#define MAX_FILTER 4096
+
+/* The filter.  libseccomp writes the program: per-architecture sections for
+ * x86_64, i386 and x32 (so that an i386 socketcall/socket or an x32 socket
+ * cannot slip past), 32-bit argument comparisons (the kernel truncates the
+ * domain to int, so a comparison of all 64 bits could be fooled by junk in
+ * the upper half), and ALLOW for everything else.  libseccomp refuses syscall
+ * numbers -1..-99, and msocket is VUOS's -5, so five instructions that trap
+ * -5 on x86_64 are put in front of libseccomp's program.  libseccomp 2.5.4
+ * also cannot ask for WAIT_KILLABLE_RECV, so vupy loads the program itself. */
+int vupy_filter_install(int no_new_privs)
+{
+	struct sock_filter prog[MAX_FILTER];
+	struct sock_filter head[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)VUPY_NR_MSOCKET, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+	};
+	size_t nhead = sizeof(head) / sizeof(head[0]);
+	scmp_filter_ctx ctx;
+	int memfd = -1, rc;
+	ssize_t n;
+
+	ctx = seccomp_init(SCMP_ACT_ALLOW);
+	if (!ctx)
+		return -ENOMEM;
+	if ((rc = seccomp_arch_add(ctx, SCMP_ARCH_X86)) < 0 ||
+	    (rc = seccomp_arch_add(ctx, SCMP_ARCH_X32)) < 0)
+		goto out;
+	/* AF_UNIX is never routed: trapping it would only cost time. */
+	rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(socket), 1,
+			      SCMP_A0_32(SCMP_CMP_NE, AF_UNIX));
+	if (rc < 0)
+		goto out;
+	/* i386 socketcall carries its arguments in memory: trap SYS_SOCKET. */
+	rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(socketcall), 1,
+			      SCMP_A0_32(SCMP_CMP_EQ, SYS_SOCKET));
+	if (rc < 0)
+		goto out;
+	memfd = memfd_create("vupy-filter", MFD_CLOEXEC);
+	if (memfd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if ((rc = seccomp_export_bpf(ctx, memfd)) < 0)
+		goto out;
+	memcpy(prog, head, sizeof(head));
+	n = pread(memfd, prog + nhead, sizeof(prog) - sizeof(head), 0);
+	if (n < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (n % sizeof(struct sock_filter) != 0 ||
+	    (size_t)n == sizeof(prog) - sizeof(head)) {
+		rc = -E2BIG;
+		goto out;
+	}
+	struct sock_fprog fprog = {
+		.len = (unsigned short)(nhead + n / sizeof(struct sock_filter)),
+		.filter = prog,
+	};
+	if (no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+		     SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+		     &fprog);
+	if (rc < 0)
+		rc = -errno;
+out:
+	if (memfd >= 0)
+		close(memfd);
+	seccomp_release(ctx);
+	return rc;
+}
+
+/* The target and the supervisor usually take turns on one CPU: ask the
+ * kernel to wake the supervisor synchronously (Linux 6.6+).  The flag is
+ * the ioctl argument itself, not a pointer to it. */
+int vupy_set_sync_wakeup(int listener)
+{
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+		  SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) < 0)
+		return -errno;
+	return 0;
+}
+
+int vupy_notif_recv(int listener, struct vupy_call *call)
+{
+	struct seccomp_notif req;
+
+	/* The kernel answers EINVAL unless the buffer is zeroed. */
+	memset(&req, 0, sizeof(req));
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0)
+		return -errno;
+	call->id = req.id;
+	call->pid = req.pid;
+	call->arch = req.data.arch;
+	call->nr = req.data.nr;
+	memcpy(call->args, req.data.args, sizeof(call->args));
+	return 0;
+}
+
+int vupy_notif_id_valid(int listener, uint64_t id)
+{
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) < 0)
+		return -errno;
+	return 0;
+}
+
+int vupy_respond(int listener, uint64_t id, int64_t val, int error, int cont)
+{
+	struct seccomp_notif_resp resp = {
+		.id = id,
+		.val = val,
+		.error = error ? -error : 0,
+		.flags = cont ? SECCOMP_USER_NOTIF_FLAG_CONTINUE : 0,
+	};
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Put fd into the target's table and complete its call with the new
+ * number, atomically (ADDFD_FLAG_SEND, Linux 5.14+). */
+int vupy_addfd_send(int listener, uint64_t id, int fd, uint32_t newfd_flags)
+{
+	struct seccomp_notif_addfd addfd = {
+		.id = id,
+		.flags = SECCOMP_ADDFD_FLAG_SEND,
+		.srcfd = (uint32_t)fd,
+		.newfd = 0,
+		.newfd_flags = newfd_flags,
+	};
+	int rc = ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
+	return rc < 0 ? -errno : rc;
+}
+
+ssize_t vupy_read_mem(uint32_t pid, uint64_t addr, void *buf, size_t len)
+{
+	struct iovec local = { buf, len };
+	struct iovec remote = { (void *)(uintptr_t)addr, len };
+	ssize_t n = process_vm_readv((pid_t)pid, &local, 1, &remote, 1, 0);
+	return n < 0 ? -errno : n;
+}
+
+/* Read a NUL-terminated string the way the kernel's getname() does: EFAULT
+ * if memory before the NUL cannot be read, ENAMETOOLONG if there is no NUL
+ * in the first size bytes.  Reads never cross a page boundary, so a string
+ * that ends just before an unmapped page is read whole. */
+ssize_t vupy_read_cstring(uint32_t pid, uint64_t addr, char *buf, size_t size)
+{
+	const uint64_t page = 4096;
+	size_t got = 0;
+
+	while (got < size) {
+		uint64_t at = addr + got;
+		size_t chunk = page - (at % page);
+		if (chunk > size - got)
+			chunk = size - got;
+		if (at < addr)      /* wrapped around the address space */
+			return -EFAULT;
+		ssize_t n = vupy_read_mem(pid, at, buf + got, chunk);
+		if (n <= 0)
+			return n == 0 || n == -EFAULT || n == -EIO ? -EFAULT : n;
+		char *nul = memchr(buf + got, 0, (size_t)n);
+		if (nul)
+			return nul - buf;
+		got += (size_t)n;
+	}
+	return -ENAMETOOLONG;
+}
+
+static int parse_ids(const char *text, const char *key, uint32_t *out, int field)
+{
+	const char *p = strstr(text, key);
+	if (!p)
+		return -EIO;
+	p += strlen(key);
+	for (int i = 0; i <= field; i++) {
+		char *end;
+		unsigned long v = strtoul(p, &end, 10);
+		if (end == p)
+			return -EIO;
+		*out = (uint32_t)v;
+		p = end;
+	}
+	return 0;
+}
+
+/* Credentials of a thread, from /proc/TID/status: the fs ids (what the
+ * kernel uses for file access and a socket's owner), the supplementary
+ * groups (ICMP datagram sockets check them) and the effective capabilities
+ * (raw and packet sockets check them). */
+int vupy_read_creds(uint32_t tid, struct vupy_creds *creds)
+{
+	char path[64], text[8192];
+	ssize_t n;
+	int fd, rc;
+
+	snprintf(path, sizeof(path), "/proc/%u/status", tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, text, sizeof(text) - 1);
+	rc = n < 0 ? -errno : 0;
+	close(fd);
+	if (rc < 0)
+		return rc;
+	text[n] = 0;
+	if ((rc = parse_ids(text, "\nUid:", &creds->fsuid, 3)) < 0 ||
+	    (rc = parse_ids(text, "\nGid:", &creds->fsgid, 3)) < 0)
+		return rc;
+	const char *cap = strstr(text, "\nCapEff:");
+	if (!cap)
+		return -EIO;
+	creds->cap_effective = strtoull(cap + 8, NULL, 16);
+	const char *g = strstr(text, "\nGroups:");
+	if (!g)
+		return -EIO;
+	g += 8;
+	creds->ngroups = 0;
+	for (;;) {
+		char *end;
+		while (*g == ' ' || *g == '\t')
+			g++;
+		if (*g == '\n' || *g == 0)
+			break;
+		unsigned long v = strtoul(g, &end, 10);
+		if (end == g)
+			return -EIO;
+		if (creds->ngroups == VUPY_MAX_GROUPS)
+			return -E2BIG;
+		creds->groups[creds->ngroups++] = (uint32_t)v;
+		g = end;
+	}
+	return 0;
+}
+
+static struct vupy_creds self;
+static struct __user_cap_data_struct self_caps[2];
+
+/* Remember the supervisor's own credentials, to put them back after making
+ * a socket with a caller's. */
+int vupy_self_creds(void)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	int rc = vupy_read_creds((uint32_t)syscall(SYS_gettid), &self);
+	if (rc < 0)
+		return rc;
+	if (syscall(SYS_capget, &hdr, self_caps) < 0)
+		return -errno;
+	return 0;
+}
+
+static int same_creds(const struct vupy_creds *a, const struct vupy_creds *b)
+{
+	return a->fsuid == b->fsuid && a->fsgid == b->fsgid &&
+	       a->cap_effective == b->cap_effective && a->ngroups == b->ngroups &&
+	       memcmp(a->groups, b->groups, a->ngroups * sizeof(a->groups[0])) == 0;
+}
+
+/* Credentials are per thread in the kernel, but glibc's setgroups and
+ * setfsuid wrappers would change every thread of the supervisor: use the
+ * raw system calls, which change only the calling thread. */
+static int set_caps(uint64_t effective)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct caps[2];
+
+	memcpy(caps, self_caps, sizeof(caps));
+	caps[0].effective = (uint32_t)effective & self_caps[0].permitted;
+	caps[1].effective = (uint32_t)(effective >> 32) & self_caps[1].permitted;
+	return syscall(SYS_capset, &hdr, caps) < 0 ? -errno : 0;
+}
+
+static int set_ids(const struct vupy_creds *c)
+{
+	gid_t groups[VUPY_MAX_GROUPS];
+
+	for (uint32_t i = 0; i < c->ngroups; i++)
+		groups[i] = c->groups[i];
+	if (syscall(SYS_setgroups, c->ngroups, groups) < 0)
+		return -errno;
+	syscall(SYS_setfsgid, c->fsgid);
+	syscall(SYS_setfsuid, c->fsuid);
+	return 0;
+}
+
+/* Take on a caller's identity: ids first (while this thread still has
+ * CAP_SETUID/CAP_SETGID), then its effective capabilities. */
+static int put_on(const struct vupy_creds *c)
+{
+	int rc = set_ids(c);
+	return rc < 0 ? rc : set_caps(c->cap_effective);
+}
+
+/* And back: capabilities first, which the ids need. */
+static int take_off(void)
+{
+	uint64_t eff = ((uint64_t)self_caps[1].effective << 32) | self_caps[0].effective;
+	int rc = set_caps(eff);
+	if (rc == 0)
+		rc = set_ids(&self);
+	if (rc == 0)   /* setfsuid() adjusts the effective set: put it back exactly */
+		rc = set_caps(eff);
+	return rc;
+}
+
+static __thread uint64_t current_ns;   /* netns inode this thread is in, 0 = unknown */
+
+/* Make a socket in the network namespace nsfd (inode nsino, or 0 when the
+ * descriptor is for this call only), with the caller's credentials so that
+ * the kernel's own checks (CAP_NET_RAW for raw and packet sockets, the
+ * ping group range) and the socket's owner are those of the caller.  The
+ * thread stays in the namespace afterwards: a session mostly uses one stack,
+ * and a setns() saved is ~0.8 us per call. */
+int vupy_make_socket(int nsfd, uint64_t nsino, int domain, int type, int protocol,
+		     const struct vupy_creds *creds)
+{
+	int fd, err = 0, switched = 0, rc;
+
+	if (nsino == 0 || nsino != current_ns) {
+		if (setns(nsfd, CLONE_NEWNET) < 0)
+			return -errno;
+		current_ns = nsino;
+	}
+	if (!same_creds(creds, &self)) {
+		switched = 1;
+		rc = put_on(creds);
+		if (rc < 0) {
+			fd = -1;
+			err = -rc;
+			goto restore;
+		}
+	}
+	fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+	if (fd < 0)
+		err = errno;
+restore:
+	if (switched && take_off() < 0)
+		abort();  /* a supervisor thread left with a caller's identity must not go on */
+	return fd < 0 ? -err : fd;
+}
+
+int vupy_setns(int fd, int nstype)
+{
+	current_ns = 0;
+	return setns(fd, nstype) < 0 ? -errno : 0;
+}
+
+int vupy_unshare(int flags)
+{
+	return unshare(flags) < 0 ? -errno : 0;
+}
+
+/* For the wrappers: a raw system call, with the error as a negative errno. */
+int vupy_syscall4(long nr, uint64_t a, uint64_t b, uint64_t c, uint64_t d)
+{
+	long rc = syscall(nr, a, b, c, d);
+	return rc < 0 ? -errno : (int)rc;
+}

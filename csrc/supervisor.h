@@ -1,0 +1,50 @@
+/* Kernel mechanics of the vupy supervisor, called from Python through cffi.
+ *
+ * Everything here is a thin, allocation-free wrapper around one kernel
+ * interface: the seccomp filter and its user-notification listener, reading
+ * a target's memory, reading a target's credentials, and making a socket in
+ * a network namespace with a target's credentials.  No routing decision is
+ * taken here: see vupy/_dispatch.py.  Functions return a negative errno on
+ * failure so that Python never has to look at the C errno variable.
+ */
+#ifndef VUPY_SUPERVISOR_H
+#define VUPY_SUPERVISOR_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#define VUPY_NR_MSOCKET (-5)      /* VUOS's virtual syscall number for msocket */
+#define VUPY_MAX_GROUPS 1024      /* supplementary groups carried by a call */
+
+struct vupy_call {                /* one trapped call, as the kernel reported it */
+	uint64_t id;
+	uint32_t pid;             /* thread id of the caller */
+	uint32_t arch;            /* AUDIT_ARCH_* */
+	int32_t nr;
+	uint64_t args[6];
+};
+
+struct vupy_creds {               /* what the kernel looks at when a socket is made */
+	uint32_t fsuid, fsgid;
+	uint64_t cap_effective;
+	uint32_t ngroups;
+	uint32_t groups[VUPY_MAX_GROUPS];
+};
+
+int vupy_filter_install(int no_new_privs);
+int vupy_set_sync_wakeup(int listener);
+int vupy_notif_recv(int listener, struct vupy_call *call);
+int vupy_notif_id_valid(int listener, uint64_t id);
+int vupy_respond(int listener, uint64_t id, int64_t val, int error, int cont);
+int vupy_addfd_send(int listener, uint64_t id, int fd, uint32_t newfd_flags);
+ssize_t vupy_read_mem(uint32_t pid, uint64_t addr, void *buf, size_t len);
+ssize_t vupy_read_cstring(uint32_t pid, uint64_t addr, char *buf, size_t size);
+int vupy_read_creds(uint32_t tid, struct vupy_creds *creds);
+int vupy_self_creds(void);
+int vupy_make_socket(int nsfd, uint64_t nsino, int domain, int type, int protocol,
+		     const struct vupy_creds *creds);
+int vupy_setns(int fd, int nstype);
+int vupy_unshare(int flags);
+int vupy_syscall4(long nr, uint64_t a, uint64_t b, uint64_t c, uint64_t d);
+
+#endif

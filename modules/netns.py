@@ -1,0 +1,65 @@
+"""netns: a kernel network namespace.
+
+SOURCE is the name of a namespace made with ``ip netns add NAME`` (looked
+up in /run/netns), the path of any network-namespace file (such as
+``/proc/PID/ns/net``), or ``new``: a fresh namespace with only ``lo``, up,
+that exists as long as the session uses it.
+"""
+import fcntl
+import os
+import socket
+import struct
+
+from vupy import _native
+from vupy.stack import KernelStack, StackError, StackModule, open_netns, KERNEL_FAMILIES
+
+NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` puts its files (iproute2)
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+CLONE_NEWNET = 0x40000000
+
+
+def new_namespace():
+    """A descriptor of a new network namespace with `lo` up.
+
+    setns(2) and unshare(2) move only the calling thread, so this thread goes
+    to the new namespace to bring `lo` up and comes back to where it was.
+    """
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        rc = _native.lib.vupy_unshare(CLONE_NEWNET)
+        if rc < 0:
+            raise StackError(f"netns:new: cannot make a network namespace: {os.strerror(-rc)}")
+        try:
+            fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                ifreq = struct.pack("16sH14x", b"lo", 0)
+                flags = struct.unpack_from("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, ifreq))[1]
+                fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+        finally:
+            if _native.lib.vupy_setns(home, CLONE_NEWNET) < 0:
+                raise SystemExit("vupy: cannot return to the original network namespace")
+    finally:
+        os.close(home)
+    return fd
+
+
+class NetnsModule(StackModule):
+    name = "netns"
+    description = "a kernel network namespace: ip netns NAME, a namespace file, or new"
+    families = KERNEL_FAMILIES
+
+    def create(self, source, options):
+        if options:
+            raise StackError(f"netns: unknown option {next(iter(options))!r}")
+        if not source:
+            raise StackError("netns: needs a SOURCE: NAME, FILE or new")
+        if source == "new":
+            return KernelStack(new_namespace())
+        if "/" in source:
+            return KernelStack(open_netns(source))
+        path = os.path.join(NETNS_RUN_DIR, source)
+        if not os.path.exists(path):
+            raise StackError(f"netns:{source}: no such namespace (ip netns add {source})")
+        return KernelStack(open_netns(path))

@@ -1,0 +1,212 @@
+"""What to do with a trapped call: the dispatcher.
+
+Theory of operation.  The notification loop (vupy/_notify.py) turns each
+trapped system call into a `Call`, reads what the call points to, resolves a
+stack path to a `Target`, and asks `decide` what to do.  `decide` is a plain
+function of the call, the target, the caller's credentials and its defaults:
+it does no I/O, so every rule below is unit-tested without a kernel.  The
+loop carries out the `Decision`.
+
+Two rules hold everything together:
+
+1. Fail closed.  If a call cannot be routed as asked, the caller gets an
+   errno, never a socket on some other stack.
+2. One table.  Every errno msocket can return is decided here and listed in
+   `MSOCKET_ERRORS`, which docs/msocket.2.md repeats.
+
+The msocket conventions are VUOS's (virtualsquare/vuos 0.9.4): ENOENT for a
+path that does not exist, EOPNOTSUPP for one that is not a stack,
+EAFNOSUPPORT for a family the stack does not serve, EINVAL for the probe
+``type == -1`` on a served family, 0 for SOCK_DEFAULT.
+"""
+import errno
+import socket
+from dataclasses import dataclass
+
+SOCK_DEFAULT = 0
+SOCK_PROBE = -1
+CAP_SYS_ADMIN = 21
+CAP_DAC_OVERRIDE = 1
+CAP_DAC_READ_SEARCH = 2
+
+# errno, condition: the whole of msocket's error behaviour, in the order the
+# checks are made.  Errors of socket(2) itself (EINVAL, EPROTONOSUPPORT,
+# EPERM, EMFILE, ...) come from the stack as the kernel reports them.
+MSOCKET_ERRORS = (
+    (errno.EFAULT, "path points outside the caller's accessible memory"),
+    (errno.ENAMETOOLONG, "path has no NUL in its first PATH_MAX (4096) bytes"),
+    (errno.ENOENT, "path does not exist (also an empty path); ENOTDIR and ELOOP as for stat(2)"),
+    (errno.EOPNOTSUPP, "path exists but is neither a stack file nor a network namespace"),
+    (errno.EACCES, "the caller may not read the stack file (mode bits, caller's fs ids and groups); "
+                   "for a namespace file, also without CAP_SYS_ADMIN"),
+    (errno.EAFNOSUPPORT, "the stack does not serve domain (also with SOCK_DEFAULT; "
+                         "domain AF_UNSPEC with a socket type)"),
+    (errno.EINVAL, "type is -1 and the stack serves domain (VUOS's probe)"),
+    (errno.EIO, "vupy failed internally while routing the call (a bug: reported on stderr)"),
+)
+
+
+@dataclass(frozen=True)
+class Call:
+    """A trapped call, with its arguments as the kernel sees them.
+
+    ``path`` is None for socket(2) and for msocket with a NULL path, the
+    bytes of the path otherwise, or an errno (int) if reading it failed.
+    """
+
+    domain: int
+    type: int
+    protocol: int
+    msocket: bool = False
+    path: object = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a path resolved to: a stack, and the file's owner and mode."""
+
+    stack: object
+    uid: int
+    gid: int
+    mode: int
+    namespace_file: bool = False
+
+
+@dataclass(frozen=True)
+class Creds:
+    fsuid: int
+    fsgid: int
+    groups: tuple
+    cap_effective: int
+
+    def capable(self, cap):
+        return bool(self.cap_effective >> cap & 1)
+
+
+class Defaults:
+    """A process's default stacks: an immutable map from family to stack.
+
+    Families with no entry use the session's defaults.  Copying is free
+    (processes share the object until one of them changes a default).
+    """
+
+    __slots__ = ("_map",)
+
+    def __init__(self, mapping=None):
+        self._map = dict(mapping or {})
+
+    def get(self, family):
+        return self._map.get(family)
+
+    def items(self):
+        return self._map.items()
+
+    def with_stack(self, families, stack):
+        new = dict(self._map)
+        for family in families:
+            if stack is None:
+                new.pop(family, None)
+            else:
+                new[family] = stack
+        return Defaults(new)
+
+    def __eq__(self, other):
+        return isinstance(other, Defaults) and self._map == other._map
+
+
+# Decisions ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Fail:
+    errno: int
+
+
+@dataclass(frozen=True)
+class Create:
+    stack: object
+    domain: int
+    type: int  # without SOCK_CLOEXEC
+    protocol: int
+    cloexec: bool
+
+
+@dataclass(frozen=True)
+class SetDefault:
+    families: tuple
+    stack: object  # None: back to the session's default
+
+
+@dataclass(frozen=True)
+class Native:
+    """Leave the call to the caller's own kernel network namespace."""
+
+
+NATIVE = Native()
+
+
+def may_read(creds, target):
+    """Read permission on a stack file from its mode bits, as the kernel
+    judges them: owner, else group, else other; CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH bypass."""
+    if creds.capable(CAP_DAC_OVERRIDE) or creds.capable(CAP_DAC_READ_SEARCH):
+        return True
+    if creds.fsuid == target.uid:
+        return bool(target.mode & 0o400)
+    if creds.fsgid == target.gid or target.gid in creds.groups:
+        return bool(target.mode & 0o040)
+    return bool(target.mode & 0o004)
+
+
+def default_stack(family, defaults, session_defaults):
+    """The stack a socket of `family` goes to when no path is given."""
+    stack = defaults.get(family)
+    return stack if stack is not None else session_defaults.get(family)
+
+
+def decide(call, defaults, session_defaults, target=None, creds=None):
+    """The decision for one call.
+
+    `target` is the resolution of ``call.path`` (a Target, or an errno) when
+    the path is bytes; `session_defaults` maps family -> stack for families
+    whose process default is unset.
+    """
+    if isinstance(call.path, int):
+        return Fail(call.path)
+    if call.msocket and call.path is not None:
+        if isinstance(target, int):
+            return Fail(target)
+        if target is None:
+            return Fail(errno.EOPNOTSUPP)
+        if not may_read(creds, target) or (
+            target.namespace_file and not creds.capable(CAP_SYS_ADMIN)
+        ):
+            return Fail(errno.EACCES)
+        return _on_stack(call, target.stack)
+    if call.msocket and call.type == SOCK_DEFAULT:
+        # msocket(NULL, domain, SOCK_DEFAULT, 0): back to the session default.
+        families = None if call.domain == socket.AF_UNSPEC else (call.domain,)
+        return SetDefault(families, None)
+    stack = default_stack(call.domain, defaults, session_defaults)
+    if stack is None:
+        return NATIVE
+    return _on_stack(call, stack)
+
+
+def _on_stack(call, stack):
+    if call.type == SOCK_DEFAULT and call.msocket:
+        if call.domain == socket.AF_UNSPEC:
+            return SetDefault(tuple(sorted(stack.families)), stack)
+        if call.domain not in stack.families:
+            return Fail(errno.EAFNOSUPPORT)
+        return SetDefault((call.domain,), stack)
+    if call.domain not in stack.families:
+        return Fail(errno.EAFNOSUPPORT)
+    if call.type == SOCK_PROBE:
+        return Fail(errno.EINVAL)
+    return Create(
+        stack,
+        call.domain,
+        call.type & ~socket.SOCK_CLOEXEC,
+        call.protocol,
+        bool(call.type & socket.SOCK_CLOEXEC),
+    )

@@ -1,0 +1,270 @@
+"""The notification loop: the kernel mechanics under the dispatcher.
+
+One thread receives each trapped call from the seccomp listener, reads what
+the call points to (with a NOTIF_ID_VALID check afterwards, so that memory
+read from a pid that died and was reused is never acted upon), asks the
+dispatcher what to do, and does it: an errno, a CONTINUE (only for socket(2)
+calls left to the caller's own kernel, whose arguments are all in registers
+and so cannot change under us), or a socket made on the stack and put into
+the caller with ADDFD+SEND.  Calls are handled inline, one at a time; none
+of the work waits on another process, so no target waits behind another.
+An exception while handling a call answers the caller EIO (fail closed).
+"""
+import errno
+import os
+import select
+import socket
+import stat
+import struct
+import sys
+import traceback
+
+from . import _dispatch as dispatch
+from ._families import name as family_name
+from ._native import ffi, lib
+from .stack import KernelStack, is_netns
+
+AUDIT_ARCH_X86_64 = 0xC000003E
+AUDIT_ARCH_I386 = 0x40000003
+X32_SYSCALL_BIT = 0x40000000
+NR_SOCKET = 41            # x86_64 and x32 (with X32_SYSCALL_BIT)
+NR_MSOCKET = -5           # VUOS's virtual syscall number
+NR_I386_SOCKET = 359
+NR_I386_SOCKETCALL = 102
+SYS_SOCKET = 1            # socketcall(2) call number
+PATH_MAX = 4096
+O_CLOEXEC = 0o2000000
+SOCKETCALL_ARGS = struct.Struct("=iii")
+
+
+def _int(value):
+    """A syscall argument as the kernel reads an int parameter."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+class Supervisor:
+    def __init__(self, listener, table, events, stack_files, session_defaults, trace=None):
+        self.listener = listener
+        self.table = table
+        self.events = events
+        self.stack_files = stack_files          # (st_dev, st_ino) -> (path, stack)
+        self.session_defaults = session_defaults
+        self.trace = trace
+        self.nsfs_dev = os.stat("/proc/self/ns/net").st_dev
+        self.call = ffi.new("struct vupy_call *")
+        self.creds = ffi.new("struct vupy_creds *")
+        self.pathbuf = ffi.new("char[]", PATH_MAX)
+        self.argbuf = ffi.new("char[]", SOCKETCALL_ARGS.size)
+
+    # The loop ---------------------------------------------------------------
+
+    def run(self):
+        poller = select.poll()
+        poller.register(self.listener, select.POLLIN)
+        poller.register(self.events.fileno(), select.POLLIN)
+        call = self.call
+        while True:
+            for fd, mask in poller.poll():
+                if fd != self.listener:
+                    self.events.drain(self.table)
+                    continue
+                if mask & select.POLLIN:
+                    rc = lib.vupy_notif_recv(self.listener, call)
+                    if rc == 0:
+                        self.events.drain(self.table)
+                        self.handle(call)
+                    elif rc not in (-errno.EINTR, -errno.ENOENT):
+                        raise OSError(-rc, "seccomp NOTIF_RECV: " + os.strerror(-rc))
+                elif mask & (select.POLLHUP | select.POLLERR):
+                    # The last process under the filter is gone (NOTIF_RECV
+                    # would now fail with ENOENT forever).
+                    return
+
+    def handle(self, call):
+        try:
+            self._handle(call)
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            sys.stderr.write("vupy: internal error while routing a call: the caller gets EIO\n")
+            lib.vupy_respond(self.listener, call.id, 0, errno.EIO, 0)
+
+    # One call ---------------------------------------------------------------
+
+    def _handle(self, call):
+        parsed = self.parse(call)
+        if isinstance(parsed, int):
+            return self.fail(call, parsed)
+        request, via_memory = parsed
+        known = self.table.lookup(call.pid)
+        if known is None:
+            sys.stderr.write(f"vupy: no record of process {call.pid} (process events "
+                             f"{'overflowed' if self.events.lost else 'missing'}): EIO\n")
+            return self.fail(call, errno.EIO)
+        tgid, defaults = known
+        target = None
+        creds = None
+        if isinstance(request.path, bytes):
+            target = self.resolve(call.pid, request.path)
+            creds = self.read_creds(call)
+            if creds is None:
+                return
+            creds = dispatch.Creds(creds.fsuid, creds.fsgid,
+                                   tuple(creds.groups[0:creds.ngroups]), creds.cap_effective)
+        try:
+            decision = dispatch.decide(request, defaults, self.session_defaults, target, creds)
+            if via_memory or target is not None:
+                # What was read must belong to this very call: if the caller
+                # died and its pid was reused, the request is gone.
+                if lib.vupy_notif_id_valid(self.listener, call.id) < 0:
+                    return
+            self.carry_out(call, tgid, defaults, request, decision, via_memory,
+                           have_creds=creds is not None)
+        finally:
+            if isinstance(target, dispatch.Target) and target.namespace_file:
+                target.stack.close()
+
+    def parse(self, call):
+        """(Call, arguments-read-from-memory) or an errno."""
+        args = call.args
+        if call.arch == AUDIT_ARCH_X86_64:
+            if call.nr == NR_MSOCKET:
+                path = None
+                if args[0]:
+                    n = lib.vupy_read_cstring(call.pid, args[0], self.pathbuf, PATH_MAX)
+                    path = n if n < 0 else ffi.buffer(self.pathbuf, n)[:]
+                    if isinstance(path, int):
+                        path = -path
+                return dispatch.Call(_int(args[1]), _int(args[2]), _int(args[3]),
+                                     msocket=True, path=path), path is not None
+            if call.nr & ~X32_SYSCALL_BIT == NR_SOCKET:
+                return dispatch.Call(_int(args[0]), _int(args[1]), _int(args[2])), False
+        elif call.arch == AUDIT_ARCH_I386:
+            if call.nr == NR_I386_SOCKET:
+                return dispatch.Call(_int(args[0]), _int(args[1]), _int(args[2])), False
+            if call.nr == NR_I386_SOCKETCALL:
+                n = lib.vupy_read_mem(call.pid, args[1] & 0xFFFFFFFF, self.argbuf,
+                                      SOCKETCALL_ARGS.size)
+                if n != SOCKETCALL_ARGS.size:
+                    return errno.EFAULT
+                domain, type_, protocol = SOCKETCALL_ARGS.unpack(ffi.buffer(self.argbuf)[:])
+                return dispatch.Call(domain, type_, protocol), True
+        return errno.ENOSYS
+
+    def resolve(self, tid, path):
+        """A Target, None (not a stack) or an errno, for a path in the caller's
+        view: absolute paths from its root, relative ones from its cwd."""
+        if not path:
+            return errno.ENOENT
+        if path[:1] == b"/":
+            full = b"/proc/%d/root%s" % (tid, path)
+        else:
+            full = b"/proc/%d/cwd/%s" % (tid, path)
+        try:
+            st = os.stat(full)
+        except OSError as e:
+            return e.errno
+        entry = self.stack_files.get((st.st_dev, st.st_ino))
+        if entry is not None:
+            return dispatch.Target(entry[1], st.st_uid, st.st_gid, st.st_mode)
+        if st.st_dev == self.nsfs_dev and stat.S_ISREG(st.st_mode):
+            try:
+                fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                return e.errno
+            if is_netns(fd):
+                return dispatch.Target(KernelStack(fd), st.st_uid, st.st_gid, st.st_mode,
+                                       namespace_file=True)
+            os.close(fd)
+        return None
+
+    def read_creds(self, call):
+        rc = lib.vupy_read_creds(call.pid, self.creds)
+        if rc < 0:
+            self.fail(call, errno.ESRCH if rc == -errno.ENOENT else -rc)
+            return None
+        return self.creds
+
+    # Carrying out a decision ---------------------------------------------------
+
+    def carry_out(self, call, tgid, defaults, request, decision, via_memory, have_creds):
+        kind = type(decision)
+        if kind is dispatch.Fail:
+            self.fail(call, decision.errno)
+        elif kind is dispatch.SetDefault:
+            if decision.families is None:
+                new = dispatch.Defaults()
+            else:
+                new = defaults.with_stack(decision.families, decision.stack)
+            self.table.set(tgid, new)
+            self._trace(call, request, "default " + self._name(decision.stack))
+            lib.vupy_respond(self.listener, call.id, 0, 0, 0)
+        elif kind is dispatch.Create:
+            creds = self.creds if have_creds else self.read_creds(call)
+            if creds is None:
+                return
+            try:
+                fd = decision.stack.socket(decision.domain, decision.type,
+                                           decision.protocol, creds)
+            except OSError as e:
+                self._trace(call, request, f"{self._name(decision.stack)}: {errno.errorcode.get(e.errno)}")
+                return self.fail(call, e.errno)
+            self.inject(call, request, fd, decision.cloexec, self._name(decision.stack))
+        elif request.msocket or via_memory:
+            # Left to the caller's own namespace, but there is no system call
+            # to continue (msocket) or its arguments are in memory that may
+            # change (socketcall): make the socket here, in the caller's
+            # namespace, with its credentials.
+            creds = self.creds if have_creds else self.read_creds(call)
+            if creds is None:
+                return
+            try:
+                nsfd = os.open(b"/proc/%d/ns/net" % call.pid, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return self.fail(call, errno.ESRCH)
+            try:
+                fd = lib.vupy_make_socket(nsfd, 0, request.domain,
+                                          request.type & ~socket.SOCK_CLOEXEC,
+                                          request.protocol, creds)
+            finally:
+                os.close(nsfd)
+            if fd < 0:
+                return self.fail(call, -fd)
+            self.inject(call, request, fd, bool(request.type & socket.SOCK_CLOEXEC), "native")
+        else:
+            self._trace(call, request, "native")
+            lib.vupy_respond(self.listener, call.id, 0, 0, 1)
+
+    def inject(self, call, request, fd, cloexec, where):
+        try:
+            rc = lib.vupy_addfd_send(self.listener, call.id, fd, O_CLOEXEC if cloexec else 0)
+        finally:
+            os.close(fd)
+        if rc < 0 and rc != -errno.ENOENT:
+            # ENOENT: the caller is gone.  Anything else (EMFILE, ...) is the
+            # caller's error to see.
+            self.fail(call, -rc)
+        self._trace(call, request, f"{where}: fd {rc}" if rc >= 0 else f"{where}: {errno.errorcode.get(-rc)}")
+
+    def fail(self, call, err):
+        lib.vupy_respond(self.listener, call.id, 0, err, 0)
+
+    # Tracing ------------------------------------------------------------------
+
+    def _name(self, stack):
+        if stack is None:
+            return "session default"
+        for path, known in self.stack_files.values():
+            if known is stack:
+                return path
+        return getattr(stack, "label", "stack")
+
+    def _trace(self, call, request, outcome):
+        if self.trace is None:
+            return
+        what = "msocket" if request.msocket else "socket"
+        path = ""
+        if request.msocket:
+            path = "NULL, " if request.path is None else f"{request.path!r}, "
+        self.trace(f"pid {call.pid}: {what}({path}{family_name(request.domain)}, "
+                   f"{request.type}, {request.protocol}) -> {outcome}")

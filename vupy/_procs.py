@@ -1,0 +1,177 @@
+"""The session's processes and their default stacks.
+
+Defaults are per process, copied to a child when it is forked and kept
+across execve.  To make the copy at the moment of the fork (and not when the
+child first opens a socket, by which time the parent may have changed its
+own), vupy listens to the kernel's process-event connector
+(NETLINK_CONNECTOR, CN_IDX_PROC): the kernel queues a fork event before the
+child runs, so by draining the queue before handling any trapped call the
+supervisor sees every fork that happened before that call.  A daemon that
+double-forks thus keeps the defaults of the process that started it, even
+though its parent is gone by the time it opens a socket.
+
+Pids are never trusted across time: a fork event for a pid replaces whatever
+was known about that pid.
+"""
+import errno
+import os
+import socket
+import struct
+
+NETLINK_CONNECTOR = 11
+CN_IDX_PROC = 1
+CN_VAL_PROC = 1
+PROC_CN_MCAST_LISTEN = 1
+PROC_EVENT_FORK = 0x00000001
+PROC_EVENT_EXIT = 0x80000000
+NLMSG_HDR = struct.Struct("=IHHII")           # len, type, flags, seq, pid
+CN_MSG = struct.Struct("=IIIIHH")             # idx, val, seq, ack, len, flags
+EVENT_HDR = struct.Struct("=IIQ")             # what, cpu, timestamp_ns
+FORK_EVENT = struct.Struct("=IIII")           # parent pid, tgid, child pid, tgid
+EXIT_EVENT = struct.Struct("=II")             # pid, tgid
+EVENT_DATA = NLMSG_HDR.size + CN_MSG.size + EVENT_HDR.size
+
+
+class ProcessEvents:
+    """A non-blocking subscription to fork and exit events."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+                                  NETLINK_CONNECTOR)
+        try:
+            # Every fork on the machine comes through here: a deep buffer,
+            # so that a burst elsewhere does not overflow it.
+            self.sock.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE
+        except OSError:
+            pass
+        self.sock.bind((0, CN_IDX_PROC))
+        op = struct.pack("=I", PROC_CN_MCAST_LISTEN)
+        cn = CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(op), 0) + op
+        self.sock.send(NLMSG_HDR.pack(NLMSG_HDR.size + len(cn), 3, 0, 0, 0) + cn)
+        self.sock.setblocking(False)
+        self.buf = bytearray(65536)
+        self.lost = False
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def drain(self, table):
+        """Apply every queued event to `table`."""
+        buf = self.buf
+        while True:
+            try:
+                n = self.sock.recv_into(buf)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    self.lost = True
+                    continue
+                raise
+            offset = 0
+            while offset + EVENT_DATA <= n:
+                length = NLMSG_HDR.unpack_from(buf, offset)[0]
+                what = EVENT_HDR.unpack_from(buf, offset + NLMSG_HDR.size + CN_MSG.size)[0]
+                data = offset + EVENT_DATA
+                if what == PROC_EVENT_FORK:
+                    table.forked(*FORK_EVENT.unpack_from(buf, data))
+                elif what == PROC_EVENT_EXIT:
+                    table.exited(*EXIT_EVENT.unpack_from(buf, data))
+                offset += (length + 3) & ~3
+                if length == 0:
+                    break
+
+    def close(self):
+        self.sock.close()
+
+
+class ProcessTable:
+    """tgid -> Defaults, and tid -> tgid for the threads of known processes."""
+
+    def __init__(self, events=None):
+        self.defaults = {}
+        self.threads = {}
+        self.events = events
+
+    def add(self, tgid, defaults):
+        self.defaults[tgid] = defaults
+        self.threads.pop(tgid, None)
+
+    def forked(self, parent_tid, parent_tgid, child_tid, child_tgid):
+        defaults = self.defaults.get(parent_tgid)
+        if defaults is None:
+            return
+        if child_tgid == parent_tgid:
+            self.threads[child_tid] = child_tgid
+        else:
+            self.add(child_tgid, defaults)
+
+    def exited(self, tid, tgid):
+        if tid != tgid:
+            self.threads.pop(tid, None)
+        elif tgid in self.defaults and not _other_threads(tgid):
+            del self.defaults[tgid]
+
+    def tgid(self, tid):
+        """The process of a thread (a tid is its own tgid for a leader)."""
+        if tid in self.defaults:
+            return tid
+        tgid = self.threads.get(tid)
+        if tgid is None:
+            tgid = _read_tgid(tid)
+        return tgid
+
+    def lookup(self, tid):
+        """(tgid, Defaults) of the caller, None if it is not a session process."""
+        tgid = self.tgid(tid)
+        if tgid is None:
+            return None
+        defaults = self.defaults.get(tgid)
+        if defaults is None:
+            defaults = self._from_ancestor(tgid)
+        return None if defaults is None else (tgid, defaults)
+
+    def _from_ancestor(self, tgid):
+        # Only reached when the connector lost events (its queue overflowed):
+        # fall back to the nearest known ancestor.
+        pid = tgid
+        for _ in range(4096):
+            pid = _read_ppid(pid)
+            if not pid:
+                return None
+            defaults = self.defaults.get(pid)
+            if defaults is not None:
+                self.add(tgid, defaults)
+                return defaults
+        return None
+
+    def set(self, tgid, defaults):
+        self.defaults[tgid] = defaults
+
+
+def _status_field(pid, key):
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _read_tgid(tid):
+    return _status_field(tid, b"Tgid:")
+
+
+def _read_ppid(pid):
+    return _status_field(pid, b"PPid:")
+
+
+def _other_threads(tgid):
+    """Whether threads of tgid other than its leader are still running (the
+    leader of a thread group can exit before the others)."""
+    try:
+        return any(t != str(tgid) for t in os.listdir(f"/proc/{tgid}/task"))
+    except OSError:
+        return False

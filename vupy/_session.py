@@ -1,0 +1,264 @@
+"""The session: start COMMAND under the filter, supervise it, end cleanly.
+
+Order of a session, and why:
+
+1. Stacks are made (and every SPEC checked) before anything else, so that a
+   bad SPEC is refused before any process or namespace exists.
+2. vupy enters a mount namespace of its own, a slave of the original one, and
+   shadows each directory holding a stack file with a tmpfs in which every
+   original entry is bind-mounted back (so /dev/net/tun stays usable).  The
+   session's processes inherit this view; nobody outside sees it.
+3. vupy subscribes to process events (see _procs.py) and becomes a child
+   subreaper, so that orphans of the session are reparented to it and it
+   can end them with the session.
+4. COMMAND is forked; the child installs the filter, passes the listener to
+   vupy over a socketpair, and executes COMMAND.
+5. The main thread waits for signals: SIGCHLD reaps, and SIGINT, SIGTERM,
+   SIGHUP and SIGQUIT sent by a process (not by the terminal, which signals
+   COMMAND's process group itself) are passed on to COMMAND.
+6. When COMMAND ends, what it left running in the session gets SIGTERM, then
+   SIGKILL after two seconds; vupy exits with COMMAND's status.
+"""
+import errno
+import os
+import signal
+import socket
+import stat
+import sys
+import threading
+import time
+
+from . import _native
+from ._dispatch import Defaults
+from ._notify import Supervisor
+from ._procs import ProcessEvents, ProcessTable
+
+CLONE_NEWNS = 0x00020000
+MS_NOSUID = 2
+MS_BIND = 4096
+MS_REC = 16384
+MS_SLAVE = 1 << 19
+PR_SET_CHILD_SUBREAPER = 36
+CAP_SYS_ADMIN = 21
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+SI_KERNEL = 0x80
+GRACE_SECONDS = 2.0
+
+
+class SessionError(Exception):
+    """The session cannot start: the message says why."""
+
+
+def _mount(source, target, fstype, flags, data=None):
+    lib, ffi = _native.lib, _native.ffi
+    rc = lib.mount(
+        source.encode() if source else ffi.NULL,
+        target.encode(),
+        fstype.encode() if fstype else ffi.NULL,
+        flags,
+        data.encode() if data else ffi.NULL,
+    )
+    if rc < 0:
+        err = ffi.errno
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def _shadow(directory, keep_out):
+    """Put a tmpfs over `directory` holding what it held (bind mounts of the
+    original entries), except the names in `keep_out`."""
+    st = os.stat(directory)
+    old = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        entries = os.listdir(f"/proc/self/fd/{old}")
+        _mount("tmpfs", directory, "tmpfs", MS_NOSUID,
+               f"mode={stat.S_IMODE(st.st_mode):o},uid={st.st_uid},gid={st.st_gid}")
+        for entry in entries:
+            if entry in keep_out:
+                continue
+            source = f"/proc/self/fd/{old}/{entry}"
+            target = os.path.join(directory, entry)
+            est = os.lstat(source)
+            if stat.S_ISLNK(est.st_mode):
+                os.symlink(os.readlink(source), target)
+            elif stat.S_ISDIR(est.st_mode):
+                os.mkdir(target)
+                _mount(source, target, None, MS_BIND | MS_REC)
+            else:
+                os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+                _mount(source, target, None, MS_BIND)
+    finally:
+        os.close(old)
+
+
+def make_stack_files(stacks):
+    """Enter a private mount namespace and create a file for each stack.
+
+    `stacks` is a list of (path, spec, stack).  Returns the map
+    (st_dev, st_ino) -> (path, stack) by which the dispatcher knows them.
+    """
+    if _native.lib.vupy_unshare(CLONE_NEWNS) < 0:
+        raise SessionError("cannot make a mount namespace for the stack files: "
+                           "vupy run needs root (CAP_SYS_ADMIN)")
+    _mount(None, "/", None, MS_REC | MS_SLAVE)
+    by_dir = {}
+    for path, _spec, _stack in stacks:
+        by_dir.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
+    for directory in sorted(by_dir, key=len):
+        _shadow(directory, by_dir[directory])
+    files = {}
+    for path, spec, stack in stacks:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, f"vupy stack {spec}\n".encode())
+            os.fchmod(fd, 0o644)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        files[(st.st_dev, st.st_ino)] = (path, stack)
+    return files
+
+
+def _capable(cap):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> cap & 1)
+    return False
+
+
+def _descendants():
+    """Every process below vupy (orphans of the session are reparented here)."""
+    found, todo = [], [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            todo.extend(children)
+    return found
+
+
+def _reap_all():
+    """Reap every child that has ended; return {pid: wait status}."""
+    ended = {}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return ended
+        if pid == 0:
+            return ended
+        ended[pid] = status
+
+
+def _end_leftovers():
+    pids = _descendants()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+                os.kill(pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + GRACE_SECONDS
+        while time.monotonic() < deadline:
+            _reap_all()
+            pids = _descendants()
+            if not pids:
+                return
+            time.sleep(0.02)
+
+
+def _start_child(argv, to_parent, no_new_privs, mask):
+    """In the forked child: install the filter, hand over the listener, exec."""
+    try:
+        # Python ignores these two; an ignored signal stays ignored across
+        # execve, and COMMAND must start with the dispositions it would have.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        listener = _native.lib.vupy_filter_install(no_new_privs)
+        if listener < 0:
+            os.write(2, f"vupy: cannot install the seccomp filter: {os.strerror(-listener)}\n".encode())
+            os._exit(125)
+        socket.send_fds(to_parent, [b"L"], [listener])
+        os.close(listener)
+        to_parent.close()
+        os.execvp(argv[0], argv)
+    except FileNotFoundError:
+        os.write(2, f"vupy: {argv[0]}: command not found\n".encode())
+        os._exit(127)
+    except OSError as e:
+        os.write(2, f"vupy: {argv[0]}: {e.strerror}\n".encode())
+        os._exit(126)
+    except BaseException as e:  # never return into the parent's code
+        os.write(2, f"vupy: {e}\n".encode())
+        os._exit(125)
+
+
+def run(argv, stacks, session_defaults, trace=None):
+    """Run argv in a session; return its exit status.
+
+    `stacks`: list of (path, spec, stack); `session_defaults`: family -> stack.
+    """
+    stack_files = make_stack_files(stacks)
+    try:
+        events = ProcessEvents()
+    except OSError as e:
+        raise SessionError(f"cannot follow the session's processes (process events connector: "
+                           f"{e.strerror}): vupy run needs root (CAP_NET_ADMIN)") from None
+    table = ProcessTable(events)
+    _native.lib.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if _native.lib.vupy_self_creds() < 0:
+        raise SessionError("cannot read vupy's own credentials")
+
+    waited = set(FORWARDED) | {signal.SIGCHLD}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    no_new_privs = 0 if _capable(CAP_SYS_ADMIN) else 1
+    pid = os.fork()
+    if pid == 0:
+        parent_end.close()
+        _start_child(argv, child_end, no_new_privs, mask)
+    child_end.close()
+    table.add(pid, Defaults())
+    try:
+        _msg, fds, _flags, _addr = socket.recv_fds(parent_end, 1, 1)
+    finally:
+        parent_end.close()
+    if not fds:  # the child said why on stderr
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+    listener = fds[0]
+    if _native.lib.vupy_set_sync_wakeup(listener) < 0 and trace:
+        trace("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP not available")
+    supervisor = Supervisor(listener, table, events, stack_files, session_defaults, trace)
+    thread = threading.Thread(target=supervisor.run, name="vupy-notify", daemon=True)
+    thread.start()
+
+    status = None
+    while status is None:
+        info = signal.sigwaitinfo(waited)
+        if info.si_signo == signal.SIGCHLD:
+            status = _reap_all().get(pid)
+        elif info.si_code != SI_KERNEL:
+            # From a process (kill(1)), not from the terminal: the terminal
+            # signals COMMAND's process group itself.
+            try:
+                os.kill(pid, info.si_signo)
+            except ProcessLookupError:
+                pass
+    _end_leftovers()
+    thread.join(timeout=GRACE_SECONDS)
+    os.close(listener)
+    events.close()
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code

@@ -1,0 +1,48 @@
+"""msocket(2) for Python programs: `vupy.msocket`, `vupy.set_default`,
+`vupy.in_session`.
+
+Inside a session the call goes to the supervisor as VUOS's virtual syscall
+-5; outside one the kernel answers ENOSYS, and msocket with no path falls
+back to socket(2), as the msocket paper defines it.
+"""
+import errno
+import os
+import socket
+
+from ._native import ffi, lib
+
+NR_MSOCKET = -5
+SOCK_DEFAULT = 0
+SOCK_PROBE = -1
+
+
+def _call(path, family, type, proto):
+    cpath = ffi.NULL if path is None else ffi.new("char[]", os.fsencode(path))
+    return lib.vupy_syscall4(NR_MSOCKET, int(ffi.cast("uintptr_t", cpath)), family, type, proto)
+
+
+def msocket(path, family, type, proto=0):
+    """A socket.socket of `family`/`type` on the stack named by `path`
+    (None: the default stack of `family`).  Raises OSError as socket(2)
+    would; ENOSYS for a path outside a vupy session."""
+    rc = _call(path, family, type, proto)
+    if rc == -errno.ENOSYS and path is None:
+        return socket.socket(family, type, proto)
+    if rc < 0:
+        raise OSError(-rc, f"msocket({path!r}): {os.strerror(-rc)}")
+    return socket.socket(fileno=rc)
+
+
+def set_default(path, family=socket.AF_UNSPEC):
+    """Make `path` this process's default stack for `family` (AF_UNSPEC:
+    every family the stack serves); path None restores the session default.
+    Children forked afterwards inherit it; it survives execve."""
+    rc = _call(path, family, SOCK_DEFAULT, 0)
+    if rc < 0:
+        what = "not in a vupy session" if rc == -errno.ENOSYS else os.strerror(-rc)
+        raise OSError(-rc, f"msocket({path!r}, SOCK_DEFAULT): {what}")
+
+
+def in_session():
+    """Whether this process runs under a vupy (or VUOS) supervisor."""
+    return _call(None, socket.AF_INET, SOCK_PROBE, 0) != -errno.ENOSYS

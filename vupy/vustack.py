@@ -1,0 +1,111 @@
+"""vustack: run a command with another default stack (VUOS-compatible).
+
+    vustack [-h] [-s] [-v] [-f FAMILIES] STACK [COMMAND [ARG...]]
+
+Options come before STACK; everything after STACK belongs to COMMAND.
+"""
+import errno
+import os
+import socket
+import sys
+
+from . import _families
+from ._wrapper import SOCK_DEFAULT, SOCK_PROBE, _call
+
+USAGE = "usage: vustack [-h] [-s] [-v] [-f FAMILIES] STACK [COMMAND [ARG...]]\n"
+HELP = USAGE + """
+Run COMMAND with STACK as its default network stack (inside a vupy session).
+
+  -f FAMILIES  only for these families: comma list of local, unix, inet,
+               inet6, netlink, packet, numbers, or the aliases ip, ipv4/ip4,
+               ipv6/ip6 (default: every family STACK serves)
+  -s           list the families STACK serves
+  -v           say what is set
+  -h           this help
+"""
+
+
+def _fail(message, status=1):
+    sys.stderr.write(f"vustack: {message}\n")
+    return status
+
+
+def parse(argv):
+    """(options, stack, command) from argv; options stop at STACK."""
+    opts = {"families": None, "list": False, "verbose": False, "help": False}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        letters = arg[1:]
+        for j, letter in enumerate(letters):
+            if letter == "s":
+                opts["list"] = True
+            elif letter == "v":
+                opts["verbose"] = True
+            elif letter == "h":
+                opts["help"] = True
+            elif letter == "f":
+                value = letters[j + 1:]
+                if not value:
+                    i += 1
+                    if i == len(argv):
+                        raise ValueError("-f needs FAMILIES")
+                    value = argv[i]
+                opts["families"] = _families.parse(value)
+                break
+            else:
+                raise ValueError(f"unknown option -{letter}")
+        i += 1
+    if opts["help"]:
+        return opts, None, []
+    if i == len(argv):
+        raise ValueError("no STACK given")
+    return opts, argv[i], argv[i + 1:]
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        opts, stack, command = parse(argv)
+    except ValueError as e:
+        sys.stderr.write(USAGE)
+        return _fail(str(e), 2)
+    if opts["help"]:
+        sys.stdout.write(HELP)
+        return 0
+    if _call(None, socket.AF_INET, SOCK_PROBE, 0) == -errno.ENOSYS:
+        return _fail("not in a vupy session (start one with: vupy run -- COMMAND)")
+    if opts["list"]:
+        served = []
+        for family in range(1, _families.AF_MAX):
+            rc = _call(stack, family, SOCK_PROBE, 0)
+            if rc == -errno.EINVAL:
+                served.append(_families.name(family))
+            elif rc != -errno.EAFNOSUPPORT:
+                return _fail(f"{stack}: {os.strerror(-rc)}")
+        print(" ".join(served))
+        if not command:
+            return 0
+    if not command:
+        if not opts["list"]:
+            sys.stderr.write(USAGE)
+            return _fail("no COMMAND given", 2)
+    for family in opts["families"] or (socket.AF_UNSPEC,):
+        rc = _call(stack, family, SOCK_DEFAULT, 0)
+        if rc < 0:
+            return _fail(f"{stack} ({_families.name(family) if family else 'all families'}): "
+                         f"{os.strerror(-rc)}")
+        if opts["verbose"]:
+            what = _families.name(family) if family else "every family it serves"
+            sys.stderr.write(f"vustack: {stack} is the default for {what}\n")
+    try:
+        os.execvp(command[0], command)
+    except OSError as e:
+        return _fail(f"{command[0]}: {e.strerror}", 127 if e.errno == errno.ENOENT else 126)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
