@@ -21,7 +21,6 @@ deps:
 
 $(VENV)/.installed: pyproject.toml setup.py csrc/build_native.py csrc/supervisor.c csrc/supervisor.h
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip==24.3.1
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
@@ -42,13 +41,15 @@ csrc/libmsocket.a: csrc/msocket.o
 csrc/msocket.pc: csrc/msocket.pc.in
 	sed 's|@PREFIX@|$(PREFIX)|' $< > $@
 
+# msocket.pc is made afresh here: csrc/msocket.pc may hold another PREFIX.
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 csrc/msocket.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 csrc/libmsocket.so $(DESTDIR)$(PREFIX)/lib/libmsocket.so.0
 	ln -sf libmsocket.so.0 $(DESTDIR)$(PREFIX)/lib/libmsocket.so
 	install -m 644 csrc/libmsocket.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 csrc/msocket.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed 's|@PREFIX@|$(PREFIX)|' csrc/msocket.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/msocket.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/msocket.pc
 
 test: venv lib
 	$(VENV)/bin/python -m pytest -q -ra tests

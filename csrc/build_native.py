@@ -39,7 +39,7 @@ ffibuilder.cdef(
                          const struct vupy_creds *creds);
     int vupy_setns(int fd, int nstype);
     int vupy_unshare(int flags);
-    int vupy_syscall4(long nr, uint64_t a, uint64_t b, uint64_t c, uint64_t d);
+    int vupy_syscall4(long nr, long a, long b, long c, long d);
     int mount(const char *source, const char *target, const char *fstype,
               unsigned long flags, const void *data);
     int prctl(int option, unsigned long arg2, unsigned long arg3,

@@ -395,7 +395,7 @@ int vupy_unshare(int flags)
 }
 
 /* For the wrappers: a raw system call, with the error as a negative errno. */
-int vupy_syscall4(long nr, uint64_t a, uint64_t b, uint64_t c, uint64_t d)
+int vupy_syscall4(long nr, long a, long b, long c, long d)
 {
 	long rc = syscall(nr, a, b, c, d);
 	return rc < 0 ? -errno : (int)rc;

@@ -45,6 +45,6 @@ int vupy_make_socket(int nsfd, uint64_t nsino, int domain, int type, int protoco
 		     const struct vupy_creds *creds);
 int vupy_setns(int fd, int nstype);
 int vupy_unshare(int flags);
-int vupy_syscall4(long nr, uint64_t a, uint64_t b, uint64_t c, uint64_t d);
+int vupy_syscall4(long nr, long a, long b, long c, long d);
 
 #endif

@@ -153,30 +153,43 @@ class Supervisor:
 
     def resolve(self, tid, path):
         """A Target, None (not a stack) or an errno, for a path in the caller's
-        view: absolute paths from its root, relative ones from its cwd."""
+        view: absolute paths from its root, relative ones from its cwd.
+
+        The walk starts from a descriptor of the caller's root or cwd, not
+        from a "/proc/TID/root/..." string, so a path of up to PATH_MAX bytes
+        stays within PATH_MAX.  Symbolic links met on the way resolve as they
+        would for the caller when it is not chrooted (an absolute link is
+        followed from vupy's root, which is the session's)."""
         if not path:
             return errno.ENOENT
-        if path[:1] == b"/":
-            full = b"/proc/%d/root%s" % (tid, path)
-        else:
-            full = b"/proc/%d/cwd/%s" % (tid, path)
+        absolute = path[:1] == b"/"
         try:
-            st = os.stat(full)
-        except OSError as e:
-            return e.errno
-        entry = self.stack_files.get((st.st_dev, st.st_ino))
-        if entry is not None:
-            return dispatch.Target(entry[1], st.st_uid, st.st_gid, st.st_mode)
-        if st.st_dev == self.nsfs_dev and stat.S_ISREG(st.st_mode):
+            base = os.open(b"/proc/%d/%s" % (tid, b"root" if absolute else b"cwd"),
+                           os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            return errno.ESRCH
+        try:
+            relative = (path.lstrip(b"/") or b".") if absolute else path
             try:
-                fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+                st = os.stat(relative, dir_fd=base)
+            except OSError as e:
+                return e.errno
+            entry = self.stack_files.get((st.st_dev, st.st_ino))
+            if entry is not None:
+                return dispatch.Target(entry[1], st.st_uid, st.st_gid, st.st_mode)
+            if st.st_dev != self.nsfs_dev or not stat.S_ISREG(st.st_mode):
+                return None
+            try:
+                fd = os.open(relative, os.O_RDONLY | os.O_CLOEXEC, dir_fd=base)
             except OSError as e:
                 return e.errno
             if is_netns(fd):
                 return dispatch.Target(KernelStack(fd), st.st_uid, st.st_gid, st.st_mode,
                                        namespace_file=True)
             os.close(fd)
-        return None
+            return None
+        finally:
+            os.close(base)
 
     def read_creds(self, call):
         rc = lib.vupy_read_creds(call.pid, self.creds)

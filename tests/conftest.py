@@ -1,0 +1,98 @@
+"""Shared fixtures: namespaces the tests make (and always remove), servers
+inside them, and the commands under test.
+
+Every namespace is named vupyt-PID-N; traffic stays on each namespace's own
+loopback, so a server in namespace A is reachable only through stack A.
+"""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+BIN = os.path.dirname(sys.executable)
+VUPY = os.path.join(BIN, "vupy")
+VUSTACK = os.path.join(BIN, "vustack")
+PYTHON = sys.executable
+TIMEOUT = 60
+
+# A TCP server that answers every connection with one line and closes it.
+SERVER = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((sys.argv[1], int(sys.argv[2])))
+    s.listen(16)
+    print('ready', flush=True)
+    while True:
+        c, _ = s.accept()
+        c.sendall(sys.argv[3].encode() + b'\\n')
+        c.close()
+""")
+
+
+def run(argv, **kw):
+    """Run argv, capture text output; never hang a test run."""
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    kw.setdefault("timeout", TIMEOUT)
+    return subprocess.run(argv, **kw)
+
+
+def vupy(*args, **kw):
+    return run([VUPY, "run", *args], **kw)
+
+
+def _ip(*args):
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=TIMEOUT)
+
+
+@pytest.fixture
+def netns():
+    """make(name_suffix, iface=None) -> name of a new namespace with lo up,
+    and a veth pair `iface`/`iface`p if given.  All are removed at teardown,
+    with every process still in them."""
+    made = []
+
+    def make(iface=None):
+        name = f"vupyt-{os.getpid()}-{len(made)}"
+        _ip("netns", "add", name)
+        made.append(name)
+        _ip("-n", name, "link", "set", "lo", "up")
+        if iface:
+            _ip("-n", name, "link", "add", iface, "type", "veth", "peer", "name", iface + "p")
+            _ip("-n", name, "link", "set", iface, "up")
+        return name
+
+    yield make
+    for name in made:
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+        for pid in pids.stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@pytest.fixture
+def server():
+    """start(ns, port, reply, host='127.0.0.1'): a line server in namespace
+    ns (None: this namespace).  Killed at teardown."""
+    procs = []
+
+    def start(ns, port, reply, host="127.0.0.1"):
+        argv = [PYTHON, "-c", SERVER, host, str(port), reply]
+        if ns:
+            argv = ["ip", "netns", "exec", ns] + argv
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        procs.append(p)
+        assert p.stdout.readline().strip() == "ready"
+        return p
+
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()
