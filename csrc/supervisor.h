@@ -32,6 +32,7 @@ struct vupy_creds {               /* what the kernel looks at when a socket is m
 };
 
 int vupy_filter_install(int no_new_privs);
+int vupy_syscall_number(uint32_t arch, const char *name);
 int vupy_set_sync_wakeup(int listener);
 int vupy_notif_recv(int listener, struct vupy_call *call);
 int vupy_notif_id_valid(int listener, uint64_t id);

@@ -35,6 +35,20 @@ SYS_SOCKET = 1            # socketcall(2) call number
 PATH_MAX = 4096
 O_CLOEXEC = 0o2000000
 SOCKETCALL_ARGS = struct.Struct("=iii")
+CREDS_CALLS = ("capset", "setgroups", "setgroups32", "unshare", "setns")
+
+
+def _numbers(arch, names):
+    return frozenset(n for n in (lib.vupy_syscall_number(arch, name.encode()) for name in names)
+                     if n >= 0)
+
+
+# System calls that change the caller's credentials and that the filter traps
+# only so that the supervisor forgets them (see _procs.py).
+CREDS_NRS = {
+    AUDIT_ARCH_X86_64: _numbers(AUDIT_ARCH_X86_64, CREDS_CALLS),
+    AUDIT_ARCH_I386: _numbers(AUDIT_ARCH_I386, CREDS_CALLS),
+}
 
 
 def _int(value):
@@ -52,8 +66,8 @@ class Supervisor:
         self.session_defaults = session_defaults
         self.trace = trace
         self.nsfs_dev = os.stat("/proc/self/ns/net").st_dev
+        self.userns = os.stat("/proc/self/ns/user").st_ino
         self.call = ffi.new("struct vupy_call *")
-        self.creds = ffi.new("struct vupy_creds *")
         self.pathbuf = ffi.new("char[]", PATH_MAX)
         self.argbuf = ffi.new("char[]", SOCKETCALL_ARGS.size)
 
@@ -92,6 +106,10 @@ class Supervisor:
     # One call ---------------------------------------------------------------
 
     def _handle(self, call):
+        if call.nr & ~X32_SYSCALL_BIT in CREDS_NRS.get(call.arch, ()):
+            self.table.creds.pop(call.pid, None)
+            lib.vupy_respond(self.listener, call.id, 0, 0, 1)
+            return
         parsed = self.parse(call)
         if isinstance(parsed, int):
             return self.fail(call, parsed)
@@ -106,7 +124,7 @@ class Supervisor:
         creds = None
         if isinstance(request.path, bytes):
             target = self.resolve(call.pid, request.path)
-            creds = self.read_creds(call)
+            creds = self.creds_of(call)
             if creds is None:
                 return
             creds = dispatch.Creds(creds.fsuid, creds.fsgid,
@@ -118,8 +136,7 @@ class Supervisor:
                 # died and its pid was reused, the request is gone.
                 if lib.vupy_notif_id_valid(self.listener, call.id) < 0:
                     return
-            self.carry_out(call, tgid, defaults, request, decision, via_memory,
-                           have_creds=creds is not None)
+            self.carry_out(call, tgid, defaults, request, decision, via_memory)
         finally:
             if isinstance(target, dispatch.Target) and target.namespace_file:
                 target.stack.close()
@@ -191,16 +208,31 @@ class Supervisor:
         finally:
             os.close(base)
 
-    def read_creds(self, call):
-        rc = lib.vupy_read_creds(call.pid, self.creds)
+    def creds_of(self, call):
+        """The caller's credentials, from the cache or /proc (None, and the
+        call answered, if they cannot be read)."""
+        creds = self.table.creds.get(call.pid)
+        if creds is not None:
+            return creds
+        creds = ffi.new("struct vupy_creds *")
+        rc = lib.vupy_read_creds(call.pid, creds)
+        try:
+            userns = os.stat(f"/proc/{call.pid}/ns/user").st_ino
+        except OSError:
+            rc = rc or -errno.ESRCH
         if rc < 0:
             self.fail(call, errno.ESRCH if rc == -errno.ENOENT else -rc)
             return None
-        return self.creds
+        if userns != self.userns:
+            # Capabilities count only in the caller's own user namespace and
+            # its children; the stacks' namespaces belong to vupy's.
+            creds.cap_effective = 0
+        self.table.creds[call.pid] = creds
+        return creds
 
     # Carrying out a decision ---------------------------------------------------
 
-    def carry_out(self, call, tgid, defaults, request, decision, via_memory, have_creds):
+    def carry_out(self, call, tgid, defaults, request, decision, via_memory):
         kind = type(decision)
         if kind is dispatch.Fail:
             self.fail(call, decision.errno)
@@ -213,7 +245,7 @@ class Supervisor:
             self._trace(call, request, "default " + self._name(decision.stack))
             lib.vupy_respond(self.listener, call.id, 0, 0, 0)
         elif kind is dispatch.Create:
-            creds = self.creds if have_creds else self.read_creds(call)
+            creds = self.creds_of(call)
             if creds is None:
                 return
             try:
@@ -228,7 +260,7 @@ class Supervisor:
             # to continue (msocket) or its arguments are in memory that may
             # change (socketcall): make the socket here, in the caller's
             # namespace, with its credentials.
-            creds = self.creds if have_creds else self.read_creds(call)
+            creds = self.creds_of(call)
             if creds is None:
                 return
             try:

@@ -10,6 +10,11 @@ supervisor sees every fork that happened before that call.  A daemon that
 double-forks thus keeps the defaults of the process that started it, even
 though its parent is gone by the time it opens a socket.
 
+The same events keep the supervisor's cache of each thread's credentials
+honest: the kernel reports an exec and every change of uid or gid (fs ids
+included); the changes it does not report (capset, setgroups, unshare,
+setns) are trapped by the filter instead.
+
 Pids are never trusted across time: a fork event for a pid replaces whatever
 was known about that pid.
 """
@@ -23,12 +28,16 @@ CN_IDX_PROC = 1
 CN_VAL_PROC = 1
 PROC_CN_MCAST_LISTEN = 1
 PROC_EVENT_FORK = 0x00000001
+PROC_EVENT_EXEC = 0x00000002
+PROC_EVENT_UID = 0x00000004
+PROC_EVENT_GID = 0x00000040
 PROC_EVENT_EXIT = 0x80000000
+CREDS_EVENTS = (PROC_EVENT_EXEC, PROC_EVENT_UID, PROC_EVENT_GID)
 NLMSG_HDR = struct.Struct("=IHHII")           # len, type, flags, seq, pid
 CN_MSG = struct.Struct("=IIIIHH")             # idx, val, seq, ack, len, flags
 EVENT_HDR = struct.Struct("=IIQ")             # what, cpu, timestamp_ns
 FORK_EVENT = struct.Struct("=IIII")           # parent pid, tgid, child pid, tgid
-EXIT_EVENT = struct.Struct("=II")             # pid, tgid
+PID_EVENT = struct.Struct("=II")              # pid, tgid (exit, exec, uid, gid)
 EVENT_DATA = NLMSG_HDR.size + CN_MSG.size + EVENT_HDR.size
 
 
@@ -76,7 +85,9 @@ class ProcessEvents:
                 if what == PROC_EVENT_FORK:
                     table.forked(*FORK_EVENT.unpack_from(buf, data))
                 elif what == PROC_EVENT_EXIT:
-                    table.exited(*EXIT_EVENT.unpack_from(buf, data))
+                    table.exited(*PID_EVENT.unpack_from(buf, data))
+                elif what in CREDS_EVENTS:
+                    table.creds.pop(PID_EVENT.unpack_from(buf, data)[0], None)
                 offset += (length + 3) & ~3
                 if length == 0:
                     break
@@ -86,12 +97,13 @@ class ProcessEvents:
 
 
 class ProcessTable:
-    """tgid -> Defaults, and tid -> tgid for the threads of known processes."""
+    """tgid -> Defaults, tid -> tgid for the threads of known processes, and
+    tid -> credentials for the threads whose credentials are known."""
 
-    def __init__(self, events=None):
+    def __init__(self):
         self.defaults = {}
         self.threads = {}
-        self.events = events
+        self.creds = {}
 
     def add(self, tgid, defaults):
         self.defaults[tgid] = defaults
@@ -101,12 +113,14 @@ class ProcessTable:
         defaults = self.defaults.get(parent_tgid)
         if defaults is None:
             return
+        self.creds.pop(child_tid, None)
         if child_tgid == parent_tgid:
             self.threads[child_tid] = child_tgid
         else:
             self.add(child_tgid, defaults)
 
     def exited(self, tid, tgid):
+        self.creds.pop(tid, None)
         if tid != tgid:
             self.threads.pop(tid, None)
         elif tgid in self.defaults and not _other_threads(tgid):

@@ -99,6 +99,13 @@ def make_stack_files(stacks):
     if _native.lib.vupy_unshare(CLONE_NEWNS) < 0:
         raise SessionError("cannot make a mount namespace for the stack files: "
                            "vupy run needs root (CAP_SYS_ADMIN)")
+    try:
+        return _make_files(stacks)
+    except OSError as e:
+        raise SessionError(f"cannot make the stack files: {e}") from None
+
+
+def _make_files(stacks):
     _mount(None, "/", None, MS_REC | MS_SLAVE)
     by_dir = {}
     for path, _spec, _stack in stacks:
@@ -215,7 +222,7 @@ def run(argv, stacks, session_defaults, trace=None):
     except OSError as e:
         raise SessionError(f"cannot follow the session's processes (process events connector: "
                            f"{e.strerror}): vupy run needs root (CAP_NET_ADMIN)") from None
-    table = ProcessTable(events)
+    table = ProcessTable()
     _native.lib.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     if _native.lib.vupy_self_creds() < 0:
         raise SessionError("cannot read vupy's own credentials")

@@ -52,6 +52,10 @@ def parse_stack_option(text):
         raise UsageError(f"--stack {text!r}: expected PATH=SPEC")
     if not os.path.isabs(path) or os.path.normpath(path) != path or path == "/":
         raise UsageError(f"--stack {text!r}: PATH must be a normalised absolute file path")
+    if not os.path.isdir(os.path.dirname(path)):
+        raise UsageError(f"--stack {text!r}: directory {os.path.dirname(path)} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"--stack {text!r}: {path} is a directory")
     return path, spec
 
 
