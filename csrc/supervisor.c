@@ -255,7 +255,7 @@ static int parse_ids(const char *text, const char *key, uint32_t *out, int field
  * (raw and packet sockets check them). */
 int vupy_read_creds(uint32_t tid, struct vupy_creds *creds)
 {
-	char path[64], text[8192];
+	char path[64], text[32768];  /* room for VUPY_MAX_GROUPS groups */
 	ssize_t n;
 	int fd, rc;
 
@@ -264,12 +264,17 @@ int vupy_read_creds(uint32_t tid, struct vupy_creds *creds)
 	if (fd < 0)
 		return -errno;
 	n = read(fd, text, sizeof(text) - 1);
+	if (n == (ssize_t)sizeof(text) - 1) {   /* cut short: never act on part of it */
+		close(fd);
+		return -E2BIG;
+	}
 	rc = n < 0 ? -errno : 0;
 	close(fd);
 	if (rc < 0)
 		return rc;
 	text[n] = 0;
 	if ((rc = parse_ids(text, "\nUid:", &creds->fsuid, 3)) < 0 ||
+	    (rc = parse_ids(text, "\nGid:", &creds->egid, 1)) < 0 ||
 	    (rc = parse_ids(text, "\nGid:", &creds->fsgid, 3)) < 0)
 		return rc;
 	const char *cap = strstr(text, "\nCapEff:");
@@ -316,7 +321,7 @@ int vupy_self_creds(void)
 
 static int same_creds(const struct vupy_creds *a, const struct vupy_creds *b)
 {
-	return a->fsuid == b->fsuid && a->fsgid == b->fsgid &&
+	return a->fsuid == b->fsuid && a->fsgid == b->fsgid && a->egid == b->egid &&
 	       a->cap_effective == b->cap_effective && a->ngroups == b->ngroups &&
 	       memcmp(a->groups, b->groups, a->ngroups * sizeof(a->groups[0])) == 0;
 }
@@ -343,6 +348,11 @@ static int set_ids(const struct vupy_creds *c)
 		groups[i] = c->groups[i];
 	if (syscall(SYS_setgroups, c->ngroups, groups) < 0)
 		return -errno;
+	/* The effective gid too: ICMP datagram sockets check it against
+	 * net.ipv4.ping_group_range.  setresgid sets the fs gid as well, so
+	 * setfsgid comes after it. */
+	if (syscall(SYS_setresgid, -1, c->egid, -1) < 0)
+		return -errno;
 	syscall(SYS_setfsgid, c->fsgid);
 	syscall(SYS_setfsuid, c->fsuid);
 	return 0;
@@ -368,6 +378,52 @@ static int take_off(void)
 	return rc;
 }
 
+/* Become the caller (if it is not who we are already): 1 if this thread
+ * switched, 0 if it did not need to, a negative errno (and back to ourselves)
+ * if it could not. */
+static int become(const struct vupy_creds *c)
+{
+	if (same_creds(c, &self))
+		return 0;
+	int rc = put_on(c);
+	if (rc < 0) {
+		if (take_off() < 0)
+			abort();
+		return rc;
+	}
+	return 1;
+}
+
+static void unbecome(int switched)
+{
+	/* A supervisor thread left with a caller's identity must not go on. */
+	if (switched && take_off() < 0)
+		abort();
+}
+
+/* fstatat(2) with a caller's credentials, so that the kernel checks search
+ * permission on every directory of the path as it would for the caller. */
+int vupy_stat_as(int dirfd, const char *path, const struct vupy_creds *creds,
+		 struct vupy_stat *out)
+{
+	struct stat st;
+	int switched = become(creds), rc = 0;
+
+	if (switched < 0)
+		return switched;
+	if (fstatat(dirfd, path, &st, 0) < 0)
+		rc = -errno;
+	unbecome(switched);
+	if (rc < 0)
+		return rc;
+	out->dev = st.st_dev;
+	out->ino = st.st_ino;
+	out->mode = st.st_mode;
+	out->uid = st.st_uid;
+	out->gid = st.st_gid;
+	return 0;
+}
+
 static __thread uint64_t current_ns;   /* netns inode this thread is in, 0 = unknown */
 
 /* Make a socket in the network namespace nsfd (inode nsino, or 0 when the
@@ -379,29 +435,21 @@ static __thread uint64_t current_ns;   /* netns inode this thread is in, 0 = unk
 int vupy_make_socket(int nsfd, uint64_t nsino, int domain, int type, int protocol,
 		     const struct vupy_creds *creds)
 {
-	int fd, err = 0, switched = 0, rc;
+	int fd, switched;
 
 	if (nsino == 0 || nsino != current_ns) {
 		if (setns(nsfd, CLONE_NEWNET) < 0)
 			return -errno;
 		current_ns = nsino;
 	}
-	if (!same_creds(creds, &self)) {
-		switched = 1;
-		rc = put_on(creds);
-		if (rc < 0) {
-			fd = -1;
-			err = -rc;
-			goto restore;
-		}
-	}
+	switched = become(creds);
+	if (switched < 0)
+		return switched;
 	fd = socket(domain, type | SOCK_CLOEXEC, protocol);
 	if (fd < 0)
-		err = errno;
-restore:
-	if (switched && take_off() < 0)
-		abort();  /* a supervisor thread left with a caller's identity must not go on */
-	return fd < 0 ? -err : fd;
+		fd = -errno;
+	unbecome(switched);
+	return fd;
 }
 
 int vupy_setns(int fd, int nstype)

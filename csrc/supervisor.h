@@ -25,7 +25,7 @@ struct vupy_call {                /* one trapped call, as the kernel reported it
 };
 
 struct vupy_creds {               /* what the kernel looks at when a socket is made */
-	uint32_t fsuid, fsgid;
+	uint32_t fsuid, fsgid, egid;
 	uint64_t cap_effective;
 	uint32_t ngroups;
 	uint32_t groups[VUPY_MAX_GROUPS];
@@ -42,6 +42,13 @@ ssize_t vupy_read_mem(uint32_t pid, uint64_t addr, void *buf, size_t len);
 ssize_t vupy_read_cstring(uint32_t pid, uint64_t addr, char *buf, size_t size);
 int vupy_read_creds(uint32_t tid, struct vupy_creds *creds);
 int vupy_self_creds(void);
+struct vupy_stat {
+	uint64_t dev, ino;
+	uint32_t mode, uid, gid;
+};
+
+int vupy_stat_as(int dirfd, const char *path, const struct vupy_creds *creds,
+		 struct vupy_stat *out);
 int vupy_make_socket(int nsfd, uint64_t nsino, int domain, int type, int protocol,
 		     const struct vupy_creds *creds);
 int vupy_setns(int fd, int nstype);

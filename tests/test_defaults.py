@@ -168,3 +168,33 @@ def test_vustack_unknown_stack_fails_naming_the_error(two):
     r = vupy(*options, "--", VUSTACK, "/dev/net/zz", "true")
     assert r.returncode == 1
     assert "/dev/net/zz" in r.stderr and os.strerror(2) in r.stderr
+
+
+def test_new_thread_does_not_reset_its_process_defaults(two):
+    # COMMAND's child, not COMMAND: the thread's reported parent is then a
+    # session process too.
+    a, _, options = two
+    code = PRELUDE + textwrap.dedent("""
+        print(where())
+        t = threading.Thread(target=lambda: print(where(), flush=True))
+        t.start(); t.join()
+        print(where())
+    """)
+    r = vupy(*options, "--", "sh", "-c", f"{VUSTACK} /dev/net/a {PYTHON} -c \"$0\"", code)
+    assert r.stdout.split() == [ino(a)] * 3, r.stderr
+
+
+def test_namespace_file_can_be_a_default(netns):
+    a = netns(iface="vupyt-nsf")
+    r = vupy("--", VUSTACK, f"/run/netns/{a}", "sh", "-c", "ip -br link; ip -br link")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("vupyt-nsf@") == 2
+
+
+def test_msocket_with_sock_default_sets_the_default_and_returns_no_socket(two):
+    a, _, options = two
+    out = in_session(options, """
+        print(vupy.msocket('/dev/net/a', socket.AF_INET, vupy.SOCK_DEFAULT))
+        print(where())
+    """)
+    assert out == ["None", ino(a)]

@@ -208,3 +208,24 @@ def test_unix_sockets_stay_with_the_callers_kernel(netns, probe):
                   "msock", "NULL", "unix", "dgram", extra=["--default", "/dev/net/a"])
     host = f"ns:{os.stat('/proc/self/ns/net').st_ino}"
     assert out == [host, host]
+
+
+def test_proc_self_in_a_path_names_the_caller(netns, probe):
+    a = netns()
+    r = vupy("--", "ip", "netns", "exec", a, PYTHON, probe, "msock", "/proc/self/ns/net", "inet", "dgram",
+             "msock", "/proc/thread-self/ns/net", "inet", "dgram")
+    assert r.stdout.split() == [ns_inode(a)] * 2, r.stderr
+
+
+def test_search_permission_on_the_stack_files_directory_is_checked(netns, probe):
+    a = netns()
+    directory = tempfile.mkdtemp(prefix="vupyt-dir-")
+    try:
+        os.chmod(directory, 0o700)
+        path = os.path.join(directory, "s")
+        r = vupy("--stack", f"{path}=netns:{a}", "--", *NOBODY, SYSTEM_PYTHON, probe,
+                 "msock", path, "inet", "stream")
+        assert r.stdout.split() == [name(errno.EACCES)], r.stderr
+        assert not os.path.exists(path)  # the stack file was only in the session's view
+    finally:
+        os.rmdir(directory)

@@ -51,6 +51,15 @@ CREDS_NRS = {
 }
 
 
+def _proc_self(path, tid, tgid):
+    """/proc/self and /proc/thread-self would name vupy: name the caller."""
+    for link, real in ((b"/proc/self", b"/proc/%d" % tgid),
+                       (b"/proc/thread-self", b"/proc/%d/task/%d" % (tgid, tid))):
+        if path == link or path.startswith(link + b"/"):
+            return real + path[len(link):]
+    return path
+
+
 def _int(value):
     """A syscall argument as the kernel reads an int parameter."""
     value &= 0xFFFFFFFF
@@ -69,11 +78,28 @@ class Supervisor:
         self.userns = os.stat("/proc/self/ns/user").st_ino
         self.call = ffi.new("struct vupy_call *")
         self.pathbuf = ffi.new("char[]", PATH_MAX)
+        self.stat = ffi.new("struct vupy_stat *")
+        self.namespaces = {}                    # nsfs inode -> KernelStack
         self.argbuf = ffi.new("char[]", SOCKETCALL_ARGS.size)
 
     # The loop ---------------------------------------------------------------
 
     def run(self):
+        """Serve calls until the last process under the filter is gone.
+
+        The listener is closed when the loop ends, however it ends: should
+        the loop ever fail, every trapped call then fails with ENOSYS rather
+        than waiting forever (fail closed)."""
+        try:
+            self._serve()
+        except BaseException:
+            traceback.print_exc(file=sys.stderr)
+            sys.stderr.write("vupy: the supervisor failed: socket calls in the session "
+                             "now fail with ENOSYS\n")
+        finally:
+            os.close(self.listener)
+
+    def _serve(self):
         poller = select.poll()
         poller.register(self.listener, select.POLLIN)
         poller.register(self.events.fileno(), select.POLLIN)
@@ -120,26 +146,21 @@ class Supervisor:
                              f"{'overflowed' if self.events.lost else 'missing'}): EIO\n")
             return self.fail(call, errno.EIO)
         tgid, defaults = known
-        target = None
-        creds = None
+        target = creds = None
         if isinstance(request.path, bytes):
-            target = self.resolve(call.pid, request.path)
-            creds = self.creds_of(call)
-            if creds is None:
+            raw = self.creds_of(call)
+            if raw is None:
                 return
-            creds = dispatch.Creds(creds.fsuid, creds.fsgid,
-                                   tuple(creds.groups[0:creds.ngroups]), creds.cap_effective)
-        try:
-            decision = dispatch.decide(request, defaults, self.session_defaults, target, creds)
-            if via_memory or target is not None:
-                # What was read must belong to this very call: if the caller
-                # died and its pid was reused, the request is gone.
-                if lib.vupy_notif_id_valid(self.listener, call.id) < 0:
-                    return
-            self.carry_out(call, tgid, defaults, request, decision, via_memory)
-        finally:
-            if isinstance(target, dispatch.Target) and target.namespace_file:
-                target.stack.close()
+            target = self.resolve(call.pid, tgid, request.path, raw)
+            creds = dispatch.Creds(raw.fsuid, raw.fsgid, tuple(raw.groups[0:raw.ngroups]),
+                                   raw.cap_effective)
+        decision = dispatch.decide(request, defaults, self.session_defaults, target, creds)
+        if via_memory or target is not None:
+            # What was read must belong to this very call: if the caller
+            # died and its pid was reused, the request is gone.
+            if lib.vupy_notif_id_valid(self.listener, call.id) < 0:
+                return
+        self.carry_out(call, tgid, defaults, request, decision, via_memory)
 
     def parse(self, call):
         """(Call, arguments-read-from-memory) or an errno."""
@@ -168,18 +189,21 @@ class Supervisor:
                 return dispatch.Call(domain, type_, protocol), True
         return errno.ENOSYS
 
-    def resolve(self, tid, path):
-        """A Target, None (not a stack) or an errno, for a path in the caller's
-        view: absolute paths from its root, relative ones from its cwd.
+    def resolve(self, tid, tgid, path, creds):
+        """A Target, None (not a stack) or an errno, for a path as the caller
+        would resolve it: absolute paths from its root, relative ones from
+        its cwd, with its credentials (so search permission on each
+        directory is the kernel's own check, done for the caller).
 
         The walk starts from a descriptor of the caller's root or cwd, not
         from a "/proc/TID/root/..." string, so a path of up to PATH_MAX bytes
-        stays within PATH_MAX.  Symbolic links met on the way resolve as they
-        would for the caller when it is not chrooted (an absolute link is
-        followed from vupy's root, which is the session's)."""
+        stays within PATH_MAX.  /proc/self and /proc/thread-self at the start
+        of a path name the caller, not vupy."""
         if not path:
             return errno.ENOENT
         absolute = path[:1] == b"/"
+        if absolute:
+            path = _proc_self(path, tid, tgid)
         try:
             base = os.open(b"/proc/%d/%s" % (tid, b"root" if absolute else b"cwd"),
                            os.O_PATH | os.O_CLOEXEC)
@@ -187,24 +211,27 @@ class Supervisor:
             return errno.ESRCH
         try:
             relative = (path.lstrip(b"/") or b".") if absolute else path
-            try:
-                st = os.stat(relative, dir_fd=base)
-            except OSError as e:
-                return e.errno
-            entry = self.stack_files.get((st.st_dev, st.st_ino))
+            rc = lib.vupy_stat_as(base, relative, creds, self.stat)
+            if rc < 0:
+                return -rc
+            st = self.stat
+            entry = self.stack_files.get((st.dev, st.ino))
             if entry is not None:
-                return dispatch.Target(entry[1], st.st_uid, st.st_gid, st.st_mode)
-            if st.st_dev != self.nsfs_dev or not stat.S_ISREG(st.st_mode):
+                return dispatch.Target(entry[1], st.uid, st.gid, st.mode)
+            if st.dev != self.nsfs_dev or not stat.S_ISREG(st.mode):
                 return None
-            try:
-                fd = os.open(relative, os.O_RDONLY | os.O_CLOEXEC, dir_fd=base)
-            except OSError as e:
-                return e.errno
-            if is_netns(fd):
-                return dispatch.Target(KernelStack(fd), st.st_uid, st.st_gid, st.st_mode,
-                                       namespace_file=True)
-            os.close(fd)
-            return None
+            stack = self.namespaces.get(st.ino)
+            if stack is None:
+                try:
+                    fd = os.open(relative, os.O_RDONLY | os.O_CLOEXEC, dir_fd=base)
+                except OSError as e:
+                    return e.errno
+                if not is_netns(fd):
+                    os.close(fd)
+                    return None
+                # Kept for the session: a process may make it its default.
+                stack = self.namespaces[st.ino] = KernelStack(fd)
+            return dispatch.Target(stack, st.uid, st.gid, st.mode, namespace_file=True)
         finally:
             os.close(base)
 
@@ -235,6 +262,7 @@ class Supervisor:
     def carry_out(self, call, tgid, defaults, request, decision, via_memory):
         kind = type(decision)
         if kind is dispatch.Fail:
+            self._trace(call, request, errno.errorcode.get(decision.errno, str(decision.errno)))
             self.fail(call, decision.errno)
         elif kind is dispatch.SetDefault:
             if decision.families is None:

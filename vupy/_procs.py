@@ -20,6 +20,7 @@ was known about that pid.
 """
 import errno
 import os
+import select
 import socket
 import struct
 
@@ -60,12 +61,18 @@ class ProcessEvents:
         self.sock.setblocking(False)
         self.buf = bytearray(65536)
         self.lost = False
+        # Checking for events costs a poll(2), far less than the exception
+        # recv() raises on an empty non-blocking socket.
+        self.pending = select.poll()
+        self.pending.register(self.sock.fileno(), select.POLLIN)
 
     def fileno(self):
         return self.sock.fileno()
 
     def drain(self, table):
         """Apply every queued event to `table`."""
+        if not self.pending.poll(0):
+            return
         buf = self.buf
         while True:
             try:
@@ -110,13 +117,16 @@ class ProcessTable:
         self.threads.pop(tgid, None)
 
     def forked(self, parent_tid, parent_tgid, child_tid, child_tgid):
-        defaults = self.defaults.get(parent_tgid)
-        if defaults is None:
+        if child_tid != child_tgid:
+            # A new thread.  The kernel reports the parent of its process as
+            # its parent, so only the child's tgid says whose thread it is.
+            if child_tgid in self.defaults:
+                self.threads[child_tid] = child_tgid
+                self.creds.pop(child_tid, None)
             return
-        self.creds.pop(child_tid, None)
-        if child_tgid == parent_tgid:
-            self.threads[child_tid] = child_tgid
-        else:
+        defaults = self.defaults.get(parent_tgid)
+        if defaults is not None:
+            self.creds.pop(child_tid, None)
             self.add(child_tgid, defaults)
 
     def exited(self, tid, tgid):

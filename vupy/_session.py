@@ -265,7 +265,6 @@ def run(argv, stacks, session_defaults, trace=None):
                 pass
     _end_leftovers()
     thread.join(timeout=GRACE_SECONDS)
-    os.close(listener)
     events.close()
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code

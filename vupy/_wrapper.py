@@ -24,7 +24,11 @@ def _call(path, family, type, proto):
 def msocket(path, family, type, proto=0):
     """A socket.socket of `family`/`type` on the stack named by `path`
     (None: the default stack of `family`).  Raises OSError as socket(2)
-    would; ENOSYS for a path outside a vupy session."""
+    would; ENOSYS for a path outside a vupy session.  With type
+    SOCK_DEFAULT it makes no socket: it sets the default (as `set_default`)
+    and returns None."""
+    if type == SOCK_DEFAULT:
+        return set_default(path, family)
     rc = _call(path, family, type, proto)
     if rc == -errno.ENOSYS and path is None:
         return socket.socket(family, type, proto)

@@ -8,7 +8,7 @@ A module is a class with three attributes and one method::
 
     class MyModule(StackModule):
         name = "mine"                          # the word before ':' in a SPEC
-        description = "one line for `vupy modules`"
+        description = "what the module makes, in one line"
         families = KERNEL_FAMILIES             # address families it can serve
 
         def create(self, source, options):     # -> Stack
@@ -49,6 +49,7 @@ Modules are found through the entry-point group ``vupy.stacks``; vupy's own
 knows nothing special about any of them.
 """
 import errno
+import fcntl
 import os
 
 from . import _native
@@ -128,8 +129,6 @@ CLONE_NEWNET = 0x40000000
 
 def is_netns(fd):
     """Whether an open descriptor is a network namespace."""
-    import fcntl
-
     try:
         return fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET
     except OSError:
