@@ -87,6 +87,12 @@ int vupy_filter_install(int no_new_privs)
 			      SCMP_A0_32(SCMP_CMP_EQ, SYS_SOCKET));
 	if (rc < 0)
 		goto out;
+	/* io_uring can make sockets (IORING_OP_SOCKET) with no socket(2) call
+	 * for the filter to see: refuse it, as if the kernel had no io_uring,
+	 * so programs fall back to the calls vupy routes. */
+	rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(io_uring_setup), 0);
+	if (rc < 0)
+		goto out;
 	/* The calls that change a thread's credentials without a process
 	 * event (see vupy/_procs.py): the supervisor forgets what it knew of
 	 * the caller's credentials and lets the call go on. */

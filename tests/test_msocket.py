@@ -229,3 +229,11 @@ def test_search_permission_on_the_stack_files_directory_is_checked(netns, probe)
         assert not os.path.exists(path)  # the stack file was only in the session's view
     finally:
         os.rmdir(directory)
+
+
+def test_io_uring_is_refused_so_it_cannot_make_unrouted_sockets():
+    code = ("import ctypes, os; libc = ctypes.CDLL(None, use_errno=True); "
+            "params = ctypes.create_string_buffer(120); "
+            "print(libc.syscall(425, 8, params), os.strerror(ctypes.get_errno()))")  # io_uring_setup
+    r = vupy("--", PYTHON, "-c", code)
+    assert r.stdout.strip() == f"-1 {os.strerror(errno.ENOSYS)}", r.stderr
