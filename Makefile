@@ -19,33 +19,33 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-$(VENV)/.installed: pyproject.toml setup.py csrc/build_native.py csrc/supervisor.c csrc/supervisor.h
+$(VENV)/.installed: pyproject.toml setup.py csrc/build_native.py csrc/supervisor.c csrc/supervisor.h \
+                    csrc/msocket.c csrc/msocket.h
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
 venv: deps $(VENV)/.installed
 
-# The C wrapper library: libmsocket.so, libmsocket.a, msocket.pc.
-lib: csrc/libmsocket.so csrc/libmsocket.a csrc/msocket.pc
+# The C wrapper library: libmsocket.so (.so.0 by soname), libmsocket.a.
+lib: csrc/libmsocket.so csrc/libmsocket.a
 
 csrc/msocket.o: csrc/msocket.c csrc/msocket.h
 	$(CC) $(CFLAGS) -fPIC -c -o $@ csrc/msocket.c
 
-csrc/libmsocket.so: csrc/msocket.o
+csrc/libmsocket.so.0: csrc/msocket.o
 	$(CC) -shared -Wl,-soname,libmsocket.so.0 -o $@ $<
+
+csrc/libmsocket.so: csrc/libmsocket.so.0
+	ln -sf libmsocket.so.0 $@
 
 csrc/libmsocket.a: csrc/msocket.o
 	ar rcs $@ $<
 
-csrc/msocket.pc: csrc/msocket.pc.in
-	sed 's|@PREFIX@|$(PREFIX)|' $< > $@
-
-# msocket.pc is made afresh here: csrc/msocket.pc may hold another PREFIX.
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 csrc/msocket.h $(DESTDIR)$(PREFIX)/include/
-	install -m 755 csrc/libmsocket.so $(DESTDIR)$(PREFIX)/lib/libmsocket.so.0
+	install -m 755 csrc/libmsocket.so.0 $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libmsocket.so.0 $(DESTDIR)$(PREFIX)/lib/libmsocket.so
 	install -m 644 csrc/libmsocket.a $(DESTDIR)$(PREFIX)/lib/
 	sed 's|@PREFIX@|$(PREFIX)|' csrc/msocket.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/msocket.pc
@@ -61,4 +61,4 @@ bench: venv
 	$(VENV)/bin/python bench/socket_create.py --json bench/results.json
 
 clean:
-	rm -rf $(VENV) build *.egg-info vupy/_native.* csrc/*.o csrc/libmsocket.* csrc/msocket.pc
+	rm -rf $(VENV) build *.egg-info vupy/_native.* vupy/lib vupy/include csrc/*.o csrc/libmsocket.*

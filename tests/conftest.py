@@ -51,7 +51,7 @@ def _ip(*args):
 
 @pytest.fixture
 def netns():
-    """make(name_suffix, iface=None) -> name of a new namespace with lo up,
+    """make(iface=None) -> name of a new namespace with lo up,
     and a veth pair `iface`/`iface`p if given.  All are removed at teardown,
     with every process still in them."""
     made = []
