@@ -15,7 +15,8 @@ Order of a session, and why:
    vupy over a socketpair, and executes COMMAND.
 5. The main thread waits for signals: SIGCHLD reaps, and SIGINT, SIGTERM,
    SIGHUP and SIGQUIT sent by a process (not by the terminal, which signals
-   COMMAND's process group itself) are passed on to COMMAND.
+   COMMAND's process group itself) are passed on to COMMAND, and so is a
+   terminal hangup when vupy leads the terminal's session.
 6. When COMMAND ends, what it left running in the session gets SIGTERM, then
    SIGKILL after two seconds; vupy exits with COMMAND's status.
 """
@@ -251,14 +252,17 @@ def run(argv, stacks, session_defaults, trace=None):
     thread = threading.Thread(target=supervisor.run, name="vupy-notify", daemon=True)
     thread.start()
 
+    session_leader = os.getsid(0) == os.getpid()
     status = None
     while status is None:
         info = signal.sigwaitinfo(waited)
         if info.si_signo == signal.SIGCHLD:
             status = _reap_all().get(pid)
-        elif info.si_code != SI_KERNEL:
+        elif info.si_code != SI_KERNEL or (info.si_signo == signal.SIGHUP and session_leader):
             # From a process (kill(1)), not from the terminal: the terminal
-            # signals COMMAND's process group itself.
+            # signals COMMAND's process group itself.  Except a hangup, which
+            # the kernel sends to the session leader alone: when that is
+            # vupy, COMMAND learns of it only from vupy.
             try:
                 os.kill(pid, info.si_signo)
             except ProcessLookupError:
