@@ -96,3 +96,27 @@ def server():
     for p in procs:
         p.kill()
         p.wait()
+
+
+@pytest.fixture
+def stack_module(tmp_path):
+    """install(name, source) -> environment in which vupy finds the stack
+    module `name`, whose class is `Module` in the Python `source`: an
+    entry point of a distribution on PYTHONPATH, as a pip-installed module
+    would have."""
+    directory = tmp_path / "modules"
+    directory.mkdir()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(directory) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    points = []
+
+    def install(name, source):
+        (directory / f"vupyt_{name}.py").write_text(textwrap.dedent(source))
+        points.append(f"{name} = vupyt_{name}:Module")
+        info = directory / "vupyt_modules-0.dist-info"
+        info.mkdir(exist_ok=True)
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vupyt-modules\nVersion: 0\n")
+        (info / "entry_points.txt").write_text("[vupy.stacks]\n" + "\n".join(points) + "\n")
+        return env
+
+    return install

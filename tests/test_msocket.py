@@ -237,3 +237,38 @@ def test_io_uring_is_refused_so_it_cannot_make_unrouted_sockets():
             "print(libc.syscall(425, 8, params), os.strerror(ctypes.get_errno()))")  # io_uring_setup
     r = vupy("--", PYTHON, "-c", code)
     assert r.stdout.strip() == f"-1 {os.strerror(errno.ENOSYS)}", r.stderr
+
+
+BROKEN_MODULE = """
+    from vupy.stack import Stack, StackModule, KERNEL_FAMILIES
+
+    class Broken(Stack):
+        families = KERNEL_FAMILIES
+
+        def socket(self, domain, type, protocol, creds):
+            raise RuntimeError("a bug in the module")
+
+    class Module(StackModule):
+        name = "vupytbroken"
+        description = "test: every socket raises a non-OSError exception"
+        families = KERNEL_FAMILIES
+
+        def create(self, source, options):
+            return Broken()
+"""
+
+
+def test_internal_failure_is_eio_and_the_supervisor_goes_on(netns, probe, stack_module):
+    a = netns()
+    env = stack_module("vupytbroken", BROKEN_MODULE)
+    r = vupy("--stack", "/dev/net/broken=vupytbroken", "--stack", f"/dev/net/a=netns:{a}", "--",
+             PYTHON, probe, "msock", "/dev/net/broken", "inet", "stream",
+             "msock", "/dev/net/a", "inet", "stream", env=env)
+    assert r.stdout.split() == [name(errno.EIO), ns_inode(a)], r.stderr
+    assert "a bug in the module" in r.stderr
+
+
+def test_in_session_tells_inside_from_outside():
+    code = "import vupy; print(vupy.in_session())"
+    assert run([PYTHON, "-c", code]).stdout.strip() == "False"
+    assert vupy("--", PYTHON, "-c", code).stdout.strip() == "True"

@@ -218,7 +218,7 @@ INET_ONLY_MODULE = textwrap.dedent("""
         def close(self):
             pass
 
-    class InetOnlyModule(StackModule):
+    class Module(StackModule):
         name = "vupytinet"
         description = "test: serves AF_INET only"
         families = frozenset({socket.AF_INET})
@@ -229,19 +229,9 @@ INET_ONLY_MODULE = textwrap.dedent("""
 
 
 @pytest.fixture
-def inet_only_env(tmp_path):
+def inet_only_env(stack_module):
     """Environment in which vupy knows the module `vupytinet` (inet only)."""
-    d = tmp_path / "mods"
-    d.mkdir()
-    (d / "vupyt_inet_only.py").write_text(INET_ONLY_MODULE)
-    info = d / "vupyt_inet_only-0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vupyt-inet-only\nVersion: 0\n")
-    (info / "entry_points.txt").write_text(
-        "[vupy.stacks]\nvupytinet = vupyt_inet_only:InetOnlyModule\n")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(d) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
+    return stack_module("vupytinet", INET_ONLY_MODULE)
 
 
 def test_inet_only_module_is_usable(inet_only_env):
