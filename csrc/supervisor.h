@@ -14,6 +14,10 @@
 #include <sys/types.h>
 
 #define VUPY_NR_MSOCKET (-5)      /* VUOS's virtual syscall number for msocket */
+
+/* Between the two cffi markers: what csrc/build_native.py gives cffi's cdef,
+ * so the declarations are written once. */
+/* cffi: begin */
 #define VUPY_MAX_GROUPS 1024      /* supplementary groups carried by a call */
 
 struct vupy_call {                /* one trapped call, as the kernel reported it */
@@ -42,6 +46,7 @@ ssize_t vupy_read_mem(uint32_t pid, uint64_t addr, void *buf, size_t len);
 ssize_t vupy_read_cstring(uint32_t pid, uint64_t addr, char *buf, size_t size);
 int vupy_read_creds(uint32_t tid, struct vupy_creds *creds);
 int vupy_self_creds(void);
+
 struct vupy_stat {
 	uint64_t dev, ino;
 	uint32_t mode, uid, gid;
@@ -54,5 +59,6 @@ int vupy_make_socket(int nsfd, uint64_t nsino, int domain, int type, int protoco
 int vupy_setns(int fd, int nstype);
 int vupy_unshare(int flags);
 int vupy_syscall4(long nr, long a, long b, long c, long d);
+/* cffi: end */
 
 #endif
