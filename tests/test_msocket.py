@@ -272,3 +272,14 @@ def test_in_session_tells_inside_from_outside():
     code = "import vupy; print(vupy.in_session())"
     assert run([PYTHON, "-c", code]).stdout.strip() == "False"
     assert vupy("--", PYTHON, "-c", code).stdout.strip() == "True"
+
+
+def test_python_msocket_outside_a_session_is_socket_or_enosys():
+    code = ("import errno, socket, vupy\n"
+            "print(vupy.msocket(None, socket.AF_INET, socket.SOCK_DGRAM).family.name)\n"
+            "try:\n"
+            "    vupy.msocket('/dev/net/a', socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "except OSError as e:\n"
+            "    print(errno.errorcode[e.errno])\n")
+    r = run([PYTHON, "-c", code])
+    assert r.stdout.split() == ["AF_INET", "ENOSYS"], r.stderr
