@@ -53,17 +53,19 @@ int vupy_syscall_number(uint32_t arch, const char *name)
  * cannot slip past), 32-bit argument comparisons (the kernel truncates the
  * domain to int, so a comparison of all 64 bits could be fooled by junk in
  * the upper half), and ALLOW for everything else.  libseccomp refuses syscall
- * numbers -1..-99, and msocket is VUOS's -5, so five instructions that trap
- * -5 on x86_64 are put in front of libseccomp's program.  libseccomp 2.5.4
+ * numbers -1..-99, and msocket is VUOS's -5, so six instructions that trap
+ * -5 and vupy's control call on x86_64 are put in front of libseccomp's
+ * program.  libseccomp 2.5.4
  * also cannot ask for WAIT_KILLABLE_RECV, so vupy loads the program itself. */
 int vupy_filter_install(int no_new_privs)
 {
 	struct sock_filter prog[MAX_FILTER];
 	struct sock_filter head[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 3),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 4),
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)VUPY_NR_MSOCKET, 0, 1),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)VUPY_NR_MSOCKET, 1, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)VUPY_NR_CONTROL, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
 	};
 	size_t nhead = sizeof(head) / sizeof(head[0]);
@@ -211,6 +213,14 @@ ssize_t vupy_read_mem(uint32_t pid, uint64_t addr, void *buf, size_t len)
 	return n < 0 ? -errno : n;
 }
 
+ssize_t vupy_write_mem(uint32_t pid, uint64_t addr, const void *buf, size_t len)
+{
+	struct iovec local = { (void *)buf, len };
+	struct iovec remote = { (void *)(uintptr_t)addr, len };
+	ssize_t n = process_vm_writev((pid_t)pid, &local, 1, &remote, 1, 0);
+	return n < 0 ? -errno : n;
+}
+
 /* Read a NUL-terminated string the way the kernel's getname() does: EFAULT
  * if memory before the NUL cannot be read, ENAMETOOLONG if there is no NUL
  * in the first size bytes.  Reads never cross a page boundary, so a string
@@ -279,7 +289,8 @@ int vupy_read_creds(uint32_t tid, struct vupy_creds *creds)
 	if (rc < 0)
 		return rc;
 	text[n] = 0;
-	if ((rc = parse_ids(text, "\nUid:", &creds->fsuid, 3)) < 0 ||
+	if ((rc = parse_ids(text, "\nUid:", &creds->euid, 1)) < 0 ||
+	    (rc = parse_ids(text, "\nUid:", &creds->fsuid, 3)) < 0 ||
 	    (rc = parse_ids(text, "\nGid:", &creds->egid, 1)) < 0 ||
 	    (rc = parse_ids(text, "\nGid:", &creds->fsgid, 3)) < 0)
 		return rc;

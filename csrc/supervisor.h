@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #define VUPY_NR_MSOCKET (-5)      /* VUOS's virtual syscall number for msocket */
+#define VUPY_NR_CONTROL (-1000)   /* vupy's own: vumount, vuumount, queries */
 
 /* Between the two cffi markers: what csrc/build_native.py gives cffi's cdef,
  * so the declarations are written once. */
@@ -29,7 +30,7 @@ struct vupy_call {                /* one trapped call, as the kernel reported it
 };
 
 struct vupy_creds {               /* what the kernel looks at when a socket is made */
-	uint32_t fsuid, fsgid, egid;
+	uint32_t euid, fsuid, fsgid, egid;
 	uint64_t cap_effective;
 	uint32_t ngroups;
 	uint32_t groups[VUPY_MAX_GROUPS];
@@ -43,6 +44,7 @@ int vupy_notif_id_valid(int listener, uint64_t id);
 int vupy_respond(int listener, uint64_t id, int64_t val, int error, int cont);
 int vupy_addfd_send(int listener, uint64_t id, int fd, uint32_t newfd_flags);
 ssize_t vupy_read_mem(uint32_t pid, uint64_t addr, void *buf, size_t len);
+ssize_t vupy_write_mem(uint32_t pid, uint64_t addr, const void *buf, size_t len);
 ssize_t vupy_read_cstring(uint32_t pid, uint64_t addr, char *buf, size_t size);
 int vupy_read_creds(uint32_t tid, struct vupy_creds *creds);
 int vupy_self_creds(void);

@@ -19,6 +19,7 @@ import struct
 import sys
 import traceback
 
+from . import _control as control
 from . import _dispatch as dispatch
 from ._families import name as family_name
 from ._native import ffi, lib
@@ -29,6 +30,7 @@ AUDIT_ARCH_I386 = 0x40000003
 X32_SYSCALL_BIT = 0x40000000
 NR_SOCKET = 41            # x86_64 and x32 (with X32_SYSCALL_BIT)
 NR_MSOCKET = -5           # VUOS's virtual syscall number
+NR_CONTROL = control.NR_CONTROL
 NR_I386_SOCKET = 359
 NR_I386_SOCKETCALL = 102
 SYS_SOCKET = 1            # socketcall(2) call number
@@ -67,11 +69,11 @@ def _int(value):
 
 
 class Supervisor:
-    def __init__(self, listener, table, events, stack_files, session_defaults, trace=None):
+    def __init__(self, listener, table, events, stacks, session_defaults, trace=None):
         self.listener = listener
         self.table = table
         self.events = events
-        self.stack_files = stack_files          # (st_dev, st_ino) -> (path, stack)
+        self.stacks = stacks                    # the session's StackTable
         self.session_defaults = session_defaults
         self.trace = trace
         self.nsfs_dev = os.stat("/proc/self/ns/net").st_dev
@@ -107,12 +109,12 @@ class Supervisor:
         while True:
             for fd, mask in poller.poll():
                 if fd != self.listener:
-                    self.events.drain(self.table)
+                    self.drain()
                     continue
                 if mask & select.POLLIN:
                     rc = lib.vupy_notif_recv(self.listener, call)
                     if rc == 0:
-                        self.events.drain(self.table)
+                        self.drain()
                         self.handle(call)
                     elif rc not in (-errno.EINTR, -errno.ENOENT):
                         raise OSError(-rc, "seccomp NOTIF_RECV: " + os.strerror(-rc))
@@ -120,6 +122,13 @@ class Supervisor:
                     # The last process under the filter is gone (NOTIF_RECV
                     # would now fail with ENOENT forever).
                     return
+
+    def drain(self):
+        """Take in the process events; free lazily unmounted stacks whose
+        last user is gone."""
+        self.events.drain(self.table)
+        if self.stacks.detached:
+            self.stacks.collect(lambda stack: self.table.users(stack, self.session_defaults))
 
     def handle(self, call):
         try:
@@ -132,6 +141,8 @@ class Supervisor:
     # One call ---------------------------------------------------------------
 
     def _handle(self, call):
+        if call.arch == AUDIT_ARCH_X86_64 and call.nr == NR_CONTROL:
+            return self.control(call)
         if call.nr & ~X32_SYSCALL_BIT in CREDS_NRS.get(call.arch, ()):
             self.table.creds.pop(call.pid, None)
             lib.vupy_respond(self.listener, call.id, 0, 0, 1)
@@ -161,6 +172,37 @@ class Supervisor:
             if lib.vupy_notif_id_valid(self.listener, call.id) < 0:
                 return
         self.carry_out(call, tgid, defaults, request, decision, via_memory)
+
+    def control(self, call):
+        """vupy's control call (see _control.py): request in, reply out."""
+        request_at, request_len, reply_at, reply_size = call.args[0:4]
+        creds = self.creds_of(call)
+        if creds is None:
+            return
+        known = self.table.lookup(call.pid)
+        if known is None:
+            return self.fail(call, errno.EIO)
+        if request_len > control.MAX_REQUEST:
+            return self.fail(call, errno.E2BIG)
+        buf = ffi.new("char[]", max(request_len, 1))
+        if lib.vupy_read_mem(call.pid, request_at, buf, request_len) != request_len:
+            return self.fail(call, errno.EFAULT)
+        if lib.vupy_notif_id_valid(self.listener, call.id) < 0:
+            return
+        try:
+            request = control.parse_request(ffi.buffer(buf, request_len)[:])
+        except control.ControlError as e:
+            return self.fail(call, e.errno)
+        if request["op"] in control.MANAGING and not control.may_manage(creds.euid, self.stacks.owner[0]):
+            return self.fail(call, errno.EPERM)
+        reply = control.encode(control.handle(request, self.stacks, self.table,
+                                              self.session_defaults, known[0]))
+        if len(reply) > reply_size:
+            return self.fail(call, errno.ERANGE)
+        if lib.vupy_write_mem(call.pid, reply_at, reply, len(reply)) != len(reply):
+            return self.fail(call, errno.EFAULT)
+        self._trace_control(call, request, reply)
+        lib.vupy_respond(self.listener, call.id, len(reply), 0, 0)
 
     def parse(self, call):
         """(Call, arguments-read-from-memory) or an errno."""
@@ -215,9 +257,9 @@ class Supervisor:
             if rc < 0:
                 return -rc
             st = self.stat
-            entry = self.stack_files.get((st.dev, st.ino))
-            if entry is not None:
-                return dispatch.Target(entry[1], st.uid, st.gid, st.mode)
+            mount = self.stacks.lookup((st.dev, st.ino))
+            if mount is not None:
+                return dispatch.Target(mount.stack, st.uid, st.gid, st.mode)
             if st.dev != self.nsfs_dev or not stat.S_ISREG(st.mode):
                 return None
             stack = self.namespaces.get(st.ino)
@@ -325,12 +367,11 @@ class Supervisor:
     # Tracing ------------------------------------------------------------------
 
     def _name(self, stack):
-        if stack is None:
-            return "session default"
-        for path, known in self.stack_files.values():
-            if known is stack:
-                return path
-        return getattr(stack, "label", "stack")
+        return "session default" if stack is None else self.stacks.name_of(stack)
+
+    def _trace_control(self, call, request, reply):
+        if self.trace is not None and request["op"] in control.MANAGING:
+            self.trace(f"pid {call.pid}: {request['op']} {request.get('path')}: {reply.decode()}")
 
     def _trace(self, call, request, outcome):
         if self.trace is None:

@@ -172,6 +172,17 @@ class ProcessTable:
     def set(self, tgid, defaults):
         self.defaults[tgid] = defaults
 
+    def users(self, stack, session_defaults):
+        """How many processes have `stack` as a default, their own or the
+        session's (for a family they have not set)."""
+        session = {family for family, s in session_defaults.items() if s is stack}
+        count = 0
+        for defaults in self.defaults.values():
+            own = dict(defaults.items())
+            if any(s is stack for s in own.values()) or session - own.keys():
+                count += 1
+        return count
+
 
 def _status_field(pid, key):
     try:

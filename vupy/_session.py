@@ -24,19 +24,17 @@ import errno
 import os
 import signal
 import socket
-import stat
 import sys
 import threading
 import time
 
-from . import _native
+from . import _families, _native
 from ._dispatch import Defaults
 from ._notify import Supervisor
 from ._procs import ProcessEvents, ProcessTable
+from ._stacks import MountError, StackTable, _mount, make_stack, parse_spec
 
 CLONE_NEWNS = 0x00020000
-MS_NOSUID = 2
-MS_BIND = 4096
 MS_REC = 16384
 MS_SLAVE = 1 << 19
 PR_SET_CHILD_SUBREAPER = 36
@@ -50,80 +48,52 @@ class SessionError(Exception):
     """The session cannot start: the message says why."""
 
 
-def _mount(source, target, fstype, flags, data=None):
-    lib, ffi = _native.lib, _native.ffi
-    rc = lib.mount(
-        source.encode() if source else ffi.NULL,
-        target.encode(),
-        fstype.encode() if fstype else ffi.NULL,
-        flags,
-        data.encode() if data else ffi.NULL,
-    )
-    if rc < 0:
-        err = ffi.errno
-        raise OSError(err, f"mount {target}: {os.strerror(err)}")
-
-
-def _shadow(directory, keep_out):
-    """Put a tmpfs over `directory` holding what it held (bind mounts of the
-    original entries), except the names in `keep_out`."""
-    st = os.stat(directory)
-    old = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        entries = os.listdir(f"/proc/self/fd/{old}")
-        _mount("tmpfs", directory, "tmpfs", MS_NOSUID,
-               f"mode={stat.S_IMODE(st.st_mode):o},uid={st.st_uid},gid={st.st_gid}")
-        for entry in entries:
-            if entry in keep_out:
-                continue
-            source = f"/proc/self/fd/{old}/{entry}"
-            target = os.path.join(directory, entry)
-            est = os.lstat(source)
-            if stat.S_ISLNK(est.st_mode):
-                os.symlink(os.readlink(source), target)
-            elif stat.S_ISDIR(est.st_mode):
-                os.mkdir(target)
-                _mount(source, target, None, MS_BIND | MS_REC)
-            else:
-                os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-                _mount(source, target, None, MS_BIND)
-    finally:
-        os.close(old)
-
-
-def make_stack_files(stacks):
-    """Enter a private mount namespace and create a file for each stack.
-
-    `stacks` is a list of (path, spec, stack).  Returns the map
-    (st_dev, st_ino) -> (path, stack) by which the dispatcher knows them.
-    """
+def enter_mount_namespace():
+    """Give vupy (and so the session) a mount namespace of its own, a slave
+    of the original one: mounts from outside still appear in it, and the
+    stack files made in it appear nowhere else."""
     if _native.lib.vupy_unshare(CLONE_NEWNS) < 0:
         raise SessionError("cannot make a mount namespace for the stack files: "
                            "vupy run needs root (CAP_SYS_ADMIN)")
     try:
-        return _make_files(stacks)
+        _mount(None, "/", None, MS_REC | MS_SLAVE)
     except OSError as e:
-        raise SessionError(f"cannot make the stack files: {e}") from None
+        raise SessionError(str(e)) from None
 
 
-def _make_files(stacks):
-    _mount(None, "/", None, MS_REC | MS_SLAVE)
-    by_dir = {}
-    for path, _spec, _stack in stacks:
-        by_dir.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
-    for directory in sorted(by_dir, key=len):
-        _shadow(directory, by_dir[directory])
-    files = {}
-    for path, spec, stack in stacks:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, f"vupy stack {spec}\n".encode())
-            os.fchmod(fd, 0o644)
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
-        files[(st.st_dev, st.st_ino)] = (path, stack)
-    return files
+def prepare(stack_options, default_options):
+    """Make the session's stacks and defaults, in a new mount namespace.
+
+    `stack_options`: [(path, spec)]; `default_options`: [(families or None,
+    path, text)].  Returns (StackTable, session defaults: family -> stack);
+    SessionError, with everything made so far closed, on any problem."""
+    host = make_stack("host", "", {})
+    host.label = "host"
+    enter_mount_namespace()
+    stacks = StackTable((os.getuid(), os.getgid()))
+    try:
+        for path, spec in stack_options:
+            stacks.mount(path, *parse_spec(spec))
+        defaults = {family: host for family in host.families}
+        for families, path, text in default_options:
+            mount = stacks.by_path.get(path)
+            if mount is None:
+                raise SessionError(f"--default {text!r}: {path} is not a --stack PATH of this session")
+            for family in families or sorted(mount.stack.families):
+                if family not in mount.stack.families:
+                    raise SessionError(f"--default {text!r}: {path} does not serve "
+                                       f"{_families.name(family)}")
+                defaults[family] = mount.stack
+    except MountError as e:
+        stacks.close()
+        host.close()
+        raise SessionError(str(e)) from None
+    except BaseException:
+        stacks.close()
+        host.close()
+        raise
+    stacks.keep(host)
+    return stacks, defaults
 
 
 def _capable(cap):
@@ -215,9 +185,8 @@ def _start_child(argv, to_parent, no_new_privs, mask):
 def run(argv, stacks, session_defaults, trace=None):
     """Run argv in a session; return its exit status.
 
-    `stacks`: list of (path, spec, stack); `session_defaults`: family -> stack.
+    `stacks`: the StackTable from `prepare`; `session_defaults`: family -> stack.
     """
-    stack_files = make_stack_files(stacks)
     try:
         events = ProcessEvents()
     except OSError as e:
@@ -248,7 +217,7 @@ def run(argv, stacks, session_defaults, trace=None):
     listener = fds[0]
     if _native.lib.vupy_set_sync_wakeup(listener) < 0 and trace:
         trace("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP not available")
-    supervisor = Supervisor(listener, table, events, stack_files, session_defaults, trace)
+    supervisor = Supervisor(listener, table, events, stacks, session_defaults, trace)
     thread = threading.Thread(target=supervisor.run, name="vupy-notify", daemon=True)
     thread.start()
 

@@ -1,6 +1,7 @@
 """`vupy`: the command line.
 
     vupy run [--stack PATH=SPEC]... [--default [FAMILIES=]PATH]... [-v] -- COMMAND [ARG...]
+    vupy modules
 
 Every option and SPEC is checked, and every stack made, before anything is
 started; a problem is reported in one line and vupy exits with status 2.
@@ -8,11 +9,10 @@ started; a problem is reported in one line and vupy exits with status 2.
 import argparse
 import os
 import sys
-from importlib.metadata import entry_points
 
 from . import _families
-from ._session import SessionError, run
-from .stack import StackError
+from ._session import SessionError, prepare, run
+from ._stacks import describe_modules
 
 USAGE_ERROR = 2
 
@@ -24,26 +24,6 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(message)
-
-
-def stack_modules():
-    """name -> entry point, for every module registered under vupy.stacks."""
-    return {ep.name: ep for ep in entry_points(group="vupy.stacks")}
-
-
-def parse_spec(spec):
-    """'MODULE[:SOURCE][,KEY=VALUE]...' -> (module, source, options)."""
-    head, _, rest = spec.partition(",")
-    module, _, source = head.partition(":")
-    options = {}
-    for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise UsageError(f"{spec!r}: option {item!r} is not KEY=VALUE")
-        options[key] = value
-    if not module:
-        raise UsageError(f"{spec!r}: no module name")
-    return module, source, options
 
 
 def parse_stack_option(text):
@@ -60,63 +40,25 @@ def parse_stack_option(text):
 
 
 def parse_default_option(text):
-    """'[FAMILIES=]PATH' -> (families or None, path)."""
+    """'[FAMILIES=]PATH' -> (families or None, path, text)."""
     left, eq, right = text.partition("=")
     if eq and "/" not in left:
         try:
-            return _families.parse(left), right
+            return _families.parse(left), right, text
         except ValueError as e:
             raise UsageError(f"--default {text!r}: {e}") from None
-    return None, text
+    return None, text, text
 
 
-def make_stack(spec, modules):
-    module_name, source, options = parse_spec(spec)
-    entry = modules.get(module_name)
-    if entry is None:
-        known = ", ".join(sorted(modules)) or "none"
-        raise UsageError(f"{spec!r}: unknown stack module {module_name!r} (known: {known})")
-    try:
-        module = entry.load()
-    except Exception as e:  # a broken module is the module's problem, named as such
-        raise UsageError(f"{spec!r}: module {module_name!r} failed to load: {e}") from None
-    try:
-        return module().create(source, options)
-    except StackError as e:
-        raise UsageError(str(e)) from None
-
-
-def build_session(args):
-    """Make every stack and the session defaults, or raise UsageError."""
-    modules = stack_modules()
-    made = []
-    try:
-        host = make_stack("host", modules)
-        host.label = "host"
-        made.append(("", "host", host))
-        stacks = {}
-        for text in args.stack:
-            path, spec = parse_stack_option(text)
-            if path in stacks:
-                raise UsageError(f"--stack {path}: given twice")
-            stacks[path] = (spec, make_stack(spec, modules))
-            made.append((path, spec, stacks[path][1]))
-        defaults = {family: host for family in host.families}
-        for text in args.default:
-            families, path = parse_default_option(text)
-            if path not in stacks:
-                raise UsageError(f"--default {text!r}: {path} is not a --stack PATH of this session")
-            stack = stacks[path][1]
-            for family in families or sorted(stack.families):
-                if family not in stack.families:
-                    raise UsageError(f"--default {text!r}: {path} does not serve "
-                                     f"{_families.name(family)}")
-                defaults[family] = stack
-        return [(p, s, st) for p, (s, st) in stacks.items()], defaults, [m[2] for m in made]
-    except BaseException:
-        for _path, _spec, stack in made:
-            stack.close()
-        raise
+def list_modules():
+    """`vupy modules`: every module found, a broken one with its reason."""
+    for name, description, families, error in describe_modules():
+        if error:
+            print(f"{name:10} BROKEN: {error}")
+        else:
+            served = ",".join(_families.name(f) for f in sorted(families)) or "-"
+            print(f"{name:10} {served:28} {description}")
+    return 0
 
 
 def main(argv=None):
@@ -129,14 +71,23 @@ def main(argv=None):
                        help="default stack for the families it serves, or for FAMILIES")
     p_run.add_argument("-v", "--verbose", action="store_true", help="trace every routed call")
     p_run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
+    sub.add_parser("modules", help="list the stack modules found")
     try:
         args = parser.parse_args(argv)
+        if args.command == "modules":
+            return list_modules()
         if args.argv[:1] == ["--"]:
             args.argv = args.argv[1:]
         if not args.argv:
             raise UsageError("no COMMAND given (vupy run [OPTIONS] -- COMMAND [ARG...])")
-        stacks, defaults, owned = build_session(args)
-    except UsageError as e:
+        stack_options = [parse_stack_option(text) for text in args.stack]
+        paths = [path for path, _ in stack_options]
+        for path in paths:
+            if paths.count(path) > 1:
+                raise UsageError(f"--stack {path}: given twice")
+        default_options = [parse_default_option(text) for text in args.default]
+        stacks, defaults = prepare(stack_options, default_options)
+    except (UsageError, SessionError) as e:
         print(f"vupy: {e}", file=sys.stderr)
         return USAGE_ERROR
     trace = None
@@ -149,8 +100,7 @@ def main(argv=None):
         print(f"vupy: {e}", file=sys.stderr)
         return USAGE_ERROR
     finally:
-        for stack in owned:
-            stack.close()
+        stacks.close()
 
 
 if __name__ == "__main__":
