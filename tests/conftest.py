@@ -5,9 +5,11 @@ Every namespace is named vupyt-PID-N; traffic stays on each namespace's own
 loopback, so a server in namespace A is reachable only through stack A.
 """
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -16,6 +18,8 @@ BIN = os.path.dirname(sys.executable)
 VUPY = os.path.join(BIN, "vupy")
 VUSTACK = os.path.join(BIN, "vustack")
 PYTHON = sys.executable
+SYSTEM_PYTHON = "/usr/bin/python3"   # any user can run it (the venv may be in /root)
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 TIMEOUT = 60
 
 # A TCP server that answers every connection with one line and closes it.
@@ -120,3 +124,15 @@ def stack_module(tmp_path):
         return env
 
     return install
+
+
+@pytest.fixture(scope="session")
+def probe():
+    """tests/probe.py in a directory every user can read (for setpriv'd runs)."""
+    directory = tempfile.mkdtemp(prefix="vupyt-probe-")
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, "probe.py")
+    shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe.py"), path)
+    os.chmod(path, 0o644)
+    yield path
+    shutil.rmtree(directory)

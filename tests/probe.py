@@ -11,6 +11,7 @@ Steps, each printing one line:
     rawptr ADDR                msocket((char *)ADDR, AF_INET, SOCK_STREAM, 0)
     pageend TEXT               ... with TEXT, no NUL, ending at an unmapped page
     pageend0 TEXT              ... with TEXT and its NUL ending there
+    control JSON               vupy's control call (-1000): prints the reply
 A socket prints "ns:INODE" (the inode of its network namespace, from the
 SIOCGSKNS ioctl, or "ok" where the caller may not ask) and is kept open; an
 error prints its errno name (ENOENT, ...); SOCK_DEFAULT prints "0".
@@ -85,6 +86,12 @@ def main(args):
             rc = libc.syscall(ctypes.c_long(-5), ctypes.c_char_p(cpath), ctypes.c_long(fam),
                               ctypes.c_long(typ), ctypes.c_long(0))
             print(report(rc, is_socket=step == "msock"), flush=True)
+        elif step == "control":
+            request = args.pop(0).encode()
+            reply = ctypes.create_string_buffer(65536)
+            rc = libc.syscall(ctypes.c_long(-1000), ctypes.c_char_p(request),
+                              ctypes.c_long(len(request)), reply, ctypes.c_long(len(reply)))
+            print(reply.raw[:rc].decode() if rc >= 0 else report(rc), flush=True)
         elif step == "rawptr":
             print(report(msocket(int(args.pop(0), 0), 2, 1)), flush=True)
         elif step in ("pageend", "pageend0"):

@@ -2,18 +2,14 @@
 in one process, real programs pointed at a stack."""
 import errno
 import os
-import shutil
-import stat
 import subprocess
 import tempfile
 
 import pytest
 
-from conftest import PYTHON, VUSTACK, run, vupy
+from conftest import NOBODY, PYTHON, SYSTEM_PYTHON, VUSTACK, run, vupy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SYSTEM_PYTHON = "/usr/bin/python3"
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
 def name(err):
@@ -22,18 +18,6 @@ def name(err):
 
 def ns_inode(ns):
     return f"ns:{os.stat(f'/run/netns/{ns}').st_ino}"
-
-
-@pytest.fixture(scope="module")
-def probe():
-    """probe.py in a directory every user can read (for setpriv'd runs)."""
-    directory = tempfile.mkdtemp(prefix="vupyt-probe-")
-    os.chmod(directory, 0o755)
-    path = os.path.join(directory, "probe.py")
-    shutil.copy(os.path.join(HERE, "probe.py"), path)
-    os.chmod(path, 0o644)
-    yield path
-    shutil.rmtree(directory)
 
 
 def session(probe, stacks, *steps, prefix=(), python=PYTHON, extra=()):

@@ -112,7 +112,7 @@ def make_stack(module_name, source, options, modules=None):
 
     module = load_module(module_name, modules)
     try:
-        return module().create(source, options)
+        return module().create(source, dict(options))
     except StackError as e:
         raise MountError(errno.EINVAL, str(e)) from None
 

@@ -6,12 +6,14 @@ Inside a session the call goes to the supervisor as VUOS's virtual syscall
 back to socket(2), as the msocket paper defines it.
 """
 import errno
+import json
 import os
 import socket
 
 from ._native import ffi, lib
 
 NR_MSOCKET = -5
+NR_CONTROL = -1000  # vupy's control call: see vupy/_control.py
 SOCK_DEFAULT = 0
 SOCK_PROBE = -1
 
@@ -45,6 +47,28 @@ def set_default(path, family=socket.AF_UNSPEC):
     if rc < 0:
         what = "not in a vupy session" if rc == -errno.ENOSYS else os.strerror(-rc)
         raise OSError(-rc, f"msocket({path!r}, SOCK_DEFAULT): {what}")
+
+
+def control(request):
+    """Ask the supervisor (see vupy/_control.py); the reply as a dict.
+    OSError for a refused call or a failed operation."""
+    data = json.dumps(request).encode()
+    size = 1 << 16
+    while True:
+        reply = ffi.new("char[]", size)
+        rc = lib.vupy_syscall4(NR_CONTROL, int(ffi.cast("uintptr_t", ffi.from_buffer(data))),
+                               len(data), int(ffi.cast("uintptr_t", reply)), size)
+        if rc == -errno.ERANGE and request.get("op") not in ("mount", "umount"):
+            size *= 16
+            continue
+        if rc < 0:
+            what = {errno.ENOSYS: "not in a vupy session",
+                    errno.EPERM: "only the session owner's uid or root may do that"}
+            raise OSError(-rc, what.get(-rc, os.strerror(-rc)))
+        answer = json.loads(ffi.buffer(reply, rc)[:])
+        if "errno" in answer:
+            raise OSError(answer["errno"], answer["error"])
+        return answer
 
 
 def in_session():

@@ -1,52 +1,81 @@
 """The stack module interface: what a module author implements.
 
+This file is all of vupy a module author needs to read; docs/modules.md
+builds a module step by step against it.
+
 A *stack* is one network stack that sockets can be made on: a kernel
 network namespace, a userspace TCP/IP stack, or nothing at all.  A *module*
 is a kind of stack: it turns a SOURCE string and options into a stack.
 
-A module is a class with three attributes and one method::
+1. What a module declares.  A module is a class with three attributes and
+   one method::
 
-    class MyModule(StackModule):
-        name = "mine"                          # the word before ':' in a SPEC
-        description = "what the module makes, in one line"
-        families = KERNEL_FAMILIES             # address families it can serve
+       class MyModule(StackModule):
+           name = "mine"                        # the TYPE: `mine:SOURCE` in a SPEC
+           description = "what it makes, in one line"   # shown by `vupy modules`
+           families = KERNEL_FAMILIES           # address families it can serve
 
-        def create(self, source, options):     # -> Stack
-            ...
+           def create(self, source, options):   # -> Stack
+               ...
 
-`vupy run --stack PATH=mine:SOURCE,key=value,...` calls
-``MyModule().create("SOURCE", {"key": "value", ...})`` once, before the
-session starts.  `create` checks everything it can (the source exists, the
-options make sense) and raises `StackError` with a message naming the
-problem; vupy prints it and refuses to start (exit status 2).
+2. How it is found.  A module is an entry point in the group
+   ``vupy.stacks``, named by its TYPE, in the package that ships it::
 
-A stack is an object with ``families`` and two methods::
+       [project.entry-points."vupy.stacks"]
+       mine = "my_package:MyModule"
 
-    class MyStack(Stack):
-        def socket(self, domain, type, protocol, creds):   # -> fd
-            ...
-        def close(self):
-            ...
+   vupy's own (`netns`, `host`, `null`, in modules/) are registered the same
+   way, and the dispatcher has no special case for any of them.  A module
+   that fails to import is listed by `vupy modules` with the reason, and the
+   others work as before.
 
-`socket` is called for each socket a program asks of the stack, with a
-family from ``families`` (the dispatcher never asks for another), the type
-with SOCK_NONBLOCK but never SOCK_CLOEXEC (the program's descriptor flags
-are the dispatcher's business), and the caller's credentials (an opaque
-object that `KernelStack` knows how to use).  It returns a descriptor that
-vupy owns: vupy puts a copy in the program and closes its own.  It raises
-OSError with the errno the program must see (EAFNOSUPPORT, EPROTONOSUPPORT,
-EACCES, ...); any other exception is a bug, reported on stderr, and the
-program gets EIO.  `close` releases the stack when the session ends.
+3. How a stack is made.  ``vupy run --stack PATH=mine:SOURCE,k=v,...`` and
+   ``vumount -t mine -o k=v,... SOURCE PATH`` both call
+   ``MyModule().create("SOURCE", {"k": "v", ...})``: SOURCE is the text after
+   the colon (empty if none; vumount's `none` is empty too), options a fresh
+   dict of strings, without `mode`, `uid` and `gid`, which are the stack
+   file's and are vupy's business.  `create` runs in the supervisor: it
+   checks everything it can (the source exists, every option is known and
+   valid) and raises `StackError` with a message naming the problem.  At
+   start vupy prints it and exits with status 2; from vumount the user sees
+   it as the command's error (EINVAL).  It must not block for long: calls of
+   the whole session wait while it runs.
 
-A stack backed by a kernel network namespace needs no code at all: return
-``KernelStack(nsfd)`` from `create`, where nsfd is an open descriptor of the
+4. How a stack makes sockets.  A stack is an object with ``families`` and
+   two methods::
+
+       class MyStack(Stack):
+           families = ...
+           def socket(self, domain, type, protocol, creds):   # -> fd
+               ...
+           def close(self):
+               ...
+
+   `socket` is called for each socket a program asks of the stack, with a
+   family from ``families`` (the dispatcher never asks for another), the
+   type with SOCK_NONBLOCK but never SOCK_CLOEXEC (the program's descriptor
+   flags are the dispatcher's business), and the caller's credentials (an
+   opaque object that `KernelStack` knows how to use).  It returns a
+   descriptor that vupy owns: vupy puts a copy in the program and closes
+   its own.
+
+5. What errors become.  `socket` raises OSError with the errno the program
+   must see: EAFNOSUPPORT or EPROTONOSUPPORT for what the stack cannot do,
+   EACCES or EPERM for what the caller may not do, ENETDOWN for a stack
+   whose network is gone.  Any other exception is a bug: vupy reports it on
+   stderr, the program gets EIO, and the session goes on.  The program never
+   gets a socket of another stack instead.
+
+6. How a stack is finalised.  `close` is called once, when the stack is
+   unmounted and no process uses it as a default any more (see vuumount), or
+   when the session ends.  It releases what the stack holds (descriptors,
+   worker processes).  Sockets already handed to programs are theirs.
+
+A stack backed by a kernel network namespace needs no code beyond `create`:
+return ``KernelStack(nsfd)``, where nsfd is an open descriptor of the
 namespace (``/proc/PID/ns/net``, a file made by ``ip netns add``, ...).
 Sockets are then made in that namespace with the caller's credentials and
-handed to the program as real kernel sockets.
-
-Modules are found through the entry-point group ``vupy.stacks``; vupy's own
-(`netns`, `host`, `null`) are registered the same way, and the dispatcher
-knows nothing special about any of them.
+handed to the program as real kernel sockets; `close` closes nsfd.
 """
 import errno
 import fcntl
@@ -98,6 +127,10 @@ class KernelStack(Stack):
         self.nsino = os.fstat(nsfd).st_ino
 
     def socket(self, domain, type, protocol, creds):
+        if self.nsfd < 0:
+            # Unmounted and freed: a caller must get an error, never a
+            # socket made wherever this thread happens to be.
+            raise OSError(errno.ENETDOWN, os.strerror(errno.ENETDOWN))
         fd = _native.lib.vupy_make_socket(
             self.nsfd, self.nsino, domain, type, protocol, creds
         )

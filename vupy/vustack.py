@@ -10,11 +10,12 @@ import socket
 import sys
 
 from . import _families
-from ._wrapper import SOCK_DEFAULT, SOCK_PROBE, _call
+from ._wrapper import SOCK_DEFAULT, SOCK_PROBE, _call, control
 
-USAGE = "usage: vustack [-h] [-s] [-v] [-f FAMILIES] STACK [COMMAND [ARG...]]\n"
+USAGE = "usage: vustack [-h] [-s] [-v] [-f FAMILIES] STACK [COMMAND [ARG...]]\n       vustack\n"
 HELP = USAGE + """
 Run COMMAND with STACK as its default network stack (inside a vupy session).
+With no arguments, print this process's default stack for each family.
 
   -f FAMILIES  only for these families: comma list of local, unix, inet,
                inet6, netlink, packet, numbers, or the aliases ip, ipv4/ip4,
@@ -66,8 +67,22 @@ def parse(argv):
     return opts, argv[i], argv[i + 1:]
 
 
+def print_defaults():
+    """The default stack of each family, as this process (and so the shell
+    that started it) has it."""
+    try:
+        rows = control({"op": "defaults"})["defaults"]
+    except OSError as e:
+        return _fail(e.strerror)
+    for family, stack, inherited in rows:
+        print(f"{family:8} {stack}{' (session default)' if inherited else ''}")
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        return print_defaults()
     try:
         opts, stack, command = parse(argv)
     except ValueError as e:

@@ -1,0 +1,209 @@
+"""Stack modules found through entry points, and stacks mounted, used and
+unmounted while a session runs (vumount, vuumount, vustack)."""
+import errno
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import NOBODY, PYTHON, SYSTEM_PYTHON, VUPY, run, vupy
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLE = os.path.join(os.path.dirname(HERE), "examples", "vupy-pidstack")
+BIN = os.path.dirname(PYTHON)
+VUMOUNT, VUUMOUNT = os.path.join(BIN, "vumount"), os.path.join(BIN, "vuumount")
+
+
+def ino(ns):
+    return f"ns:{os.stat(f'/run/netns/{ns}').st_ino}"
+
+
+def shell(*args, script, env=None):
+    """A shell script in a session; the session's bin directory first in PATH."""
+    env = dict(env or os.environ)
+    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
+    return vupy(*args, "--", "sh", "-c", script, env=env)
+
+
+@pytest.fixture(scope="module")
+def pidstack(tmp_path_factory):
+    """The example module, installed with pip into a directory of its own:
+    an environment in which vupy finds it only through its entry point."""
+    target = tmp_path_factory.mktemp("pidstack")
+    r = run([PYTHON, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps",
+             "--target", str(target), EXAMPLE], timeout=300)
+    assert r.returncode == 0, r.stderr
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(target)
+    return env
+
+
+@pytest.fixture
+def process_in(netns):
+    """start(ns) -> pid of a process that runs in namespace ns until teardown."""
+    procs = []
+
+    def start(ns):
+        p = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "300"])
+        procs.append(p)
+        return p.pid
+
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+# Modules -------------------------------------------------------------------
+
+def test_entry_point_module_is_listed(pidstack):
+    r = run([VUPY, "modules"], env=pidstack)
+    assert r.returncode == 0, r.stderr
+    names = [line.split()[0] for line in r.stdout.splitlines()]
+    assert names == ["host", "netns", "null", "pid"]
+    assert "the network namespace of a running process" in r.stdout
+    assert "pid" not in [line.split()[0] for line in run([VUPY, "modules"]).stdout.splitlines()]
+
+
+def test_entry_point_module_works_with_stack_option(pidstack, netns, process_in, probe):
+    a = netns()
+    pid = process_in(a)
+    r = vupy("--stack", f"/dev/net/p=pid:{pid}", "--default", "/dev/net/p", "--",
+             PYTHON, probe, "sock", "inet", "stream", "msock", "/dev/net/p", "inet6", "dgram",
+             env=pidstack)
+    assert r.stdout.split() == [ino(a)] * 2, r.stderr
+
+
+def test_entry_point_module_works_with_vumount(pidstack, netns, process_in, probe):
+    a = netns()
+    pid = process_in(a)
+    r = shell(script=f"vumount -t pid {pid} /dev/net/q && {PYTHON} {probe} msock /dev/net/q inet dgram",
+              env=pidstack)
+    assert r.stdout.split() == [ino(a)], r.stderr
+
+
+def test_followed_process_stack_fails_with_enetdown_once_process_is_gone(pidstack, netns, probe):
+    a = netns()
+    script = (f"ip netns exec {a} sleep 300 & pid=$!; sleep 0.2; "
+              f"vumount -t pid -o follow=yes $pid /dev/net/q && "
+              f"{PYTHON} {probe} msock /dev/net/q inet dgram && kill $pid && wait $pid; "
+              f"{PYTHON} {probe} msock /dev/net/q inet dgram")
+    r = shell(script=script, env=pidstack)
+    assert r.stdout.split() == [ino(a), "ENETDOWN"], r.stderr
+
+
+BROKEN = """
+    raise ImportError("needs libfrobnicate, which is not installed")
+"""
+
+
+def test_broken_module_is_reported_and_the_others_still_work(stack_module):
+    env = stack_module("vupytbad", BROKEN)
+    r = run([VUPY, "modules"], env=env)
+    assert r.returncode == 0, r.stderr
+    bad = [line for line in r.stdout.splitlines() if line.startswith("vupytbad")]
+    assert len(bad) == 1 and "BROKEN" in bad[0] and "libfrobnicate" in bad[0]
+    assert any(line.startswith("netns ") for line in r.stdout.splitlines())
+    ok = vupy("--stack", "/dev/net/a=netns:new", "--", "true", env=env)
+    assert ok.returncode == 0, ok.stderr
+    refused = vupy("--stack", "/dev/net/b=vupytbad", "--", "true", env=env)
+    assert refused.returncode == 2
+    assert "libfrobnicate" in refused.stderr and len(refused.stderr.splitlines()) == 1
+
+
+# Mounting in a session -------------------------------------------------------
+
+def test_mount_use_unmount_in_one_session(netns, probe):
+    a = netns()
+    r = shell(script=f"vumount -t netns {a} /dev/net/x && {PYTHON} {probe} msock /dev/net/x inet stream"
+                     f" && vuumount /dev/net/x && {PYTHON} {probe} msock /dev/net/x inet stream; ls /dev/net")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [ino(a), "ENOENT", "tun"]
+
+
+def test_vumount_lists_the_sessions_stacks(netns):
+    a = netns()
+    r = shell("--stack", "/dev/net/a=null", "--default", "inet6=/dev/net/a",
+              script=f"vumount -t netns -o mode=0600 {a} /dev/net/x && vumount")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.splitlines()[1:]]
+    # path, type, source, options, users: every process of the session uses
+    # /dev/net/a, the session default for inet6 (sh and vumount)
+    assert rows == [["/dev/net/a", "null", "-", "-", "2"], ["/dev/net/x", "netns", a, "-", "0"]]
+
+
+def test_busy_stack_is_not_unmounted_and_its_default_still_works(netns, probe):
+    a = netns()
+    r = shell(script=f"vumount -t netns {a} /dev/net/x && vustack /dev/net/x sh -c "
+                     f"'vuumount /dev/net/x; echo rc=$?; ls /dev/net; {PYTHON} {probe} sock inet stream'")
+    assert r.stdout.split() == ["rc=1", "tun", "x", ino(a)], r.stderr
+    assert "in use as a default by 2 processes" in r.stderr
+
+
+def test_lazy_unmount_detaches_now_and_frees_when_the_last_user_is_gone(netns, probe):
+    a = netns()
+    r = shell(script=f"vumount -t netns {a} /dev/net/x && vustack /dev/net/x sh -c "
+                     f"'vuumount -l /dev/net/x; echo rc=$?; ls /dev/net; vumount | grep -c detached; "
+                     f"{PYTHON} {probe} sock inet stream'; vumount | grep -c /dev/net/x")
+    assert r.stdout.split() == ["rc=0", "tun", "1", ino(a), "0"], r.stderr
+
+
+def test_mount_refused_for_another_uid(probe):
+    request = json.dumps({"op": "mount", "type": "null", "source": "", "options": "",
+                          "path": "/dev/net/n"})
+    r = shell(script=f"{' '.join(NOBODY)} {SYSTEM_PYTHON} {probe} control '{request}'; "
+                     f"{PYTHON} {probe} control '{request}'; ls /dev/net")
+    assert r.stdout.split() == ["EPERM", '{"path":', '"/dev/net/n"}', "n", "tun"], r.stderr
+
+
+def test_unmount_refused_for_another_uid(probe):
+    request = json.dumps({"op": "umount", "path": "/dev/net/n"})
+    r = shell("--stack", "/dev/net/n=null",
+              script=f"{' '.join(NOBODY)} {SYSTEM_PYTHON} {probe} control '{request}'; ls /dev/net")
+    assert r.stdout.split() == ["EPERM", "n", "tun"], r.stderr
+
+
+def test_stack_file_mode_and_owner_options_are_enforced(netns, probe):
+    a = netns()
+    as_uid = "setpriv --reuid={0} --regid={0} --clear-groups"
+    script = (f"vumount -t netns -o mode=0640,uid=65534,gid=65533 {a} /dev/net/x && "
+              f"stat -c '%a %u %g' /dev/net/x && "
+              f"{as_uid.format(65534)} {SYSTEM_PYTHON} {probe} msock /dev/net/x inet stream; "
+              f"{as_uid.format(65532)} {SYSTEM_PYTHON} {probe} msock /dev/net/x inet stream; "
+              f"setpriv --reuid=65532 --regid=65532 --groups=65533 {SYSTEM_PYTHON} {probe} "
+              f"msock /dev/net/x inet stream")
+    r = shell(script=script)
+    assert r.stdout.split() == ["640", "65534", "65533", "ok", "EACCES", "ok"], r.stderr
+
+
+def test_stack_option_takes_file_options_too(netns):
+    a = netns()
+    r = shell("--stack", f"/dev/net/x=netns:{a},mode=0600", script="stat -c '%a' /dev/net/x")
+    assert r.stdout.split() == ["600"], r.stderr
+
+
+@pytest.mark.parametrize("args,words", [
+    (["-t", "nosuch", "x", "/dev/net/y"], "nosuch"),
+    (["-t", "netns", "vupyt-nosuch", "/dev/net/y"], "vupyt-nosuch"),
+    (["-t", "null", "none", "/dev/net/tun"], "/dev/net/tun"),
+    (["-t", "null", "none", "/nonexistent-vupyt/y"], "/nonexistent-vupyt"),
+    (["-t", "null", "-o", "mode=rw", "none", "/dev/net/y"], "mode"),
+])
+def test_vumount_errors_name_the_problem(args, words):
+    r = shell(script=" ".join(["vumount", *args]) + "; echo rc=$?; ls /dev/net")
+    assert r.stdout.split() == ["rc=1", "tun"]
+    assert len(r.stderr.splitlines()) == 1 and words in r.stderr
+
+
+def test_vustack_without_arguments_prints_the_defaults():
+    r = shell("--stack", "/dev/net/a=null", "--stack", "/dev/net/b=netns:new",
+              "--default", "inet6=/dev/net/a",
+              script="vustack -f inet /dev/net/b vustack")
+    assert r.stdout.splitlines() == [
+        "inet     /dev/net/b",
+        "inet6    /dev/net/a (session default)",
+        "netlink  host (session default)",
+        "packet   host (session default)",
+    ], r.stderr
