@@ -128,3 +128,11 @@ def test_errno_table_names_every_errno_decide_returns():
     listed = {err for err, _ in d.MSOCKET_ERRORS}
     assert {errno.EFAULT, errno.ENAMETOOLONG, errno.ENOENT, errno.EOPNOTSUPP, errno.EACCES,
             errno.EAFNOSUPPORT, errno.EINVAL} <= listed
+
+
+def test_errno_table_in_the_man_page_is_the_codes():
+    import os
+    page = os.path.join(os.path.dirname(__file__), "..", "docs", "msocket.2.md")
+    rows = [line for line in open(page) if line.startswith("| `E")]
+    assert rows == [f"| `{errno.errorcode[e] if e != errno.EOPNOTSUPP else 'EOPNOTSUPP'}` | {text} |\n"
+                    for e, text in d.MSOCKET_ERRORS]

@@ -37,11 +37,13 @@ MSOCKET_ERRORS = (
     (errno.ENAMETOOLONG, "path has no NUL in its first PATH_MAX (4096) bytes"),
     (errno.ENOENT, "path does not exist (also an empty path); ENOTDIR and ELOOP as for stat(2)"),
     (errno.EOPNOTSUPP, "path exists but is neither a stack file nor a network namespace"),
-    (errno.EACCES, "the caller may not read the stack file (mode bits, caller's fs ids and groups); "
-                   "for a namespace file, also without CAP_SYS_ADMIN"),
+    (errno.EACCES, "the caller may not search a directory of path, or may not read the stack file "
+                   "(mode bits, caller's fs ids and groups); for a namespace file, also without "
+                   "CAP_SYS_ADMIN"),
     (errno.EAFNOSUPPORT, "the stack does not serve domain (also with SOCK_DEFAULT; "
                          "domain AF_UNSPEC with a socket type)"),
     (errno.EINVAL, "type is -1 and the stack serves domain (VUOS's probe)"),
+    (errno.ENETDOWN, "the stack is gone (unmounted and freed, or its backing process exited)"),
     (errno.EIO, "vupy failed internally while routing the call (a bug: reported on stderr)"),
 )
 
