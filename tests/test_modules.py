@@ -1,10 +1,8 @@
 """Stack modules found through entry points, and stacks mounted, used and
 unmounted while a session runs (vumount, vuumount, vustack)."""
-import errno
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 

@@ -20,11 +20,9 @@ Order of a session, and why:
 6. When COMMAND ends, what it left running in the session gets SIGTERM, then
    SIGKILL after two seconds; vupy exits with COMMAND's status.
 """
-import errno
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 
@@ -32,7 +30,7 @@ from . import _families, _native
 from ._dispatch import Defaults
 from ._notify import Supervisor
 from ._procs import ProcessEvents, ProcessTable
-from ._stacks import MountError, StackTable, _mount, make_stack, parse_spec
+from ._stacks import MountError, StackTable, make_stack, parse_spec, sys_mount
 
 CLONE_NEWNS = 0x00020000
 MS_REC = 16384
@@ -56,7 +54,7 @@ def enter_mount_namespace():
         raise SessionError("cannot make a mount namespace for the stack files: "
                            "vupy run needs root (CAP_SYS_ADMIN)")
     try:
-        _mount(None, "/", None, MS_REC | MS_SLAVE)
+        sys_mount(None, "/", None, MS_REC | MS_SLAVE)
     except OSError as e:
         raise SessionError(str(e)) from None
 

@@ -135,7 +135,7 @@ class Mount:
         return text + "".join(f",{k}={v}" for k, v in self.options.items())
 
 
-def _mount(source, target, fstype, flags, data=None):
+def sys_mount(source, target, fstype, flags, data=None):
     lib, ffi = _native.lib, _native.ffi
     rc = lib.mount(source.encode() if source else ffi.NULL, target.encode(),
                    fstype.encode() if fstype else ffi.NULL, flags,
@@ -152,7 +152,7 @@ def shadow(directory):
     old = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         entries = os.listdir(f"/proc/self/fd/{old}")
-        _mount("tmpfs", directory, "tmpfs", MS_NOSUID,
+        sys_mount("tmpfs", directory, "tmpfs", MS_NOSUID,
                f"mode={stat.S_IMODE(st.st_mode):o},uid={st.st_uid},gid={st.st_gid}")
         for entry in entries:
             source = f"/proc/self/fd/{old}/{entry}"
@@ -165,10 +165,10 @@ def shadow(directory):
                 os.symlink(os.readlink(source), target)
             elif stat.S_ISDIR(est.st_mode):
                 os.mkdir(target)
-                _mount(source, target, None, MS_BIND | MS_REC)
+                sys_mount(source, target, None, MS_BIND | MS_REC)
             else:
                 os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-                _mount(source, target, None, MS_BIND)
+                sys_mount(source, target, None, MS_BIND)
     finally:
         os.close(old)
 

@@ -50,6 +50,10 @@ def parse_default_option(text):
     return None, text, text
 
 
+def _trace(line):
+    sys.stderr.write(f"vupy: {line}\n")
+
+
 def list_modules():
     """`vupy modules`: every module found, a broken one with its reason."""
     for name, description, families, error in describe_modules():
@@ -90,10 +94,7 @@ def main(argv=None):
     except (UsageError, SessionError) as e:
         print(f"vupy: {e}", file=sys.stderr)
         return USAGE_ERROR
-    trace = None
-    if args.verbose:
-        def trace(line):
-            sys.stderr.write(f"vupy: {line}\n")
+    trace = _trace if args.verbose else None
     try:
         return run(args.argv, stacks, defaults, trace)
     except SessionError as e:
