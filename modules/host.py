@@ -12,6 +12,7 @@ class HostModule(StackModule):
     def create(self, source, options):
         if source or options:
             raise StackError("host: takes no source and no options")
-        # vupy opens the host namespace before it makes any other, so the
-        # thread's namespace here is the one vupy was started in.
-        return KernelStack(os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
+        # /proc/self is vupy's main thread, which never leaves the namespace
+        # vupy was started in (the supervisor thread, which may run this
+        # for vumount, moves between stacks' namespaces).
+        return KernelStack(os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC))

@@ -205,3 +205,28 @@ def test_vustack_without_arguments_prints_the_defaults():
         "netlink  host (session default)",
         "packet   host (session default)",
     ], r.stderr
+
+
+def test_tutorial_shows_the_example_module_as_it_is():
+    tutorial = open(os.path.join(os.path.dirname(HERE), "docs", "modules.md")).read()
+    for name in ("vupy_pidstack.py", "pyproject.toml"):
+        assert open(os.path.join(EXAMPLE, name)).read() in tutorial, name
+
+
+def test_session_default_is_not_unmounted_and_lazy_keeps_it(netns, probe):
+    a = netns()
+    r = shell("--stack", f"/dev/net/x=netns:{a}", "--default", "/dev/net/x",
+              script=f"vustack -f ip /dev/net/x true; "
+                     f"vuumount /dev/net/x; echo rc=$?; vuumount -l /dev/net/x; echo rc=$?; "
+                     f"ls /dev/net; vustack -f inet /dev/net/x 2>/dev/null; "
+                     f"{PYTHON} {probe} sock inet stream")
+    assert r.stdout.split() == ["rc=1", "rc=0", "tun", ino(a)], r.stderr
+    assert "session default" in r.stderr
+
+
+def test_host_mounted_during_a_session_is_vupys_namespace(probe):
+    host = f"ns:{os.stat('/proc/self/ns/net').st_ino}"
+    r = shell("--stack", "/dev/net/n=netns:new", "--default", "/dev/net/n",
+              script=f"{PYTHON} {probe} sock inet dgram >/dev/null && vumount -t host none /dev/net/h && "
+                     f"{PYTHON} {probe} msock /dev/net/h inet dgram")
+    assert r.stdout.split() == [host], r.stderr

@@ -21,7 +21,7 @@ Operations:
     {"op": "mount", "type": T, "source": S, "options": "k=v,...", "path": P}
     {"op": "umount", "path": P, "lazy": bool}
     {"op": "list"}      -> {"stacks": [{path, type, source, options, users, detached}]}
-    {"op": "defaults"}  -> {"defaults": [[family, stack name or null], ...]}
+    {"op": "defaults"}  -> {"defaults": [[family, stack name, from the session], ...]}
 """
 import errno
 import json
@@ -50,6 +50,17 @@ def parse_request(data):
     return request
 
 
+def in_use_by_session(stack, session_defaults):
+    """Whether `stack` is a session default: then it lives as long as the
+    session, whatever the processes do."""
+    return any(s is stack for s in session_defaults.values())
+
+
+def users_of(stack, table, session_defaults):
+    """What keeps a detached stack alive: processes, or the session."""
+    return table.users(stack, session_defaults) or in_use_by_session(stack, session_defaults)
+
+
 def may_manage(euid, owner_uid):
     return euid in (owner_uid, 0)
 
@@ -66,9 +77,16 @@ def handle(request, stacks, table, session_defaults, tgid):
         if op == "umount":
             path = _text(request, "path")
             mount = stacks.by_path.get(path)
-            users = table.users(mount.stack, session_defaults) if mount else 0
-            stacks.unmount(path, users, bool(request.get("lazy")))
-            return {"path": path, "users": users}
+            if mount is None:
+                raise MountError(errno.EINVAL, f"{path}: not a mounted stack")
+            lazy = bool(request.get("lazy"))
+            if in_use_by_session(mount.stack, session_defaults) and not lazy:
+                # Processes can go back to the session default at any time
+                # (msocket(NULL, ..., SOCK_DEFAULT)): it must stay.
+                raise MountError(errno.EBUSY, f"{path}: a session default (vupy run --default); "
+                                              "vuumount -l detaches its name")
+            stacks.unmount(path, users_of(mount.stack, table, session_defaults), lazy)
+            return {"path": path}
         if op == "list":
             rows = []
             for mount in list(stacks.by_path.values()) + stacks.detached:

@@ -128,7 +128,8 @@ class Supervisor:
         last user is gone."""
         self.events.drain(self.table)
         if self.stacks.detached:
-            self.stacks.collect(lambda stack: self.table.users(stack, self.session_defaults))
+            self.stacks.collect(lambda stack: control.users_of(stack, self.table,
+                                                                self.session_defaults))
 
     def handle(self, call):
         try:

@@ -233,9 +233,9 @@ class StackTable:
         return mount
 
     def unmount(self, path, users, lazy):
-        """Remove the stack file at `path`.  `users` counts the processes
-        using the stack as a default: EBUSY if any, unless lazy, which
-        detaches the name now and leaves freeing to `collect`."""
+        """Remove the stack file at `path`.  `users` counts what uses the
+        stack: EBUSY if anything does, unless lazy, which detaches the name
+        now and leaves freeing to `collect`."""
         mount = self.by_path.get(path)
         if mount is None:
             raise MountError(errno.EINVAL, f"{path}: not a mounted stack")

@@ -45,7 +45,7 @@ def vumount(argv=None):
     parser.add_argument("path", nargs="?", metavar="PATH")
     args = parser.parse_args(argv)
     try:
-        if args.source is None and args.type is None:
+        if args.source is None and args.type is None and not args.options:
             return list_stacks()
         if args.type is None or args.path is None:
             parser.error("mounting needs -t TYPE, SOURCE and PATH")

@@ -27,7 +27,7 @@ class FollowedStack(KernelStack):
     def socket(self, domain, type, protocol, creds):
         try:
             signal.pidfd_send_signal(self.pidfd, 0)  # signal 0: is it still there?
-        except ProcessLookupError:
+        except (ProcessLookupError, OSError):  # exited, or the stack was closed
             raise OSError(errno.ENETDOWN, "the stack's process has exited") from None
         return super().socket(domain, type, protocol, creds)
 
@@ -58,12 +58,15 @@ class PidModule(StackModule):
             pidfd = os.pidfd_open(pid)
         except OSError as e:
             raise StackError(f"pid:{pid}: {e.strerror}") from None
+        nsfd = -1
         try:
             nsfd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             # Still the same process?  If it died, the pidfd says so.
             signal.pidfd_send_signal(pidfd, 0)
         except OSError as e:
             os.close(pidfd)
+            if nsfd >= 0:
+                os.close(nsfd)
             raise StackError(f"pid:{pid}: {e.strerror}") from None
         if follow == "yes":
             return FollowedStack(nsfd, pidfd)
