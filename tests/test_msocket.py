@@ -267,3 +267,24 @@ def test_python_msocket_outside_a_session_is_socket_or_enosys():
             "    print(errno.errorcode[e.errno])\n")
     r = run([PYTHON, "-c", code])
     assert r.stdout.split() == ["AF_INET", "ENOSYS"], r.stderr
+
+
+def test_targets_killed_mid_call_do_not_disturb_the_supervisor(netns, probe):
+    # Processes hammer msocket with paths (the slowest calls) and are killed
+    # at random moments; afterwards the session still routes correctly.
+    a = netns()
+    script = (
+        "import os, random, signal, subprocess, sys, time\n"
+        "for round in range(6):\n"
+        "    kids = [subprocess.Popen([sys.executable, '-c', 'import vupy, socket\\n"
+        "while True: vupy.msocket(\"/dev/net/a\", socket.AF_INET, socket.SOCK_DGRAM).close()'])"
+        " for _ in range(4)]\n"
+        "    time.sleep(random.uniform(0.15, 0.3))  # well into their loops\n"
+        "    for k in kids: k.kill()\n"
+        "    for k in kids: k.wait()\n"
+        f"os.execv(sys.executable, [sys.executable, {probe!r}, 'msock', '/dev/net/a', 'inet', 'dgram'])\n"
+    )
+    r = vupy("--stack", f"/dev/net/a=netns:{a}", "--", PYTHON, "-c", script)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [ns_inode(a)]
+    assert "Traceback" not in r.stderr
