@@ -73,6 +73,22 @@ def _gone(pid, patience=10.0):
         time.sleep(0.05)
 
 
+def _links_to(directory, tag):
+    """The entries of `directory` that are links to `tag`."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        try:
+            if os.readlink(f"{directory}/{name}") == tag:
+                found.append(f"{directory}/{name}")
+        except OSError:
+            pass
+    return found
+
+
 def _ns_references(kind, inode):
     """Every place on the system that holds namespace kind:[inode] alive:
     a process in it, an open descriptor of it, a mount of its file."""
@@ -81,22 +97,7 @@ def _ns_references(kind, inode):
     for pid in filter(str.isdigit, os.listdir("/proc")):
         if pid == str(os.getpid()):
             continue
-        for ns in os.listdir(f"/proc/{pid}/ns") if os.path.isdir(f"/proc/{pid}/ns") else ():
-            try:
-                if os.readlink(f"/proc/{pid}/ns/{ns}") == tag:
-                    found.append(f"/proc/{pid}/ns/{ns}")
-            except OSError:
-                pass
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            fds = ()
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == tag:
-                    found.append(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                pass
+        found += _links_to(f"/proc/{pid}/ns", tag) + _links_to(f"/proc/{pid}/fd", tag)
         try:
             with open(f"/proc/{pid}/mountinfo") as f:
                 if tag in f.read():
@@ -164,6 +165,18 @@ SIGNAL_SCRIPT = textwrap.dedent("""
 FORWARDED = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
 
 
+def _signal_when_ready(proc, sig):
+    """Send `sig` to vupy once COMMAND has said 'ready'; vupy's exit status."""
+    try:
+        _wait_line(proc, "ready")
+        os.kill(proc.pid, sig)
+        return _finish(proc)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @pytest.mark.parametrize("sig", FORWARDED, ids=lambda s: s.name)
 def test_sigterm_to_vupy_reaches_command(sig, tmp_path):
     """Each of the four signals, sent to vupy by kill(2), is what COMMAND
@@ -171,14 +184,7 @@ def test_sigterm_to_vupy_reaches_command(sig, tmp_path):
     out = tmp_path / "got"
     proc = _start(["--stack", "/dev/net/vupyt-n=netns:new", "--",
                    PYTHON, "-c", SIGNAL_SCRIPT, str(out)])
-    try:
-        _wait_line(proc, "ready")
-        os.kill(proc.pid, sig)
-        status = _finish(proc)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    status = _signal_when_ready(proc, sig)
     assert out.read_text() == sig.name
     assert status == 40
 
@@ -190,14 +196,7 @@ def test_signal_to_vupy_kills_command_without_handler(sig):
               "[signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGQUIT)]; "
               "print('ready', flush=True); time.sleep(100)")
     proc = _start(["--", PYTHON, "-c", script])
-    try:
-        _wait_line(proc, "ready")
-        os.kill(proc.pid, sig)
-        status = _finish(proc)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    status = _signal_when_ready(proc, sig)
     assert status == 128 + sig
 
 
@@ -549,6 +548,16 @@ def _say(child, line, expect):
     child.expect(expect)
 
 
+def _stop_a_job(child, prompt, marker):
+    """Start a foreground job, stop it with Ctrl-Z, and see `jobs` say so."""
+    _say(child, f"sh -c 'echo {marker}-''started; exec sleep 100'", f"{marker}-started")
+    child.sendcontrol("z")
+    child.expect(r"Stopped")
+    child.expect_exact(prompt)
+    _say(child, "jobs", r"\[1\]\+\s+Stopped\s+sh -c")
+    child.expect_exact(prompt)
+
+
 def test_interactive_bash_ctrl_c_reaches_foreground_job():
     child = _spawn_bash(24, 80)
     bg = None
@@ -587,12 +596,7 @@ def test_interactive_bash_ctrl_c_reaches_foreground_job():
         child.expect_exact(prompt)
 
         # job control: Ctrl-Z stops the foreground job, jobs/fg/kill work
-        _say(child, "sh -c 'echo z-''started; exec sleep 100'", "z-started")
-        child.sendcontrol("z")
-        child.expect(r"Stopped")
-        child.expect_exact(prompt)
-        _say(child, "jobs", r"\[1\]\+\s+Stopped\s+sh -c")
-        child.expect_exact(prompt)
+        _stop_a_job(child, prompt, "z")
         _say(child, "fg", r"sh -c")
         child.sendintr()
         child.expect_exact(prompt)
@@ -600,12 +604,7 @@ def test_interactive_bash_ctrl_c_reaches_foreground_job():
         assert child.match.group(1) == "130"
         child.expect_exact(prompt)
 
-        _say(child, "sh -c 'echo z2-''started; exec sleep 100'", "z2-started")
-        child.sendcontrol("z")
-        child.expect(r"Stopped")
-        child.expect_exact(prompt)
-        _say(child, "jobs", r"\[1\]\+\s+Stopped")
-        child.expect_exact(prompt)
+        _stop_a_job(child, prompt, "z2")
         child.sendline("kill %1")
         child.expect_exact(prompt)
         _say(child, "wait; jobs; echo jo''bs-done", r"jobs-done")
