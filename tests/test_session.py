@@ -13,6 +13,7 @@ Pinned here, with real processes (root):
 * each stack is a file at its PATH inside the session only, and
   /dev/net/tun stays usable inside.
 """
+import contextlib
 import os
 import re
 import signal
@@ -30,12 +31,20 @@ EXPECT_TIMEOUT = 20
 
 # --------------------------------------------------------------------- helpers
 
-def _start(args, **kw):
+@contextlib.contextmanager
+def _started(args, **kw):
     """vupy run ARGS in the background, its stdout a pipe, in a session of
-    its own (so that nothing here is its controlling terminal)."""
+    its own (so that nothing here is its controlling terminal); killed with
+    everything in that session if still running at the end."""
     kw.setdefault("stdout", subprocess.PIPE)
     kw.setdefault("text", True)
-    return subprocess.Popen([VUPY, "run", *args], start_new_session=True, **kw)
+    proc = subprocess.Popen([VUPY, "run", *args], start_new_session=True, **kw)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def _wait_line(proc, wanted):
@@ -165,16 +174,13 @@ SIGNAL_SCRIPT = textwrap.dedent("""
 FORWARDED = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
 
 
-def _signal_when_ready(proc, sig):
-    """Send `sig` to vupy once COMMAND has said 'ready'; vupy's exit status."""
-    try:
+def _signal_when_ready(args, sig):
+    """vupy run ARGS; send `sig` to vupy once COMMAND has said 'ready';
+    return vupy's exit status."""
+    with _started(args) as proc:
         _wait_line(proc, "ready")
         os.kill(proc.pid, sig)
         return _finish(proc)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.mark.parametrize("sig", FORWARDED, ids=lambda s: s.name)
@@ -182,9 +188,8 @@ def test_sigterm_to_vupy_reaches_command(sig, tmp_path):
     """Each of the four signals, sent to vupy by kill(2), is what COMMAND
     gets; COMMAND's handler then decides the exit status."""
     out = tmp_path / "got"
-    proc = _start(["--stack", "/dev/net/vupyt-n=netns:new", "--",
-                   PYTHON, "-c", SIGNAL_SCRIPT, str(out)])
-    status = _signal_when_ready(proc, sig)
+    status = _signal_when_ready(["--stack", "/dev/net/vupyt-n=netns:new", "--",
+                                 PYTHON, "-c", SIGNAL_SCRIPT, str(out)], sig)
     assert out.read_text() == sig.name
     assert status == 40
 
@@ -195,8 +200,7 @@ def test_signal_to_vupy_kills_command_without_handler(sig):
     script = ("import signal, time; "
               "[signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGQUIT)]; "
               "print('ready', flush=True); time.sleep(100)")
-    proc = _start(["--", PYTHON, "-c", script])
-    status = _signal_when_ready(proc, sig)
+    status = _signal_when_ready(["--", PYTHON, "-c", script], sig)
     assert status == 128 + sig
 
 
@@ -397,9 +401,8 @@ def test_netns_new_is_removed_after_session():
     known_nets = {host_net} | {os.stat(os.path.join("/run/netns", n)).st_ino
                                for n in os.listdir("/run/netns")} if os.path.isdir("/run/netns") \
         else {host_net}
-    proc = _start(["--stack", "/dev/net/vupyt-n=netns:new", "--",
-                   PYTHON, "-c", NS_PROBE, "/dev/net/vupyt-n"], stdin=subprocess.PIPE)
-    try:
+    with _started(["--stack", "/dev/net/vupyt-n=netns:new", "--",
+                   PYTHON, "-c", NS_PROBE, "/dev/net/vupyt-n"], stdin=subprocess.PIPE) as proc:
         lines = _wait_line(proc, "ready")
         inodes = dict(line.split() for line in lines)
         net, mnt = int(inodes["net"]), int(inodes["mnt"])
@@ -410,10 +413,6 @@ def test_netns_new_is_removed_after_session():
         assert _ns_references("mnt", mnt)
         proc.stdin.close()
         assert _finish(proc) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert _ns_references("net", net) == []
     assert _ns_references("mnt", mnt) == []
 
@@ -449,20 +448,15 @@ def test_netns_new_loopback_carries_traffic():
 def test_stack_files_visible_inside_only():
     before = sorted(os.listdir("/dev/net"))
     assert "tun" in before
-    proc = _start(["--stack", "/dev/net/vupyt-a=netns:new", "--stack", "/dev/net/vupyt-b=null",
+    with _started(["--stack", "/dev/net/vupyt-a=netns:new", "--stack", "/dev/net/vupyt-b=null",
                    "--", "sh", "-c",
                    "ls -1 /dev/net; test -f /dev/net/vupyt-a && test -f /dev/net/vupyt-b "
                    "&& echo files; echo ready; read x; exit 0"],
-                   stdin=subprocess.PIPE)
-    try:
+                  stdin=subprocess.PIPE) as proc:
         inside = _wait_line(proc, "ready")
         during = sorted(os.listdir("/dev/net"))
         proc.stdin.close()
         assert _finish(proc) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert inside[-1] == "files"
     assert sorted(inside[:-1]) == sorted(before + ["vupyt-a", "vupyt-b"])
     assert during == before

@@ -65,11 +65,12 @@ def prepare(stack_options, default_options):
     `stack_options`: [(path, spec)]; `default_options`: [(families or None,
     path, text)].  Returns (StackTable, session defaults: family -> stack);
     SessionError, with everything made so far closed, on any problem."""
-    host = make_stack("host", "", {})
-    host.label = "host"
-    enter_mount_namespace()
     stacks = StackTable((os.getuid(), os.getgid()))
     try:
+        host = make_stack("host", "", {})
+        host.label = "host"
+        stacks.keep(host)
+        enter_mount_namespace()
         for path, spec in stack_options:
             stacks.mount(path, *parse_spec(spec))
         defaults = {family: host for family in host.families}
@@ -82,15 +83,11 @@ def prepare(stack_options, default_options):
                     raise SessionError(f"--default {text!r}: {path} does not serve "
                                        f"{_families.name(family)}")
                 defaults[family] = mount.stack
-    except MountError as e:
+    except BaseException as e:
         stacks.close()
-        host.close()
-        raise SessionError(str(e)) from None
-    except BaseException:
-        stacks.close()
-        host.close()
+        if isinstance(e, MountError):
+            raise SessionError(str(e)) from None
         raise
-    stacks.keep(host)
     return stacks, defaults
 
 

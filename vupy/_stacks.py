@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
 from . import _native
+from .stack import StackError
 
 GROUP = "vupy.stacks"
 FILE_OPTIONS = ("mode", "uid", "gid")   # options of the stack file, not of the module
@@ -108,8 +109,6 @@ def file_attributes(options, owner):
 
 def make_stack(module_name, source, options, modules=None):
     """A stack made by module `module_name`; MountError naming the problem."""
-    from .stack import StackError
-
     module = load_module(module_name, modules)
     try:
         return module().create(source, dict(options))
