@@ -6,7 +6,8 @@ PREFIX ?= /usr/local
 CC ?= cc
 CFLAGS ?= -O2 -Wall -Wextra
 DEBS := gcc make pkg-config libseccomp-dev python3-dev python3-venv iproute2 \
-        curl socat util-linux procps gcc-multilib libc6-dev-i386
+        curl socat util-linux procps gcc-multilib libc6-dev-i386 \
+        liblwip-dev libvdeplug-dev vdeplug vde-switch libvdeplug-slirp
 
 .PHONY: all deps venv lib test demo bench install clean
 
@@ -20,7 +21,7 @@ deps:
 	fi
 
 $(VENV)/.installed: pyproject.toml setup.py csrc/build_native.py csrc/supervisor.c csrc/supervisor.h \
-                    csrc/msocket.c csrc/msocket.h
+                    csrc/msocket.c csrc/msocket.h csrc/lwip_worker.c csrc/lwip_worker.h
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@

@@ -1,16 +1,20 @@
 import os
+import subprocess
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-# pyproject.toml holds everything else.  This file adds the cffi extension
-# and the C wrapper library: `pip install` also builds csrc/msocket.c into
-# vupy/lib/libmsocket.{so,a}, next to vupy/include/msocket.h.
-MSOCKET_FILES = ["lib/libmsocket.so", "lib/libmsocket.a", "include/msocket.h"]
+# pyproject.toml holds everything else.  This file adds the cffi extension,
+# the C wrapper library and the lwIP worker: `pip install` also builds
+# csrc/msocket.c into vupy/lib/libmsocket.{so,a}, next to
+# vupy/include/msocket.h, and csrc/lwip_worker.c into vupy/lib/vupy-lwip
+# (with Debian's liblwip-dev and libvdeplug-dev).
+BUILT_FILES = ["lib/libmsocket.so", "lib/libmsocket.a", "include/msocket.h", "lib/vupy-lwip"]
 
 
 class BuildExt(build_ext):
-    """build_ext, then libmsocket with the same (setuptools') compiler."""
+    """build_ext, then libmsocket and the lwIP worker with the same
+    (setuptools') compiler."""
 
     def run(self):
         super().run()  # builds vupy._native, and sets up self.compiler
@@ -23,22 +27,29 @@ class BuildExt(build_ext):
         self.compiler.create_static_lib(objects, "msocket", output_dir=os.path.join(out, "lib"))
         self.mkpath(os.path.join(out, "include"))
         self.copy_file("csrc/msocket.h", os.path.join(out, "include"))
-        for built, inplace in self._msocket_mapping().items():  # editable install
+        lwip = subprocess.run(["pkg-config", "--cflags-only-I", "lwip"], check=True,
+                              capture_output=True, text=True).stdout.split()
+        objects = self.compiler.compile(["csrc/lwip_worker.c"], output_dir=self.build_temp,
+                                        include_dirs=[d[2:] for d in lwip],
+                                        extra_postargs=["-O2", "-Wall", "-Wextra", "-std=gnu11"])
+        self.compiler.link_executable(objects, "vupy-lwip", output_dir=os.path.join(out, "lib"),
+                                      libraries=["lwip", "vdeplug", "pthread"])
+        for built, inplace in self._built_mapping().items():  # editable install
             self.mkpath(os.path.dirname(inplace))
             self.copy_file(built, inplace)
 
-    def _msocket_mapping(self):
+    def _built_mapping(self):
         """{file in build_lib: its copy in the source tree}, when inplace."""
         if not self.inplace:
             return {}
         src = self.get_finalized_command("build_py").get_package_dir("vupy")
-        return {os.path.join(self.build_lib, "vupy", f): os.path.join(src, f) for f in MSOCKET_FILES}
+        return {os.path.join(self.build_lib, "vupy", f): os.path.join(src, f) for f in BUILT_FILES}
 
     def get_outputs(self):
-        return super().get_outputs() + [os.path.join(self.build_lib, "vupy", f) for f in MSOCKET_FILES]
+        return super().get_outputs() + [os.path.join(self.build_lib, "vupy", f) for f in BUILT_FILES]
 
     def get_output_mapping(self):
-        return {**super().get_output_mapping(), **self._msocket_mapping()}
+        return {**super().get_output_mapping(), **self._built_mapping()}
 
 
 setup(cffi_modules=["csrc/build_native.py:ffibuilder"], cmdclass={"build_ext": BuildExt})

@@ -48,6 +48,49 @@ int vupy_syscall_number(uint32_t arch, const char *name)
 	return nr == __NR_SCMP_ERROR ? -1 : nr;
 }
 
+/* Load libseccomp's program for ctx behind `head`, with a listener: the
+ * listener's descriptor, or a negative errno. */
+static int load(scmp_filter_ctx ctx, const struct sock_filter *head, size_t nhead,
+		int no_new_privs, unsigned int flags)
+{
+	struct sock_filter prog[MAX_FILTER];
+	int memfd, rc;
+	ssize_t n;
+
+	memfd = memfd_create("vupy-filter", MFD_CLOEXEC);
+	if (memfd < 0)
+		return -errno;
+	if ((rc = seccomp_export_bpf(ctx, memfd)) < 0)
+		goto out;
+	if (nhead)
+		memcpy(prog, head, nhead * sizeof(*head));
+	n = pread(memfd, prog + nhead, sizeof(prog) - nhead * sizeof(*head), 0);
+	if (n < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (n % sizeof(struct sock_filter) != 0 ||
+	    (size_t)n == sizeof(prog) - nhead * sizeof(*head)) {
+		rc = -E2BIG;
+		goto out;
+	}
+	struct sock_fprog fprog = {
+		.len = (unsigned short)(nhead + n / sizeof(struct sock_filter)),
+		.filter = prog,
+	};
+	if (no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+		     SECCOMP_FILTER_FLAG_NEW_LISTENER | flags, &fprog);
+	if (rc < 0)
+		rc = -errno;
+out:
+	close(memfd);
+	return rc;
+}
+
 /* The filter.  libseccomp writes the program: per-architecture sections for
  * x86_64, i386 and x32 (so that an i386 socketcall/socket or an x32 socket
  * cannot slip past), 32-bit argument comparisons (the kernel truncates the
@@ -57,9 +100,33 @@ int vupy_syscall_number(uint32_t arch, const char *name)
  * -5 and vupy's control call on x86_64 are put in front of libseccomp's
  * program.  libseccomp 2.5.4
  * also cannot ask for WAIT_KILLABLE_RECV, so vupy loads the program itself. */
-int vupy_filter_install(int no_new_privs)
+/* The calls a proxy descriptor needs served (see vupy/_proxy.py), trapped
+ * only in sessions with userspace stacks. */
+static const char *const proxy_calls[] = {
+	"bind", "connect", "listen", "accept", "accept4", "getsockname", "getpeername",
+	"getsockopt", "setsockopt", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg",
+};
+
+static int add_proxy_rules(scmp_filter_ctx ctx)
 {
-	struct sock_filter prog[MAX_FILTER];
+	int rc;
+
+	for (size_t i = 0; i < sizeof(proxy_calls) / sizeof(proxy_calls[0]); i++)
+		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY,
+					   seccomp_syscall_resolve_name(proxy_calls[i]), 0)) < 0)
+			return rc;
+	/* Without an address, send and receive go straight to the proxy. */
+	if ((rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(sendto), 1,
+				   SCMP_A4_64(SCMP_CMP_NE, 0))) < 0 ||
+	    (rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(recvfrom), 1,
+				   SCMP_A4_64(SCMP_CMP_NE, 0))) < 0)
+		return rc;
+	return seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(ioctl), 1,
+				SCMP_A1_32(SCMP_CMP_EQ, FIONREAD));
+}
+
+int vupy_filter_install(int no_new_privs, int proxies)
+{
 	struct sock_filter head[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 4),
@@ -68,10 +135,8 @@ int vupy_filter_install(int no_new_privs)
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)VUPY_NR_CONTROL, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
 	};
-	size_t nhead = sizeof(head) / sizeof(head[0]);
 	scmp_filter_ctx ctx;
-	int memfd = -1, rc;
-	ssize_t n;
+	int rc;
 
 	ctx = seccomp_init(SCMP_ACT_ALLOW);
 	if (!ctx)
@@ -105,40 +170,11 @@ int vupy_filter_install(int no_new_privs)
 		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, nr, 0)) < 0)
 			goto out;
 	}
-	memfd = memfd_create("vupy-filter", MFD_CLOEXEC);
-	if (memfd < 0) {
-		rc = -errno;
+	if (proxies && (rc = add_proxy_rules(ctx)) < 0)
 		goto out;
-	}
-	if ((rc = seccomp_export_bpf(ctx, memfd)) < 0)
-		goto out;
-	memcpy(prog, head, sizeof(head));
-	n = pread(memfd, prog + nhead, sizeof(prog) - sizeof(head), 0);
-	if (n < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (n % sizeof(struct sock_filter) != 0 ||
-	    (size_t)n == sizeof(prog) - sizeof(head)) {
-		rc = -E2BIG;
-		goto out;
-	}
-	struct sock_fprog fprog = {
-		.len = (unsigned short)(nhead + n / sizeof(struct sock_filter)),
-		.filter = prog,
-	};
-	if (no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-		     SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
-		     &fprog);
-	if (rc < 0)
-		rc = -errno;
+	rc = load(ctx, head, sizeof(head) / sizeof(head[0]), no_new_privs,
+		  SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
 out:
-	if (memfd >= 0)
-		close(memfd);
 	seccomp_release(ctx);
 	return rc;
 }
@@ -485,4 +521,16 @@ int vupy_syscall4(long nr, long a, long b, long c, long d)
 {
 	long rc = syscall(nr, a, b, c, d);
 	return rc < 0 ? -errno : (int)rc;
+}
+
+/* A copy of descriptor fd of process pid (pidfd_getfd, Linux 5.6+). */
+int vupy_getfd(uint32_t pid, int fd)
+{
+	int pidfd = syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		return -errno;
+	int copy = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	int err = errno;
+	close(pidfd);
+	return copy < 0 ? -err : copy;
 }

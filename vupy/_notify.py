@@ -23,7 +23,8 @@ from . import _control as control
 from . import _dispatch as dispatch
 from ._families import name as family_name
 from ._native import ffi, lib
-from .stack import KernelStack, is_netns
+from ._proxy import PROXY_CALLS, ProxyServer
+from .stack import KernelStack, ProxyStack, is_netns
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 AUDIT_ARCH_I386 = 0x40000003
@@ -38,6 +39,7 @@ PATH_MAX = 4096
 O_CLOEXEC = 0o2000000
 SOCKETCALL_ARGS = struct.Struct("=iii")
 CREDS_CALLS = ("capset", "setgroups", "setgroups32", "unshare", "setns")
+PARKED_CHECK_MS = 50      # how often waiting proxy calls look for signals
 
 
 def _numbers(arch, names):
@@ -50,6 +52,12 @@ def _numbers(arch, names):
 CREDS_NRS = {
     AUDIT_ARCH_X86_64: _numbers(AUDIT_ARCH_X86_64, CREDS_CALLS),
     AUDIT_ARCH_I386: _numbers(AUDIT_ARCH_I386, CREDS_CALLS),
+}
+
+# System calls trapped in sessions with userspace stacks (see _proxy.py).
+PROXY_NRS = {
+    AUDIT_ARCH_X86_64: _numbers(AUDIT_ARCH_X86_64, PROXY_CALLS),
+    AUDIT_ARCH_I386: _numbers(AUDIT_ARCH_I386, PROXY_CALLS),
 }
 
 
@@ -69,8 +77,10 @@ def _int(value):
 
 
 class Supervisor:
-    def __init__(self, listener, table, events, stacks, session_defaults, trace=None):
+    def __init__(self, listener, table, events, stacks, session_defaults, trace=None,
+                 proxies=False):
         self.listener = listener
+        self.proxy = ProxyServer(listener, table, trace) if proxies else None
         self.table = table
         self.events = events
         self.stacks = stacks                    # the session's StackTable
@@ -100,14 +110,28 @@ class Supervisor:
                              "now fail with ENOSYS\n")
         finally:
             os.close(self.listener)
+            if self.proxy is not None:
+                self.proxy.close()
 
     def _serve(self):
         poller = select.poll()
         poller.register(self.listener, select.POLLIN)
         poller.register(self.events.fileno(), select.POLLIN)
+        proxy = self.proxy
+        parked = {}
         call = self.call
         while True:
-            for fd, mask in poller.poll():
+            if proxy is not None and parked != proxy.parked:
+                parked = self._watch_parked(poller, parked)
+            ready = poller.poll(PARKED_CHECK_MS if parked else None)
+            if parked:
+                proxy.expire()
+            for fd, mask in ready:
+                if fd in parked:
+                    self.drain()
+                    if fd in proxy.parked:
+                        proxy.wake(fd)
+                    continue
                 if fd != self.listener:
                     self.drain()
                     continue
@@ -122,6 +146,16 @@ class Supervisor:
                     # The last process under the filter is gone (NOTIF_RECV
                     # would now fail with ENOENT forever).
                     return
+
+    def _watch_parked(self, poller, before):
+        """Poll the parked calls' proxies instead of `before`'s."""
+        now = self.proxy.watched()
+        for fd in before.keys() - now.keys():
+            poller.unregister(fd)
+        for fd, events in now.items():
+            if before.get(fd) != events:
+                poller.register(fd, events)
+        return now
 
     def drain(self):
         """Take in the process events; free lazily unmounted stacks whose
@@ -144,6 +178,11 @@ class Supervisor:
     def _handle(self, call):
         if call.arch == AUDIT_ARCH_X86_64 and call.nr == NR_CONTROL:
             return self.control(call)
+        if self.proxy is not None and call.nr & ~X32_SYSCALL_BIT in PROXY_NRS.get(call.arch, ()):
+            if call.arch == AUDIT_ARCH_X86_64 and not call.nr & X32_SYSCALL_BIT:
+                return self.proxy.handle(call)
+            # i386 and x32 code holds no proxies (see _proxy.py).
+            return lib.vupy_respond(self.listener, call.id, 0, 0, 1)
         if call.nr & ~X32_SYSCALL_BIT in CREDS_NRS.get(call.arch, ()):
             self.table.creds.pop(call.pid, None)
             lib.vupy_respond(self.listener, call.id, 0, 0, 1)
@@ -319,9 +358,18 @@ class Supervisor:
             creds = self.creds_of(call)
             if creds is None:
                 return
+            proxied = isinstance(decision.stack, ProxyStack)
+            if proxied and (self.proxy is None or call.arch != AUDIT_ARCH_X86_64
+                            or call.nr & X32_SYSCALL_BIT):
+                # Calls on a proxy are trapped for x86_64 code only.
+                self._trace(call, request, f"{self._name(decision.stack)}: EAFNOSUPPORT (not x86_64)")
+                return self.fail(call, errno.EAFNOSUPPORT)
             try:
                 fd = decision.stack.socket(decision.domain, decision.type,
                                            decision.protocol, creds)
+                if proxied:
+                    self.proxy.register(fd, decision.stack, decision.domain, decision.type,
+                                        decision.protocol)
             except OSError as e:
                 self._trace(call, request, f"{self._name(decision.stack)}: {errno.errorcode.get(e.errno)}")
                 return self.fail(call, e.errno)

@@ -11,8 +11,10 @@ Order of a session, and why:
 3. vupy subscribes to process events (see _procs.py) and becomes a child
    subreaper, so that orphans of the session are reparented to it and it
    can end them with the session.
-4. COMMAND is forked; the child installs the filter, passes the listener to
-   vupy over a socketpair, and executes COMMAND.
+4. COMMAND is forked; the child installs the filter (which, in a session
+   with userspace stacks, also traps the calls of proxy descriptors: see
+   _proxy.py), vupy takes a copy of the listener (pidfd_getfd), and the
+   child executes COMMAND.
 5. The main thread waits for signals: SIGCHLD reaps, and SIGINT, SIGTERM,
    SIGHUP and SIGQUIT sent by a process (not by the terminal, which signals
    COMMAND's process group itself) are passed on to COMMAND, and so is a
@@ -150,7 +152,7 @@ def _end_leftovers():
             time.sleep(0.02)
 
 
-def _start_child(argv, to_parent, no_new_privs, mask):
+def _start_child(argv, to_parent, no_new_privs, mask, userspace):
     """In the forked child: install the filter, hand over the listener, exec."""
     try:
         # Python ignores these two; an ignored signal stays ignored across
@@ -158,11 +160,14 @@ def _start_child(argv, to_parent, no_new_privs, mask):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        listener = _native.lib.vupy_filter_install(no_new_privs)
+        listener = _native.lib.vupy_filter_install(no_new_privs, 1 if userspace else 0)
         if listener < 0:
             os.write(2, f"vupy: cannot install the seccomp filter: {os.strerror(-listener)}\n".encode())
             os._exit(125)
-        socket.send_fds(to_parent, [b"L"], [listener])
+        # The parent takes the listener with pidfd_getfd: sendmsg may be
+        # trapped already, and nobody would answer it yet.
+        os.write(to_parent.fileno(), b"%d\n" % listener)
+        os.read(to_parent.fileno(), 1)
         os.close(listener)
         to_parent.close()
         os.execvp(argv[0], argv)
@@ -177,10 +182,12 @@ def _start_child(argv, to_parent, no_new_privs, mask):
         os._exit(125)
 
 
-def run(argv, stacks, session_defaults, trace=None):
+def run(argv, stacks, session_defaults, trace=None, userspace=False):
     """Run argv in a session; return its exit status.
 
-    `stacks`: the StackTable from `prepare`; `session_defaults`: family -> stack.
+    `stacks`: the StackTable from `prepare`; `session_defaults`: family -> stack;
+    `userspace`: trap the calls of proxy descriptors even if no userspace
+    stack is mounted yet (they are trapped anyway if one is).
     """
     try:
         events = ProcessEvents()
@@ -196,23 +203,26 @@ def run(argv, stacks, session_defaults, trace=None):
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     no_new_privs = 0 if _capable(CAP_SYS_ADMIN) else 1
+    userspace = userspace or stacks.has_proxy_stacks()
+    stacks.serves_proxies = userspace
     pid = os.fork()
     if pid == 0:
         parent_end.close()
-        _start_child(argv, child_end, no_new_privs, mask)
+        _start_child(argv, child_end, no_new_privs, mask, userspace)
     child_end.close()
     table.add(pid, Defaults())
     try:
-        _msg, fds, _flags, _addr = socket.recv_fds(parent_end, 1, 1)
+        number = os.read(parent_end.fileno(), 32)
+        listener = _native.lib.vupy_getfd(pid, int(number)) if number else -1
+        os.write(parent_end.fileno(), b"!")
     finally:
         parent_end.close()
-    if not fds:  # the child said why on stderr
+    if listener < 0:  # the child said why on stderr
         _, status = os.waitpid(pid, 0)
         return os.waitstatus_to_exitcode(status)
-    listener = fds[0]
     if _native.lib.vupy_set_sync_wakeup(listener) < 0 and trace:
         trace("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP not available")
-    supervisor = Supervisor(listener, table, events, stacks, session_defaults, trace)
+    supervisor = Supervisor(listener, table, events, stacks, session_defaults, trace, userspace)
     thread = threading.Thread(target=supervisor.run, name="vupy-notify", daemon=True)
     thread.start()
 

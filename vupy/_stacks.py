@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
 from . import _native
-from .stack import StackError
+from .stack import ProxyStack, StackError
 
 GROUP = "vupy.stacks"
 FILE_OPTIONS = ("mode", "uid", "gid")   # options of the stack file, not of the module
@@ -184,6 +184,9 @@ class StackTable:
         self.detached = []              # lazily unmounted, still in use
         self.unnamed = []
         self.shadowed = set()
+        # Whether the session traps the calls of proxy descriptors: None
+        # until the session starts (any stack may be mounted before).
+        self.serves_proxies = None
 
     def lookup(self, key):
         return self.by_file.get(key)
@@ -210,6 +213,11 @@ class StackTable:
         if os.path.lexists(path):
             raise MountError(errno.EEXIST, f"{path}: exists (and is not a stack)")
         stack = make_stack(type_, source, module_options, modules)
+        if isinstance(stack, ProxyStack) and self.serves_proxies is False:
+            stack.close()
+            raise MountError(errno.EOPNOTSUPP, f"{path}: {type_} is a userspace stack, and this "
+                                               "session does not trap the calls its sockets need: "
+                                               "start it with `vupy run --userspace`")
         mount = Mount(path, type_, source, module_options, stack)
         try:
             if directory not in self.shadowed:
@@ -261,6 +269,9 @@ class StackTable:
             if not users_of(mount.stack):
                 self.detached.remove(mount)
                 mount.stack.close()
+
+    def has_proxy_stacks(self):
+        return any(isinstance(m.stack, ProxyStack) for m in self.by_path.values())
 
     def keep(self, stack):
         """Close `stack` with the table, though it has no file (`host`)."""

@@ -73,6 +73,9 @@ def main(argv=None):
                        help="make a stack and its file PATH (repeatable)")
     p_run.add_argument("--default", action="append", default=[], metavar="[FAMILIES=]PATH",
                        help="default stack for the families it serves, or for FAMILIES")
+    p_run.add_argument("--userspace", action="store_true",
+                       help="trap the calls userspace stacks need even if none is mounted at "
+                            "start (for vumount -t lwip later)")
     p_run.add_argument("-v", "--verbose", action="store_true", help="trace every routed call")
     p_run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
     sub.add_parser("modules", help="list the stack modules found")
@@ -96,7 +99,7 @@ def main(argv=None):
         return USAGE_ERROR
     trace = _trace if args.verbose else None
     try:
-        return run(args.argv, stacks, defaults, trace)
+        return run(args.argv, stacks, defaults, trace, args.userspace)
     except SessionError as e:
         print(f"vupy: {e}", file=sys.stderr)
         return USAGE_ERROR

@@ -71,6 +71,35 @@ is a kind of stack: it turns a SOURCE string and options into a stack.
    when the session ends.  It releases what the stack holds (descriptors,
    worker processes).  Sockets already handed to programs are theirs.
 
+7. Proxy stacks.  A stack that is not a kernel one (a userspace TCP/IP
+   stack) subclasses ``ProxyStack``.  Its `socket` returns one end of an
+   AF_UNIX socketpair, the *proxy*: SOCK_STREAM for stream sockets,
+   SOCK_SEQPACKET for datagram sockets.  The program reads, writes, polls
+   and closes the proxy natively; the stack moves the data between the
+   other end and its own socket.  Every other socket call on a proxy comes
+   to the stack's methods below, where `sock` names the proxy by the inode
+   of the program's end (``os.fstat(fd).st_ino``) and addresses are the
+   kernel's struct sockaddr bytes::
+
+       bind(sock, address)          connect(sock, address)
+       listen(sock, backlog)        accept(sock) -> (fd, peer address)
+       getsockname(sock) -> bytes   getpeername(sock) -> bytes
+       getsockopt(sock, level, name, size) -> bytes
+       setsockopt(sock, level, name, value)
+       sendto(sock, data, flags, address) -> bytes sent
+       fileno() -> descriptor vupy polls; when readable, vupy calls
+       closed() -> the socks whose last descriptor the programs closed
+
+   Each raises OSError with the errno the program must see; ENETDOWN once
+   the stack is gone.  A proxy must also look like the socket where the
+   program can see it: a stream proxy is not writable until its connect
+   completes (`connect` raises EINPROGRESS while it is under way: vupy
+   waits for writability and then asks SO_ERROR), a listening proxy has one
+   byte to read for each connection waiting (`accept` hands over the
+   connection's own proxy; vupy takes the byte; EAGAIN if none waits), and
+   each datagram in a datagram proxy carries one descriptor (SCM_RIGHTS)
+   whose content is its source address.  modules/lwip.py is the example.
+
 A stack backed by a kernel network namespace needs no code beyond `create`:
 return ``KernelStack(nsfd)``, where nsfd is an open descriptor of the
 namespace (``/proc/PID/ns/net``, a file made by ``ip netns add``, ...).
@@ -84,7 +113,7 @@ import os
 from . import _native
 from ._families import KERNEL_FAMILIES
 
-__all__ = ["StackModule", "Stack", "KernelStack", "StackError", "KERNEL_FAMILIES"]
+__all__ = ["StackModule", "Stack", "KernelStack", "ProxyStack", "StackError", "KERNEL_FAMILIES"]
 
 
 class StackError(Exception):
@@ -142,6 +171,22 @@ class KernelStack(Stack):
         if self.nsfd >= 0:
             os.close(self.nsfd)
             self.nsfd = -1
+
+
+class ProxyStack(Stack):
+    """A stack that serves its sockets through proxy descriptors (point 7)."""
+
+    def _unsupported(self, *args):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    bind = connect = listen = accept = getsockname = getpeername = _unsupported
+    getsockopt = setsockopt = sendto = _unsupported
+
+    def fileno(self):
+        return -1
+
+    def closed(self):
+        return ()
 
 
 def open_netns(path):

@@ -1,0 +1,246 @@
+"""lwip: a userspace TCP/IP stack (lwIP 2.1, Debian's liblwip) on a VDE link.
+
+SOURCE is a libvdeplug URL: ``tap://IF``, ``vde://SWITCH``, ``vxvde://GROUP``,
+``slirp://``, ``ptp://...``.  Options:
+
+  ip=A.B.C.D/LEN   the IPv4 address (lwIP 2.1 holds one per interface)
+  gw=A.B.C.D       the IPv4 default gateway
+  ip6=ADDR/64[+ADDR/64...]  IPv6 addresses (lwIP 2.1 assumes /64 prefixes);
+                   a link-local address is always made from the MAC
+  mac=XX:XX:XX:XX:XX:XX  (default: a random locally administered one)
+  mtu=N            (default 1500)
+
+Each stack is a worker process (vupy/lib/vupy-lwip, from csrc/lwip_worker.c):
+lwIP keeps global state, so one stack per process.  The worker ends with the
+stack, and with vupy: it exits when its control socket closes.  Programs get
+proxy descriptors (see "Proxy stacks" in vupy/stack.py); the protocol with
+the worker is csrc/lwip_worker.h.
+"""
+import errno
+import ipaddress
+import os
+import random
+import re
+import select
+import socket
+import struct
+import subprocess
+
+import vupy
+from vupy.stack import ProxyStack, StackError, StackModule
+
+WORKER = os.path.join(os.path.dirname(vupy.__file__), "lib", "vupy-lwip")
+READY_SECONDS = 10      # for the worker to open its link
+REPLY_SECONDS = 5       # for any answer: a worker that takes longer is broken
+
+# csrc/lwip_worker.h
+REQ = struct.Struct("=IIQiiiI")     # op seq id a b c len
+REP = struct.Struct("=IiqII")       # seq err val event len
+(VW_SOCKET, VW_BIND, VW_CONNECT, VW_LISTEN, VW_ACCEPT, VW_GETSOCKNAME, VW_GETPEERNAME,
+ VW_GETSOCKOPT, VW_SETSOCKOPT, VW_SENDTO, VW_INFO) = range(1, 12)
+VW_READY, VW_CLOSED = 1, 2
+MAX_REPLY = REP.size + 65600
+
+OPTIONS = {"ip", "gw", "ip6", "mac", "mtu"}
+MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+def _random_mac():
+    octets = [random.randrange(256) for _ in range(6)]
+    octets[0] = (octets[0] & 0xFC) | 0x02       # unicast, locally administered
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+def worker_arguments(url, options):
+    """The worker's command line for `options`; StackError naming a bad one."""
+    unknown = set(options) - OPTIONS
+    if unknown:
+        raise StackError(f"lwip: unknown option {sorted(unknown)[0]!r} "
+                         f"(known: {', '.join(sorted(OPTIONS))})")
+    if not url:
+        raise StackError("lwip: needs a SOURCE: a VDE URL such as vde:///tmp/switch or tap://tap0")
+    ip = gw = "-"
+    try:
+        if "ip" in options:
+            if "+" in options["ip"]:
+                raise StackError("lwip: one IPv4 address only (lwIP 2.1 holds one per interface)")
+            iface = ipaddress.IPv4Interface(options["ip"])
+            ip = f"{iface.ip}/{iface.network.prefixlen}"
+        if "gw" in options:
+            gw = str(ipaddress.IPv4Address(options["gw"]))
+        ip6 = []
+        for text in filter(None, options.get("ip6", "").split("+")):
+            iface6 = ipaddress.IPv6Interface(text)
+            if "/" in text and iface6.network.prefixlen != 64:
+                raise StackError(f"lwip: ip6={text}: lwIP 2.1 supports /64 prefixes only")
+            ip6.append(str(iface6.ip))
+    except ValueError as e:
+        raise StackError(f"lwip: {e}") from None
+    if len(ip6) > 5:
+        raise StackError("lwip: at most 5 IPv6 addresses besides the link-local one")
+    mac = options.get("mac") or _random_mac()
+    if not MAC.match(mac) or int(mac[:2], 16) & 1:
+        raise StackError(f"lwip: mac={mac}: not a unicast MAC address XX:XX:XX:XX:XX:XX")
+    try:
+        mtu = int(options.get("mtu", "1500"))
+    except ValueError:
+        mtu = 0
+    if not 576 <= mtu <= 65535:
+        raise StackError(f"lwip: mtu={options['mtu']}: not a number from 576 to 65535")
+    return [url, mac, str(mtu), ip, gw] + ip6
+
+
+class LwipModule(StackModule):
+    name = "lwip"
+    description = "lwIP, a userspace TCP/IP stack, on a VDE link: URL,ip=,gw=,ip6=,mac=,mtu="
+    families = frozenset((socket.AF_INET, socket.AF_INET6))
+
+    def create(self, source, options):
+        return LwipStack(worker_arguments(source, options))
+
+
+class LwipStack(ProxyStack):
+    families = LwipModule.families
+
+    def __init__(self, arguments):
+        if not os.access(WORKER, os.X_OK):
+            raise StackError(f"lwip: {WORKER} is missing: vupy was installed without the lwIP worker")
+        self.url = arguments[0]
+        self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        self.seq = 0
+        self.gone = set()           # proxies whose last descriptor is closed
+        try:
+            self.worker = subprocess.Popen([WORKER, str(theirs.fileno())] + arguments,
+                                           pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        event = self._next(READY_SECONDS)
+        if event is None or event[0] != 0 or event[1].event != VW_READY:
+            reason = "no answer" if event is None else event[2].decode(errors="replace")
+            self.close()
+            raise StackError(f"lwip:{self.url}: the stack did not start: {reason}")
+        if event[1].err:
+            self.close()
+            raise StackError(f"lwip:{self.url}: {event[2].decode(errors='replace')}")
+
+    # The worker's protocol ----------------------------------------------------
+
+    def _next(self, timeout):
+        """(seq, reply, payload, fds) of the worker's next message, or None if
+        the worker is gone or silent."""
+        if self.ctl is None or not select.select([self.ctl], [], [], timeout)[0]:
+            return None
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.ctl, MAX_REPLY, 1)
+        except OSError:
+            return None
+        if len(data) < REP.size:
+            return None
+        rep = REP.unpack_from(data)
+        return rep[0], _Reply(*rep), data[REP.size:REP.size + rep[4]], fds
+
+    def _call(self, op, sock=0, a=0, b=0, c=0, payload=b""):
+        """The worker's (value, payload, descriptor) for one request; OSError
+        with its errno, or ENETDOWN if the worker is gone."""
+        if self.ctl is None:
+            raise OSError(errno.ENETDOWN, "the lwIP stack is gone")
+        self.seq = self.seq % 0xFFFFFFFF + 1
+        try:
+            self.ctl.sendmsg([REQ.pack(op, self.seq, sock, a, b, c, len(payload)), payload])
+        except OSError:
+            self._lost()
+        while True:
+            message = self._next(REPLY_SECONDS)
+            if message is None:
+                self._lost()
+            seq, rep, data, fds = message
+            if seq == 0:
+                self._event(rep)
+            if seq != self.seq:
+                for fd in fds:
+                    os.close(fd)
+                continue
+            if rep.err:
+                for fd in fds:
+                    os.close(fd)
+                raise OSError(rep.err, os.strerror(rep.err))
+            return rep.val, data, (fds[0] if fds else -1)
+
+    def _lost(self):
+        self.close()
+        raise OSError(errno.ENETDOWN, "the lwIP stack is gone")
+
+    def _event(self, rep):
+        if rep.event == VW_CLOSED:
+            self.gone.add(rep.val)
+
+    # ProxyStack ---------------------------------------------------------------
+
+    def socket(self, domain, type, protocol, creds):
+        val, _data, fd = self._call(VW_SOCKET, 0, domain, type & 0xF, protocol)
+        if type & socket.SOCK_NONBLOCK:
+            os.set_blocking(fd, False)
+        return fd
+
+    def bind(self, sock, address):
+        self._call(VW_BIND, sock, payload=address)
+
+    def connect(self, sock, address):
+        self._call(VW_CONNECT, sock, payload=address)
+
+    def listen(self, sock, backlog):
+        self._call(VW_LISTEN, sock, backlog)
+
+    def accept(self, sock):
+        _val, address, fd = self._call(VW_ACCEPT, sock)
+        return fd, address
+
+    def getsockname(self, sock):
+        return self._call(VW_GETSOCKNAME, sock)[1]
+
+    def getpeername(self, sock):
+        return self._call(VW_GETPEERNAME, sock)[1]
+
+    def getsockopt(self, sock, level, name, size):
+        return self._call(VW_GETSOCKOPT, sock, level, name, size)[1]
+
+    def setsockopt(self, sock, level, name, value):
+        self._call(VW_SETSOCKOPT, sock, level, name, payload=value)
+
+    def sendto(self, sock, data, flags, address):
+        return self._call(VW_SENDTO, sock, flags, len(address), payload=address + data)[0]
+
+    def interfaces(self):
+        return self._call(VW_INFO)[1].decode()
+
+    def fileno(self):
+        return -1 if self.ctl is None else self.ctl.fileno()
+
+    def closed(self):
+        while True:
+            message = self._next(0)
+            if message is None:
+                break
+            if message[0] == 0:
+                self._event(message[1])
+            for fd in message[3]:
+                os.close(fd)
+        gone, self.gone = self.gone, set()
+        return gone
+
+    def close(self):
+        if self.ctl is not None:
+            self.ctl.close()        # the worker exits when it sees this
+            self.ctl = None
+        try:
+            self.worker.wait(timeout=REPLY_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.worker.kill()
+            self.worker.wait()
+
+
+class _Reply:
+    __slots__ = ("seq", "err", "val", "event", "len")
+
+    def __init__(self, seq, err, val, event, length):
+        self.seq, self.err, self.val, self.event, self.len = seq, err, val, event, length
