@@ -15,6 +15,7 @@
 #include <linux/filter.h>
 #include <linux/net.h>
 #include <linux/seccomp.h>
+#include <linux/sockios.h>
 #include <seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -121,8 +122,14 @@ static int add_proxy_rules(scmp_filter_ctx ctx)
 	    (rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(recvfrom), 1,
 				   SCMP_A4_64(SCMP_CMP_NE, 0))) < 0)
 		return rc;
-	return seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(ioctl), 1,
-				SCMP_A1_32(SCMP_CMP_EQ, FIONREAD));
+	/* FIONREAD on a datagram proxy, and glibc's if_nametoindex and
+	 * if_indextoname, whose answers come from a userspace stack. */
+	static const unsigned long requests[] = { FIONREAD, SIOCGIFINDEX, SIOCGIFNAME };
+	for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
+		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(ioctl), 1,
+					   SCMP_A1_32(SCMP_CMP_EQ, requests[i]))) < 0)
+			return rc;
+	return 0;
 }
 
 int vupy_filter_install(int no_new_privs, int proxies)

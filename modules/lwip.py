@@ -27,6 +27,7 @@ import struct
 import subprocess
 
 import vupy
+from vupy import rtnetlink
 from vupy.stack import ProxyStack, StackError, StackModule
 
 WORKER = os.path.join(os.path.dirname(vupy.__file__), "lib", "vupy-lwip")
@@ -42,6 +43,8 @@ VW_READY, VW_CLOSED = 1, 2
 MAX_REPLY = REP.size + 65600
 
 OPTIONS = {"ip", "gw", "ip6", "mac", "mtu"}
+NETLINK_ROUTE = 0
+NETLINK_BUFFER = 212992       # what a netlink socket reports for SO_RCVBUF, SO_SNDBUF
 MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
@@ -90,10 +93,32 @@ def worker_arguments(url, options):
     return [url, mac, str(mtu), ip, gw] + ip6
 
 
+def parse_links(text):
+    """The worker's VW_INFO text (csrc/lwip_worker.c, info()) as rtnetlink Links."""
+    links = {}
+    for line in text.splitlines():
+        kind, *words = line.split()
+        if kind == "link":
+            name, index, mtu, mac, state = words
+            links[int(index)] = rtnetlink.Link(name, int(index), int(mtu),
+                                               bytes.fromhex(mac.replace(":", "")), state == "up")
+        elif kind == "addr":
+            index, _family, address, length = words
+            iface = ipaddress.ip_interface(f"{address}/{length}")
+            links[int(index)].addresses.append(iface)
+            if iface.version == 6 and not iface.ip.is_link_local:    # on-link, as lwIP takes it
+                links[int(index)].routes.append((iface.network, None))
+        elif kind == "route":
+            index, _family, destination, length, gateway = words
+            links[int(index)].routes.append((ipaddress.ip_network(f"{destination}/{length}"),
+                                             None if gateway == "-" else ipaddress.ip_address(gateway)))
+    return list(links.values())
+
+
 class LwipModule(StackModule):
     name = "lwip"
     description = "lwIP, a userspace TCP/IP stack, on a VDE link: URL,ip=,gw=,ip6=,mac=,mtu="
-    families = frozenset((socket.AF_INET, socket.AF_INET6))
+    families = frozenset((socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK))
 
     def create(self, source, options):
         return LwipStack(worker_arguments(source, options))
@@ -122,6 +147,9 @@ class LwipStack(ProxyStack):
         if event[1].err:
             self.close()
             raise StackError(f"lwip:{self.url}: {event[2].decode(errors='replace')}")
+        self._links = parse_links(self._call(VW_INFO)[1].decode())
+        self.netlink = rtnetlink.Responder(self.links)
+        self.netlink_socks = set()
 
     # The worker's protocol ----------------------------------------------------
 
@@ -177,44 +205,86 @@ class LwipStack(ProxyStack):
     # ProxyStack ---------------------------------------------------------------
 
     def socket(self, domain, type, protocol, creds):
-        val, _data, fd = self._call(VW_SOCKET, 0, domain, type & 0xF, protocol)
+        if domain == socket.AF_NETLINK:
+            fd = self._netlink_socket(type & 0xF, protocol)
+        else:
+            fd = self._call(VW_SOCKET, 0, domain, type & 0xF, protocol)[2]
         if type & socket.SOCK_NONBLOCK:
             os.set_blocking(fd, False)
         return fd
 
     def bind(self, sock, address):
+        if sock in self.netlink_socks:
+            self._netlink_address(address)
+            self.netlink.port(sock)         # bound: it has its port id now
+            return
         self._call(VW_BIND, sock, payload=address)
 
     def connect(self, sock, address):
+        if sock in self.netlink_socks:
+            self._netlink_address(address)
+            return
         self._call(VW_CONNECT, sock, payload=address)
 
     def listen(self, sock, backlog):
+        self._not_netlink(sock)
         self._call(VW_LISTEN, sock, backlog)
 
     def accept(self, sock):
+        self._not_netlink(sock)
         _val, address, fd = self._call(VW_ACCEPT, sock)
         return fd, address
 
     def getsockname(self, sock):
+        if sock in self.netlink_socks:
+            return rtnetlink.SOCKADDR_NL.pack(socket.AF_NETLINK, 0, self.netlink.port(sock), 0)
         return self._call(VW_GETSOCKNAME, sock)[1]
 
     def getpeername(self, sock):
+        if sock in self.netlink_socks:
+            return rtnetlink.KERNEL
         return self._call(VW_GETPEERNAME, sock)[1]
 
     def getsockopt(self, sock, level, name, size):
+        if sock in self.netlink_socks:
+            return struct.pack("=i", NETLINK_BUFFER if name in (socket.SO_RCVBUF, socket.SO_SNDBUF) else 0)
         return self._call(VW_GETSOCKOPT, sock, level, name, size)[1]
 
     def setsockopt(self, sock, level, name, value):
+        if sock in self.netlink_socks:
+            return                  # buffer sizes, strict checking, ...: nothing to change
         self._call(VW_SETSOCKOPT, sock, level, name, payload=value)
 
     def sendto(self, sock, data, flags, address):
+        if sock in self.netlink_socks:
+            if address:
+                self._netlink_address(address)
+            return self.netlink.request(sock, data)
         return self._call(VW_SENDTO, sock, flags, len(address), payload=address + data)[0]
 
-    def interfaces(self):
-        return self._call(VW_INFO)[1].decode()
+    def links(self):
+        return self._links
 
-    def fileno(self):
-        return -1 if self.ctl is None else self.ctl.fileno()
+    # NETLINK_ROUTE, answered from the stack's interfaces (vupy/rtnetlink.py)
+
+    def _netlink_socket(self, type, protocol):
+        if protocol != NETLINK_ROUTE:
+            raise OSError(errno.EPROTONOSUPPORT, "lwip serves NETLINK_ROUTE only")
+        if type not in (socket.SOCK_RAW, socket.SOCK_DGRAM):
+            raise OSError(errno.ESOCKTNOSUPPORT, os.strerror(errno.ESOCKTNOSUPPORT))
+        fd = self.netlink.socket()
+        self.netlink_socks.add(os.fstat(fd).st_ino)
+        return fd
+
+    @staticmethod
+    def _netlink_address(address):
+        if len(address) < rtnetlink.SOCKADDR_NL.size or \
+                rtnetlink.SOCKADDR_NL.unpack_from(address)[0] != socket.AF_NETLINK:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+    def _not_netlink(self, sock):
+        if sock in self.netlink_socks:
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
 
     def closed(self):
         while True:
@@ -225,10 +295,14 @@ class LwipStack(ProxyStack):
                 self._event(message[1])
             for fd in message[3]:
                 os.close(fd)
-        gone, self.gone = self.gone, set()
+        gone, self.gone = self.gone | self.netlink.closed(), set()
+        self.netlink_socks -= gone
         return gone
 
     def close(self):
+        if getattr(self, "netlink", None) is not None:
+            self.netlink.close()
+            self.netlink = None
         if self.ctl is not None:
             self.ctl.close()        # the worker exits when it sees this
             self.ctl = None

@@ -80,7 +80,7 @@ class Supervisor:
     def __init__(self, listener, table, events, stacks, session_defaults, trace=None,
                  proxies=False):
         self.listener = listener
-        self.proxy = ProxyServer(listener, table, trace) if proxies else None
+        self.proxy = ProxyServer(listener, table, session_defaults, trace) if proxies else None
         self.table = table
         self.events = events
         self.stacks = stacks                    # the session's StackTable

@@ -30,7 +30,9 @@ import socket
 import stat
 import struct
 
+from . import _dispatch as dispatch
 from ._native import ffi, lib
+from .stack import ProxyStack
 
 NR = {"bind": 49, "connect": 42, "listen": 50, "accept": 43, "accept4": 288,
       "getsockname": 51, "getpeername": 52, "getsockopt": 55, "setsockopt": 54,
@@ -40,6 +42,8 @@ PROXY_CALLS = tuple(NR)         # what the filter traps (csrc/supervisor.c)
 ERESTARTSYS = 512               # the kernel's own: restart, or EINTR if a handler says so
 NR_TGKILL = 234
 FIONREAD = 0x541B
+SIOCGIFNAME, SIOCGIFINDEX = 0x8910, 0x8933
+IFREQ = struct.Struct("=16si20x")       # name, and ifr_ifindex of the union
 SO_DOMAIN, SO_TYPE, SO_PROTOCOL = 39, 3, 38
 SO_RCVTIMEO = (20, 66)          # _OLD and _NEW (asm-generic/socket.h)
 SO_SNDTIMEO = (21, 67)
@@ -106,9 +110,10 @@ def _int(value):
 
 
 class ProxyServer:
-    def __init__(self, listener, table, trace=None):
+    def __init__(self, listener, table, session_defaults, trace=None):
         self.listener = listener
         self.table = table
+        self.session_defaults = session_defaults
         self.trace = trace
         self.proxies = {}        # inode of the program's end -> Proxy
         self.parked = {}         # our copy of the proxy -> (Call, events, resume)
@@ -144,6 +149,8 @@ class ProxyServer:
             for gone in proxy.stack.closed():
                 self.proxies.pop(gone, None)
             proxy = self.proxies.get(st.st_ino)
+        if call.nr == NR["ioctl"] and call.args[1] & 0xFFFFFFFF in (SIOCGIFINDEX, SIOCGIFNAME):
+            return self._interface_ioctl(call, proxy)
         if proxy is None:
             return self.answer(call, cont=True)
         try:
@@ -367,6 +374,26 @@ class ProxyServer:
                 n = 0
         self.write(call, call.args[2], INT.pack(n))
         self.answer(call)
+
+    def _interface_ioctl(self, call, proxy):
+        """if_nametoindex and if_indextoname (glibc asks any socket, mostly an
+        AF_UNIX one) answered from the interfaces of the caller's userspace
+        stack: the proxy's, or its default for AF_INET."""
+        stack = proxy.stack if proxy is not None else None
+        if stack is None:
+            known = self.table.lookup(call.pid)
+            stack = dispatch.default_stack(socket.AF_INET, known[1] if known else dispatch.Defaults(),
+                                           self.session_defaults)
+        if not isinstance(stack, ProxyStack):
+            return self.answer(call, cont=True)       # a kernel stack's own answer
+        name, index = IFREQ.unpack(self.read(call, call.args[2], IFREQ.size))
+        name = name.split(b"\0", 1)[0].decode(errors="replace")
+        for link in stack.links():
+            if (call.args[1] & 0xFFFFFFFF == SIOCGIFINDEX and link.name == name) or \
+                    (call.args[1] & 0xFFFFFFFF == SIOCGIFNAME and link.index == index):
+                self.write(call, call.args[2], IFREQ.pack(link.name.encode(), link.index))
+                return self.answer(call)
+        raise CallFault(errno.ENODEV)
 
     # Sending and receiving with addresses ------------------------------------
 

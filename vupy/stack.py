@@ -87,8 +87,11 @@ is a kind of stack: it turns a SOURCE string and options into a stack.
        getsockopt(sock, level, name, size) -> bytes
        setsockopt(sock, level, name, value)
        sendto(sock, data, flags, address) -> bytes sent
-       fileno() -> descriptor vupy polls; when readable, vupy calls
        closed() -> the socks whose last descriptor the programs closed
+                   since the last call (vupy forgets them)
+       links() -> its interfaces, as vupy.rtnetlink.Link objects (for
+                  if_nametoindex and if_indextoname; vupy.rtnetlink also
+                  serves NETLINK_ROUTE sockets from them)
 
    Each raises OSError with the errno the program must see; ENETDOWN once
    the stack is gone.  A proxy must also look like the socket where the
@@ -182,11 +185,11 @@ class ProxyStack(Stack):
     bind = connect = listen = accept = getsockname = getpeername = _unsupported
     getsockopt = setsockopt = sendto = _unsupported
 
-    def fileno(self):
-        return -1
-
     def closed(self):
         return ()
+
+    def links(self):
+        return []
 
 
 def open_netns(path):
