@@ -25,6 +25,7 @@ import select
 import socket
 import struct
 import subprocess
+import sys
 
 import vupy
 from vupy import rtnetlink
@@ -150,6 +151,7 @@ class LwipStack(ProxyStack):
         self._links = parse_links(self._call(VW_INFO)[1].decode())
         self.netlink = rtnetlink.Responder(self.links)
         self.netlink_socks = set()
+        self.open = set()           # socks programs hold
 
     # The worker's protocol ----------------------------------------------------
 
@@ -195,12 +197,12 @@ class LwipStack(ProxyStack):
             return rep.val, data, (fds[0] if fds else -1)
 
     def _lost(self):
+        status = self.worker.poll()
+        how = "has stopped answering" if status is None else f"exited with status {status}"
+        sys.stderr.write(f"vupy: lwip:{self.url}: the stack's worker {how}: "
+                         "its sockets fail from now on (ENETDOWN)\n")
         self.close()
         raise OSError(errno.ENETDOWN, "the lwIP stack is gone")
-
-    def _event(self, rep):
-        if rep.event == VW_CLOSED:
-            self.gone.add(rep.val)
 
     # ProxyStack ---------------------------------------------------------------
 
@@ -208,7 +210,8 @@ class LwipStack(ProxyStack):
         if domain == socket.AF_NETLINK:
             fd = self._netlink_socket(type & 0xF, protocol)
         else:
-            fd = self._call(VW_SOCKET, 0, domain, type & 0xF, protocol)[2]
+            sock, _data, fd = self._call(VW_SOCKET, 0, domain, type & 0xF, protocol)
+            self.open.add(sock)
         if type & socket.SOCK_NONBLOCK:
             os.set_blocking(fd, False)
         return fd
@@ -232,7 +235,8 @@ class LwipStack(ProxyStack):
 
     def accept(self, sock):
         self._not_netlink(sock)
-        _val, address, fd = self._call(VW_ACCEPT, sock)
+        new, address, fd = self._call(VW_ACCEPT, sock)
+        self.open.add(new)
         return fd, address
 
     def getsockname(self, sock):
@@ -273,7 +277,9 @@ class LwipStack(ProxyStack):
         if type not in (socket.SOCK_RAW, socket.SOCK_DGRAM):
             raise OSError(errno.ESOCKTNOSUPPORT, os.strerror(errno.ESOCKTNOSUPPORT))
         fd = self.netlink.socket()
-        self.netlink_socks.add(os.fstat(fd).st_ino)
+        sock = os.fstat(fd).st_ino
+        self.netlink_socks.add(sock)
+        self.open.add(sock)
         return fd
 
     @staticmethod
@@ -286,7 +292,8 @@ class LwipStack(ProxyStack):
         if sock in self.netlink_socks:
             raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
 
-    def closed(self):
+    def _take_events(self):
+        """Read what the worker said on its own (the closed proxies)."""
         while True:
             message = self._next(0)
             if message is None:
@@ -295,9 +302,29 @@ class LwipStack(ProxyStack):
                 self._event(message[1])
             for fd in message[3]:
                 os.close(fd)
-        gone, self.gone = self.gone | self.netlink.closed(), set()
-        self.netlink_socks -= gone
+        if self.netlink is not None:
+            for sock in self.netlink.closed():
+                self._forget(sock)
+
+    def _event(self, rep):
+        if rep.event == VW_CLOSED:
+            self._forget(rep.val)
+
+    def _forget(self, sock):
+        self.gone.add(sock)
+        self.open.discard(sock)
+        self.netlink_socks.discard(sock)
+
+    def closed(self):
+        self._take_events()
+        gone, self.gone = self.gone, set()
         return gone
+
+    def open_sockets(self):
+        if self.ctl is None:
+            return 0
+        self._take_events()
+        return len(self.open)
 
     def close(self):
         if getattr(self, "netlink", None) is not None:

@@ -61,6 +61,11 @@ def users_of(stack, table, session_defaults):
     return table.users(stack, session_defaults) or in_use_by_session(stack, session_defaults)
 
 
+def keeps_alive(stack, table, session_defaults):
+    """What keeps a detached stack alive: its users, or sockets that die with it."""
+    return users_of(stack, table, session_defaults) or stack.open_sockets()
+
+
 def may_manage(euid, owner_uid):
     return euid in (owner_uid, 0)
 
@@ -85,7 +90,8 @@ def handle(request, stacks, table, session_defaults, tgid):
                 # (msocket(NULL, ..., SOCK_DEFAULT)): it must stay.
                 raise MountError(errno.EBUSY, f"{path}: a session default (vupy run --default); "
                                               "vuumount -l detaches its name")
-            stacks.unmount(path, users_of(mount.stack, table, session_defaults), lazy)
+            stacks.unmount(path, users_of(mount.stack, table, session_defaults), lazy,
+                           mount.stack.open_sockets())
             return {"path": path}
         if op == "list":
             rows = []

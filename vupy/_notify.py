@@ -162,8 +162,8 @@ class Supervisor:
         last user is gone."""
         self.events.drain(self.table)
         if self.stacks.detached:
-            self.stacks.collect(lambda stack: control.users_of(stack, self.table,
-                                                                self.session_defaults))
+            self.stacks.collect(lambda stack: control.keeps_alive(stack, self.table,
+                                                                   self.session_defaults))
 
     def handle(self, call):
         try:
@@ -360,9 +360,10 @@ class Supervisor:
                 return
             proxied = isinstance(decision.stack, ProxyStack)
             if proxied and (self.proxy is None or call.arch != AUDIT_ARCH_X86_64
-                            or call.nr & X32_SYSCALL_BIT):
-                # Calls on a proxy are trapped for x86_64 code only.
-                self._trace(call, request, f"{self._name(decision.stack)}: EAFNOSUPPORT (not x86_64)")
+                            or call.nr > 0 and call.nr & X32_SYSCALL_BIT):
+                # Calls on a proxy are served for x86_64 code only.
+                self._trace(call, request, f"{self._name(decision.stack)}: EAFNOSUPPORT "
+                                           "(userspace stacks serve x86_64 code only)")
                 return self.fail(call, errno.EAFNOSUPPORT)
             try:
                 fd = decision.stack.socket(decision.domain, decision.type,

@@ -239,17 +239,20 @@ class StackTable:
         self.by_file[mount.key] = mount
         return mount
 
-    def unmount(self, path, users, lazy):
-        """Remove the stack file at `path`.  `users` counts what uses the
-        stack: EBUSY if anything does, unless lazy, which detaches the name
-        now and leaves freeing to `collect`."""
+    def unmount(self, path, users, lazy, sockets=0):
+        """Remove the stack file at `path`.  `users` counts the processes
+        that use the stack, `sockets` its open sockets that die with it: EBUSY
+        if there is any, unless lazy, which detaches the name now and leaves
+        freeing to `collect`."""
         mount = self.by_path.get(path)
         if mount is None:
             raise MountError(errno.EINVAL, f"{path}: not a mounted stack")
-        if users and not lazy:
-            raise MountError(errno.EBUSY, f"{path}: in use as a default by {users} "
-                                          f"process{'es' if users != 1 else ''} "
+        if (users or sockets) and not lazy:
+            what = [f"as a default by {users} process{'es' if users != 1 else ''}"] if users else []
+            what += [f"by {sockets} open socket{'s' if sockets != 1 else ''}"] if sockets else []
+            raise MountError(errno.EBUSY, f"{path}: in use {' and '.join(what)} "
                                           f"(vuumount -l detaches it now, frees it later)")
+        users = users or sockets
         try:
             os.unlink(path)
         except FileNotFoundError:

@@ -89,6 +89,9 @@ is a kind of stack: it turns a SOURCE string and options into a stack.
        sendto(sock, data, flags, address) -> bytes sent
        closed() -> the socks whose last descriptor the programs closed
                    since the last call (vupy forgets them)
+       open_sockets() -> how many are open: vuumount refuses (EBUSY) to
+                   close a stack with open sockets, and a lazily unmounted
+                   one is freed when the last is closed
        links() -> its interfaces, as vupy.rtnetlink.Link objects (for
                   if_nametoindex and if_indextoname; vupy.rtnetlink also
                   serves NETLINK_ROUTE sockets from them)
@@ -141,6 +144,11 @@ class Stack:
 
     def socket(self, domain, type, protocol, creds):
         raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
+
+    def open_sockets(self):
+        """How many of its sockets programs hold that would die with the
+        stack (a userspace stack's; a kernel socket outlives its stack)."""
+        return 0
 
     def close(self):
         pass
