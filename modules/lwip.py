@@ -64,22 +64,29 @@ def worker_arguments(url, options):
     if not url:
         raise StackError("lwip: needs a SOURCE: a VDE URL such as vde:///tmp/switch or tap://tap0")
     ip = gw = "-"
-    try:
-        if "ip" in options:
-            if "+" in options["ip"]:
-                raise StackError("lwip: one IPv4 address only (lwIP 2.1 holds one per interface)")
-            iface = ipaddress.IPv4Interface(options["ip"])
-            ip = f"{iface.ip}/{iface.network.prefixlen}"
-        if "gw" in options:
-            gw = str(ipaddress.IPv4Address(options["gw"]))
-        ip6 = []
-        for text in filter(None, options.get("ip6", "").split("+")):
-            iface6 = ipaddress.IPv6Interface(text)
-            if "/" in text and iface6.network.prefixlen != 64:
-                raise StackError(f"lwip: ip6={text}: lwIP 2.1 supports /64 prefixes only")
-            ip6.append(str(iface6.ip))
-    except ValueError as e:
-        raise StackError(f"lwip: {e}") from None
+    ip6 = []
+    for key in ("ip", "gw", "ip6"):
+        if key not in options:
+            continue
+        value = options[key]
+        try:
+            if key == "ip":
+                if "+" in value:
+                    raise StackError("lwip: one IPv4 address only (lwIP 2.1 holds one per interface)")
+                if "/" not in value:
+                    raise StackError(f"lwip: ip={value}: give the prefix length too, as in {value}/24")
+                iface = ipaddress.IPv4Interface(value)
+                ip = f"{iface.ip}/{iface.network.prefixlen}"
+            elif key == "gw":
+                gw = str(ipaddress.IPv4Address(value))
+            else:
+                for text in filter(None, value.split("+")):
+                    iface6 = ipaddress.IPv6Interface(text)
+                    if "/" in text and iface6.network.prefixlen != 64:
+                        raise StackError(f"lwip: ip6={text}: lwIP 2.1 supports /64 prefixes only")
+                    ip6.append(str(iface6.ip))
+        except ValueError as e:
+            raise StackError(f"lwip: {key}={value}: {e}") from None
     if len(ip6) > 5:
         raise StackError("lwip: at most 5 IPv6 addresses besides the link-local one")
     mac = options.get("mac") or _random_mac()

@@ -125,36 +125,40 @@ class ProxyServer:
     def register(self, fd, stack, family, type, protocol):
         for gone in stack.closed():
             self.proxies.pop(gone, None)
-        self.proxies[os.fstat(fd).st_ino] = Proxy(stack, family, type & 0xF, protocol)
+        type &= 0xF
+        if not protocol and family in (socket.AF_INET, socket.AF_INET6):
+            # What the kernel answers for SO_PROTOCOL: the protocol chosen.
+            protocol = socket.IPPROTO_TCP if type == socket.SOCK_STREAM else socket.IPPROTO_UDP
+        self.proxies[os.fstat(fd).st_ino] = Proxy(stack, family, type, protocol)
 
     # The loop's side ---------------------------------------------------------
 
     def handle(self, raw):
-        """Serve one trapped call."""
+        """Serve one trapped call: a call on anything but a proxy goes on at
+        once (CONTINUE), with as little work as possible on the way."""
+        fd = _int(raw.args[0])
+        try:
+            st = os.stat(f"/proc/{raw.pid}/fd/{fd}")
+        except OSError:
+            return lib.vupy_respond(self.listener, raw.id, 0, 0, 1)   # the kernel says EBADF
+        proxy = self.proxies.get(st.st_ino) if stat.S_ISSOCK(st.st_mode) else None
+        interface = raw.nr == NR["ioctl"] and raw.args[1] & 0xFFFFFFFF in (SIOCGIFINDEX, SIOCGIFNAME)
+        if proxy is None and not interface:
+            return lib.vupy_respond(self.listener, raw.id, 0, 0, 1)
         known = self.table.lookup(raw.pid)
         call = Call(raw, known[0] if known else raw.pid)
         try:
-            self.serve(call)
+            if proxy is not None:
+                for gone in proxy.stack.closed():
+                    self.proxies.pop(gone, None)
+                proxy = self.proxies.get(st.st_ino)
+            if interface:
+                return self._interface_ioctl(call, proxy)
+            if proxy is None:
+                return self.answer(call, cont=True)
+            self.handlers[call.nr](call, proxy, st.st_ino)
         except CallFault as e:
             self.answer(call, error=e.errno)
-
-    def serve(self, call):
-        fd = _int(call.args[0])
-        try:
-            st = os.stat(f"/proc/{call.pid}/fd/{fd}")
-        except OSError:
-            return self.answer(call, cont=True)     # the kernel says EBADF
-        proxy = self.proxies.get(st.st_ino) if stat.S_ISSOCK(st.st_mode) else None
-        if proxy is not None:
-            for gone in proxy.stack.closed():
-                self.proxies.pop(gone, None)
-            proxy = self.proxies.get(st.st_ino)
-        if call.nr == NR["ioctl"] and call.args[1] & 0xFFFFFFFF in (SIOCGIFINDEX, SIOCGIFNAME):
-            return self._interface_ioctl(call, proxy)
-        if proxy is None:
-            return self.answer(call, cont=True)
-        try:
-            self.handlers[call.nr](call, proxy, st.st_ino)
         except OSError as e:
             self._traced(call, st.st_ino, errno.errorcode.get(e.errno, str(e.errno)))
             self.answer(call, error=e.errno)

@@ -1,0 +1,744 @@
+"""The lwip stack module, end to end: unmodified programs (curl, python) and
+vupy.msocket programs on a userspace lwIP stack attached to a VDE network.
+
+lwIP has no loopback, so every peer is on the VDE network: the `vde_lan`
+fixture makes a vde_switch, a namespace with a tap interface (10.9.0.1/24,
+fd09::1/64) and a vde_plug joining the two; the lwIP stack under test is
+10.9.0.2 (fd09::2) on the same switch.  Everything is removed at teardown,
+whatever the outcome.
+"""
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import textwrap
+import threading
+import time
+
+import pytest
+
+from conftest import PYTHON, VUPY, VUSTACK, run
+
+LAN_IP, LAN_IP6 = "10.9.0.1", "fd09::1"         # the namespace's tap
+LWIP_IP, LWIP_IP6 = "10.9.0.2", "fd09::2"       # the lwIP stack under test
+STACK = "/dev/net/u"
+PROGRAM_SECONDS = 25        # any one program: a hang fails the test, never blocks the run
+READY_SECONDS = 15          # for a background program to say it is ready
+
+# Shared by every Python program of these tests (run in the namespace or on lwIP).
+PRELUDE = textwrap.dedent("""
+    import errno, json, os, signal, socket, sys, time
+
+    def family(host):
+        return socket.AF_INET6 if ':' in host else socket.AF_INET
+
+    def connect(host, port, seconds=10):
+        # lwIP needs a moment (ARP, neighbour discovery, DAD): retry.
+        deadline = time.monotonic() + seconds
+        while True:
+            s = socket.socket(family(host), socket.SOCK_STREAM)
+            try:
+                s.connect((host, port))
+                return s
+            except OSError:
+                s.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def listener(host, port, kind=socket.SOCK_STREAM):
+        s = socket.socket(family(host), kind)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        if kind == socket.SOCK_STREAM:
+            s.listen(8)
+        return s
+
+    def recvline(s):
+        data = b''
+        while not data.endswith(b'\\n'):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def exchange(s, peer, data, seconds=10):
+        # One datagram to peer and its answer, resent until it comes.
+        s.settimeout(0.5)
+        deadline = time.monotonic() + seconds
+        while True:
+            s.sendto(data, peer)
+            try:
+                return s.recvfrom(65535)
+            except socket.timeout:
+                if time.monotonic() > deadline:
+                    raise
+
+    def say(*words):
+        print(*words, flush=True)
+""")
+
+# Namespace side: a TCP line echo server ("echo:" + each line), one connection
+# at a time, reporting what it sees.
+TCP_ECHO = textwrap.dedent("""
+    s = listener(sys.argv[1], int(sys.argv[2]))
+    say('ready')
+    while True:
+        c, peer = s.accept()
+        say('conn', peer[0])
+        while True:
+            line = recvline(c)
+            if not line.endswith(b'\\n'):
+                break
+            say('got', line.decode().strip())
+            c.sendall(b'echo:' + line)
+        say('eof')
+        c.close()
+""")
+
+# A UDP echo server ("echo:" + each datagram), reporting each source; it ends
+# when it receives b'quit'.
+UDP_ECHO = textwrap.dedent("""
+    s = listener(sys.argv[1], int(sys.argv[2]), socket.SOCK_DGRAM)
+    say('ready')
+    while True:
+        data, peer = s.recvfrom(65535)
+        if data == b'quit':
+            break
+        say('from', peer[0], peer[1], data.decode())
+        s.sendto(b'echo:' + data, peer)
+""")
+
+# A client: connects (retrying), sends argv[3] as a line, prints the answer
+# and both addresses as JSON.
+CLIENT = textwrap.dedent("""
+    s = connect(sys.argv[1], int(sys.argv[2]))
+    s.sendall(sys.argv[3].encode() + b'\\n')
+    reply = recvline(s).decode()
+    say(json.dumps({'reply': reply, 'sock': s.getsockname()[:2], 'peer': s.getpeername()[:2]}))
+""")
+
+# A server for one TCP connection: prints 'peer ADDR PORT', answers the line
+# it gets with 'srv:' + line, and exits.
+ONE_SHOT = textwrap.dedent("""
+    s = listener(sys.argv[1], int(sys.argv[2]))
+    say('ready')
+    c, peer = s.accept()
+    say('peer', peer[0], peer[1])
+    c.sendall(b'srv:' + recvline(c))
+    c.close()
+""")
+
+
+def py(script, *args):
+    """argv running a Python program (PRELUDE included), unbuffered."""
+    return [PYTHON, "-u", "-c", PRELUDE + textwrap.dedent(script), *map(str, args)]
+
+
+def lines_of(text, word):
+    """The words after `word` on each line of text starting with it."""
+    return [line.split()[1:] for line in text.splitlines() if line.split()[:1] == [word]]
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def processes_with(text):
+    """Pids of the live processes whose command line holds `text`."""
+    return [int(pid) for pid in filter(str.isdigit, os.listdir("/proc"))
+            if text in _cmdline(pid) and not _gone(int(pid))]
+
+
+# Background processes ------------------------------------------------------
+
+class Background:
+    """A running process whose stdout lines are collected as they come."""
+
+    def __init__(self, argv):
+        self.argv = argv
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        self.lines = queue.Queue()
+        self.out, self.err = [], []
+        self.readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.out, True)),
+                        threading.Thread(target=self._read, args=(self.proc.stderr, self.err, False))]
+        for t in self.readers:
+            t.daemon = True
+            t.start()
+
+    def _read(self, stream, into, queued):
+        for line in stream:
+            into.append(line)
+            if queued:
+                self.lines.put(line)
+        if queued:
+            self.lines.put(None)
+
+    def expect(self, word, seconds=READY_SECONDS):
+        """The next stdout line starting with `word` (the earlier ones are skipped)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None:
+                pytest.fail(f"{self.argv[-3:]}: no line {word!r}; stdout {''.join(self.out)!r} "
+                            f"stderr {''.join(self.err)!r}")
+            if line.startswith(word):
+                return line.strip()
+
+    def stderr_with(self, text, seconds=READY_SECONDS):
+        """Stderr so far, once it holds `text` (fails the test if it never does)."""
+        deadline = time.monotonic() + seconds
+        while text not in "".join(self.err):
+            if time.monotonic() > deadline or (self.proc.poll() is not None and
+                                               not any(t.is_alive() for t in self.readers)):
+                pytest.fail(f"{self.argv[-3:]}: no {text!r} in stderr {''.join(self.err)!r}")
+            time.sleep(0.05)
+        return "".join(self.err)
+
+    def finish(self, seconds=PROGRAM_SECONDS):
+        """(exit status, stdout, stderr) once the process has ended."""
+        try:
+            self.proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"{self.argv[-3:]}: still running after {seconds} s; stdout "
+                        f"{''.join(self.out)!r} stderr {''.join(self.err)!r}")
+        for t in self.readers:
+            t.join(timeout=5)
+        return self.proc.returncode, "".join(self.out), "".join(self.err)
+
+    def stop(self):
+        """SIGTERM (vupy passes it on to its COMMAND), then SIGKILL the group."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+
+@pytest.fixture
+def background():
+    """start(argv, ready=None) -> Background; if `ready`, waits for a stdout
+    line starting with it.  Every process is stopped at teardown."""
+    started = []
+
+    def start(argv, ready=None):
+        b = Background(argv)
+        started.append(b)
+        if ready:
+            b.expect(ready)
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+# The VDE network --------------------------------------------------------------
+
+class Lan:
+    """The VDE network of a test: its switch and its namespace (None if it has none)."""
+
+    def __init__(self, directory, ns):
+        self.ns = ns
+        self.switch = os.path.join(directory, "sw")
+        self.url = f"vde://{self.switch}"
+
+    def stack(self, path=STACK, ip=f"{LWIP_IP}/24", ip6=LWIP_IP6):
+        """A --stack argument: an lwIP stack on this network."""
+        return f"{path}=lwip:{self.url},ip={ip}" + (f",ip6={ip6}" if ip6 else "")
+
+    def ns_argv(self, argv):
+        return ["ip", "netns", "exec", self.ns, *argv]
+
+    def in_ns(self, argv, **kw):
+        """Run argv in the namespace, to its end."""
+        kw.setdefault("timeout", PROGRAM_SECONDS)
+        return run(self.ns_argv(argv), **kw)
+
+
+def _wait_for(check, what, seconds=10):
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _gone(pid):
+    """Whether process pid has ended (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.fixture
+def vde_switch(tmp_path):
+    """A vde_switch of the test's own: its directory; killed at teardown."""
+    directory = str(tmp_path / "lan")
+    os.mkdir(directory)
+    switch, pidfile = os.path.join(directory, "sw"), os.path.join(directory, "sw.pid")
+    r = run(["vde_switch", "-s", switch, "-d", "-p", pidfile], timeout=PROGRAM_SECONDS)
+    assert r.returncode == 0, r.stderr
+    pid = None
+    try:
+        _wait_for(lambda: os.path.exists(os.path.join(switch, "ctl")) and os.path.getsize(pidfile) > 0,
+                  "vde_switch to start")
+        with open(pidfile) as f:
+            pid = int(f.read())
+        yield directory
+    finally:
+        if pid is None and os.path.exists(pidfile):
+            with open(pidfile) as f:
+                pid = int(f.read() or 0) or None
+        if pid:
+            _end(pid)
+        # Plugs, sessions and lwIP workers name the switch: none may be left
+        # once they have had a moment to see the switch go.
+        try:
+            _wait_for(lambda: not processes_with(directory), "the switch's users to end", 5)
+        except RuntimeError:
+            pass
+        leftover = {pid: _cmdline(pid) for pid in processes_with(directory)}
+        for pid in leftover:
+            _end(pid)
+        assert not leftover, f"processes left running: {leftover}"
+
+
+def _end(pid):
+    """SIGTERM pid, SIGKILL it if it is still there after a while."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+        _wait_for(lambda: _gone(pid), f"the end of {pid}", 5)
+    except ProcessLookupError:
+        pass
+    except RuntimeError:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def vde_lan(vde_switch, netns):
+    """A Lan: the switch, and a namespace whose tap0 (10.9.0.1/24, fd09::1/64)
+    is plugged into it.  The plug and everything in the namespace are killed,
+    the namespace removed (by `netns`), the switch killed, at teardown."""
+    ns = netns()
+    for args in (["netns", "exec", ns, "ip", "tuntap", "add", "dev", "tap0", "mode", "tap"],
+                 ["-n", ns, "addr", "add", f"{LAN_IP}/24", "dev", "tap0"],
+                 ["-n", ns, "addr", "add", f"{LAN_IP6}/64", "dev", "tap0", "nodad"],
+                 ["-n", ns, "link", "set", "tap0", "up"]):
+        r = run(["ip", *args])
+        assert r.returncode == 0, (args, r.stderr)
+    lan = Lan(vde_switch, ns)
+    plug = subprocess.Popen(lan.ns_argv(["vde_plug", lan.url, "tap://tap0"]),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # The plug is in when the switch has a port besides its own.
+        _wait_for(lambda: plug.poll() is not None or _switch_ports(lan) >= 1, "vde_plug to connect")
+        assert plug.poll() is None, plug.stderr.read().decode()
+        yield lan
+    finally:
+        plug.kill()
+        plug.wait()
+
+
+def _switch_ports(lan):
+    """The number of ports in use on the switch (one socket per port besides ctl)."""
+    try:
+        return sum(1 for name in os.listdir(lan.switch) if name != "ctl")
+    except FileNotFoundError:
+        return 0
+
+
+def lwip_argv(argv, stack, *more):
+    """A session with the stack `stack` (a --stack argument, default of argv
+    through vustack) and `more` stacks, running argv."""
+    return [VUPY, "run", *[f"--stack={s}" for s in (stack, *more)], "--", VUSTACK, STACK, *argv]
+
+
+def lwip_run(argv, stack):
+    """Run argv on lwIP, to its end."""
+    return run(lwip_argv(argv, stack), timeout=PROGRAM_SECONDS)
+
+
+def assert_ok(r):
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    return r.stdout
+
+
+def site(tmp_path):
+    """(directory, file name, content) of a file for http.server to serve."""
+    directory = tmp_path / "site"
+    directory.mkdir()
+    content = f"lwip test file {os.getpid()} {time.time_ns()}\n"
+    (directory / "hello.txt").write_text(content)
+    return str(directory), "hello.txt", content
+
+
+def http_server(directory, host, port):
+    """argv of python's http.server serving `directory` (says 'Serving HTTP on ...')."""
+    return [PYTHON, "-u", "-m", "http.server", str(port), "--bind", host, "--directory", directory]
+
+
+CURL = ["curl", "-sS", "--max-time", "10"]
+
+
+# 1, 2. Unmodified programs ---------------------------------------------------
+
+def test_curl_on_lwip_fetches_from_namespace(vde_lan, background, tmp_path):
+    directory, name, content = site(tmp_path)
+    server = background(vde_lan.ns_argv(http_server(directory, LAN_IP, 8000)), ready="Serving")
+    r = lwip_run([*CURL, f"http://{LAN_IP}:8000/{name}"], vde_lan.stack())
+    assert assert_ok(r) == content
+    assert f'{LWIP_IP} - - [' in server.stderr_with(f"GET /{name} ")
+
+
+def test_http_server_on_lwip_serves_namespace_curl(vde_lan, background, tmp_path):
+    directory, name, content = site(tmp_path)
+    server = background(lwip_argv(http_server(directory, "0.0.0.0", 8001), vde_lan.stack()),
+                        ready="Serving")
+    r = vde_lan.in_ns([*CURL, "--retry", "5", "--retry-connrefused", "--retry-delay", "1",
+                       f"http://{LWIP_IP}:8001/{name}"])
+    assert assert_ok(r) == content
+    assert f'{LAN_IP} - - [' in server.stderr_with(f"GET /{name} ")
+
+
+# 3. UDP ---------------------------------------------------------------------
+
+def test_udp_from_lwip_to_namespace_echo(vde_lan, background):
+    server = background(vde_lan.ns_argv(py(UDP_ECHO, LAN_IP, 7000)), ready="ready")
+    r = lwip_run(py("""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(('0.0.0.0', 4001))
+        data, peer = exchange(s, (sys.argv[1], 7000), b'ping')
+        s.sendto(b'quit', peer)
+        say(json.dumps([data.decode(), peer, s.getsockname()]))
+    """, LAN_IP), vde_lan.stack())
+    assert json.loads(assert_ok(r)) == ["echo:ping", [LAN_IP, 7000], ["0.0.0.0", 4001]]
+    status, out, err = server.finish()
+    assert status == 0, err
+    sources = lines_of(out, "from")
+    assert sources and all(words == [LWIP_IP, "4001", "ping"] for words in sources), out
+
+
+def test_udp_from_namespace_to_lwip_echo(vde_lan, background):
+    server = background(lwip_argv(py(UDP_ECHO, "0.0.0.0", 7001), vde_lan.stack()), ready="ready")
+    r = vde_lan.in_ns(py("""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((sys.argv[1], 4002))
+        data, peer = exchange(s, (sys.argv[2], 7001), b'pong')
+        s.sendto(b'quit', peer)
+        say(json.dumps([data.decode(), peer]))
+    """, LAN_IP, LWIP_IP))
+    assert json.loads(assert_ok(r)) == ["echo:pong", [LWIP_IP, 7001]]
+    status, out, err = server.finish()
+    assert status == 0, err
+    sources = lines_of(out, "from")
+    assert sources and all(words == [LAN_IP, "4002", "pong"] for words in sources), out
+
+
+# 4. IPv6 --------------------------------------------------------------------
+
+def test_ipv6_from_lwip_to_namespace(vde_lan, background):
+    server = background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP6, 7006)), ready="ready")
+    r = lwip_run(py(CLIENT, LAN_IP6, 7006, "six"), vde_lan.stack())
+    answer = json.loads(assert_ok(r))
+    assert answer["reply"] == "echo:six\n"
+    assert answer["sock"][0] == LWIP_IP6 and answer["peer"] == [LAN_IP6, 7006]
+    assert server.expect("conn") == f"conn {LWIP_IP6}"
+
+
+def test_ipv6_from_namespace_to_lwip(vde_lan, background):
+    server = background(lwip_argv(py(ONE_SHOT, "::", 7007), vde_lan.stack()), ready="ready")
+    r = vde_lan.in_ns(py(CLIENT, LWIP_IP6, 7007, "six"))
+    answer = json.loads(assert_ok(r))
+    assert answer["reply"] == "srv:six\n"
+    assert answer["peer"] == [LWIP_IP6, 7007] and answer["sock"][0] == LAN_IP6
+    status, out, err = server.finish()
+    assert status == 0, err
+    assert lines_of(out, "peer") == [[LAN_IP6, str(answer["sock"][1])]]
+
+
+# 5. Two lwIP stacks in one session -------------------------------------------
+
+def test_two_lwip_stacks_on_one_switch(vde_switch):
+    lan = Lan(vde_switch, None)
+    a, b = "/dev/net/a", "/dev/net/b"
+    r = run([VUPY, "run", "--stack", lan.stack(a, "10.9.0.11/24", None),
+             "--stack", lan.stack(b, "10.9.0.12/24", None), "--", *py("""
+        from vupy import msocket
+        a = msocket(sys.argv[1], socket.AF_INET, socket.SOCK_STREAM)
+        a.bind(('10.9.0.11', 5000))
+        a.listen(1)
+        b = msocket(sys.argv[2], socket.AF_INET, socket.SOCK_STREAM)
+        b.connect(('10.9.0.11', 5000))
+        c, peer = a.accept()
+        b.sendall(b'from b\\n')
+        got_a = recvline(c)
+        c.sendall(b'from a\\n')
+        got_b = recvline(b)
+        say(json.dumps({'a': got_a.decode(), 'b': got_b.decode(), 'accepted': peer,
+                        'b_sock': b.getsockname(), 'b_peer': b.getpeername(),
+                        'c_sock': c.getsockname(), 'c_peer': c.getpeername()}))
+    """, a, b)], timeout=PROGRAM_SECONDS)
+    out = json.loads(assert_ok(r))
+    assert out["a"] == "from b\n" and out["b"] == "from a\n"
+    assert out["b_peer"] == out["c_sock"] == ["10.9.0.11", 5000]
+    assert out["b_sock"][0] == "10.9.0.12" and out["b_sock"][1] > 0
+    assert out["c_peer"] == out["accepted"] == out["b_sock"]
+
+
+# 6. slirp --------------------------------------------------------------------
+
+def test_lwip_on_slirp_reaches_host_loopback(background, tmp_path):
+    directory, name, content = site(tmp_path)
+    server = background(http_server(directory, "127.0.0.1", 0))
+    port = int(re.search(r" port (\d+)", server.expect("Serving")).group(1))
+    stack = f"{STACK}=lwip:slirp://,ip=10.0.2.15/24,gw=10.0.2.2"
+    r = lwip_run([*CURL, f"http://10.0.2.2:{port}/{name}"], stack)
+    assert assert_ok(r) == content
+    assert "127.0.0.1 - - [" in server.stderr_with(f"GET /{name} ")
+
+
+# 7. Event loops ----------------------------------------------------------------
+
+def test_asyncio_on_lwip(vde_lan, background):
+    background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP, 7010)), ready="ready")
+    program = background(lwip_argv(py("""
+        import asyncio
+
+        async def main(lan):
+            r, w = await asyncio.open_connection(lan, 7010)
+            w.write(b'async\\n')
+            await w.drain()
+            say('client', (await r.readline()).decode().strip(), w.get_extra_info('sockname')[0])
+            w.close()
+            await w.wait_closed()
+            try:
+                await asyncio.open_connection(lan, 7011)
+            except ConnectionRefusedError as e:
+                say('refused', errno.errorcode[e.errno])
+            served = asyncio.Event()
+
+            async def serve(r, w):
+                line = await r.readline()
+                w.write(b'srv:' + line)
+                await w.drain()
+                w.close()
+                say('served', w.get_extra_info('peername')[0], line.decode().strip())
+                served.set()
+
+            server = await asyncio.start_server(serve, '0.0.0.0', 7012)
+            say('ready')
+            await served.wait()
+            server.close()
+            await server.wait_closed()
+
+        asyncio.run(main(sys.argv[1]))
+    """, LAN_IP), vde_lan.stack()), ready="ready")
+    r = vde_lan.in_ns(py(CLIENT, LWIP_IP, 7012, "to-async"))
+    assert json.loads(assert_ok(r))["reply"] == "srv:to-async\n"
+    status, out, err = program.finish()
+    assert status == 0, err
+    assert lines_of(out, "client") == [["echo:async", LWIP_IP]]
+    assert lines_of(out, "refused") == [["ECONNREFUSED"]]
+    assert lines_of(out, "served") == [[LAN_IP, "to-async"]]
+
+
+def test_selectors_on_lwip(vde_lan, background):
+    background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP, 7013)), ready="ready")
+    r = lwip_run(py("""
+        import selectors
+        sel = selectors.DefaultSelector()
+
+        def start(port):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            assert s.connect_ex((sys.argv[1], port)) == errno.EINPROGRESS
+            return s
+
+        def wait(s, events):
+            sel.register(s, events)
+            try:
+                ready = sel.select(timeout=10)
+                assert ready and ready[0][1] & events, ready
+            finally:
+                sel.unregister(s)
+
+        good, closed = start(7013), start(7014)
+        wait(closed, selectors.EVENT_WRITE)
+        say('closed', errno.errorcode.get(closed.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), 0))
+        wait(good, selectors.EVENT_WRITE)
+        say('good', good.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), good.getpeername()[0])
+        good.send(b'selected\\n')
+        data = b''
+        while not data.endswith(b'\\n'):
+            wait(good, selectors.EVENT_READ)
+            data += good.recv(100)
+        say('echo', data.decode().strip())
+    """, LAN_IP), vde_lan.stack())
+    out = assert_ok(r)
+    assert lines_of(out, "closed") == [["ECONNREFUSED"]]
+    assert lines_of(out, "good") == [["0", LAN_IP]]
+    assert lines_of(out, "echo") == [["echo:selected"]]
+
+
+# 8. fork ---------------------------------------------------------------------
+
+def test_fork_shares_lwip_connection(vde_lan, background):
+    """The child uses the inherited connection and closes its copy; the
+    parent's copy keeps the connection open until the parent closes it."""
+    server = background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP, 7020)), ready="ready")
+    program = background(lwip_argv(py("""
+        s = connect(sys.argv[1], 7020)
+        pid = os.fork()
+        if pid == 0:
+            s.sendall(b'child\\n')
+            ok = recvline(s) == b'echo:child\\n'
+            s.close()
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        say('child', os.waitstatus_to_exitcode(status))
+        s.sendall(b'parent\\n')
+        say('parent', recvline(s).decode().strip())
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+        say('holding', os.getpid())
+        signal.sigwait([signal.SIGUSR1])
+        s.sendall(b'again\\n')
+        say('parent', recvline(s).decode().strip())
+        s.close()
+        say('closed')
+    """, LAN_IP), vde_lan.stack()))
+    assert program.expect("child") == "child 0"
+    assert program.expect("parent") == "parent echo:parent"
+    holder = int(program.expect("holding").split()[1])
+    assert server.expect("conn") == f"conn {LWIP_IP}"
+    assert server.expect("got") == "got child"
+    assert server.expect("got") == "got parent"
+    assert "eof\n" not in server.out, server.out    # the child's close did not end it
+    os.kill(holder, signal.SIGUSR1)
+    assert program.expect("parent") == "parent echo:again"
+    program.expect("closed")
+    assert server.expect("got") == "got again"
+    server.expect("eof")
+    status, _out, err = program.finish()
+    assert status == 0, err
+
+
+# 9. Signals during a blocking accept ------------------------------------------
+
+def test_signal_interrupts_blocking_accept(vde_lan, background):
+    """A SIGALRM handler that raises gets its exception out of accept(); one
+    that does not lets accept go on to return a real connection."""
+    program = background(lwip_argv(py("""
+        s = listener('0.0.0.0', 7030)
+
+        class Alarm(Exception):
+            pass
+
+        def raising(signum, frame):
+            raise Alarm()
+
+        signal.signal(signal.SIGALRM, raising)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            s.accept()
+            say('accepted: wrong')
+        except Alarm:
+            say('raised')
+
+        def quiet(signum, frame):
+            say('alarm')
+
+        signal.signal(signal.SIGALRM, quiet)
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        c, peer = s.accept()
+        say('accepted', peer[0])
+        c.sendall(b'srv:' + recvline(c))
+        c.close()
+    """), vde_lan.stack()))
+    assert program.expect("raised") == "raised"
+    assert program.expect("alarm") == "alarm"
+    r = vde_lan.in_ns(py(CLIENT, LWIP_IP, 7030, "late"))
+    assert json.loads(assert_ok(r))["reply"] == "srv:late\n"
+    status, out, err = program.finish()
+    assert status == 0, err
+    assert lines_of(out, "accepted") == [[LAN_IP]]
+
+
+# 10. Socket options -----------------------------------------------------------
+
+def test_socket_options_on_lwip(vde_lan):
+    r = lwip_run(py("""
+        def kind(s):
+            return [s.getsockopt(socket.SOL_SOCKET, o)
+                    for o in (socket.SO_TYPE, socket.SO_DOMAIN, socket.SO_PROTOCOL)]
+
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        t.bind((sys.argv[1], 0))            # only lwIP has this address
+        u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        nodelay = []
+        for value in (1, 0, 1):
+            t.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, value)
+            nodelay.append(t.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        try:
+            socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            raw = 'made'
+        except OSError as e:
+            raw = errno.errorcode.get(e.errno, e.errno)
+        say(json.dumps({'tcp': kind(t), 'udp6': kind(u), 'name': t.getsockname()[0],
+                        'nodelay': [bool(v) for v in nodelay], 'raw': raw}))
+    """, LWIP_IP), vde_lan.stack())
+    assert json.loads(assert_ok(r)) == {
+        "name": LWIP_IP,
+        "tcp": [socket.SOCK_STREAM, socket.AF_INET, socket.IPPROTO_TCP],
+        "udp6": [socket.SOCK_DGRAM, socket.AF_INET6, socket.IPPROTO_UDP],
+        "nodelay": [True, False, True],
+        "raw": "EPROTONOSUPPORT"}
+
+
+# 11. Bad SPECs ----------------------------------------------------------------
+
+@pytest.mark.parametrize("spec, named", [
+    ("lwip:vde://{dir}/sw,ip=10.9.0.2/24,colour=blue", "unknown option 'colour'"),
+    ("lwip:vde://{dir}/sw,ip=10.9.0.300/24", "10.9.0.300"),
+    ("lwip:vde://{dir}/sw,ip=10.9.0.2/24,gw=10.9.0", "'10.9.0'"),
+    ("lwip:,ip=10.9.0.2/24", "needs a SOURCE"),
+    ("lwip:vde://{dir}/sw,ip=10.9.0.2/24", "cannot open vde://{dir}/sw"),
+], ids=["unknown-option", "bad-ip", "bad-gw", "no-url", "url-cannot-open"])
+def test_bad_lwip_spec_is_refused_before_starting(spec, named, tmp_path):
+    """Exit status 2, one line naming the problem, COMMAND never started, and
+    no lwIP worker left (for the URL that cannot be opened, one was started)."""
+    missing = str(tmp_path / "nonexistent")
+    spec, named = spec.format(dir=missing), named.format(dir=missing)
+    marker = tmp_path / "started"
+    r = run([VUPY, "run", "--stack", f"{STACK}={spec}", "--", "touch", str(marker)],
+            timeout=PROGRAM_SECONDS)
+    assert r.returncode == 2, r
+    assert r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vupy: lwip") and named in lines[0], r.stderr
+    assert not marker.exists()
+    assert not processes_with(missing)
