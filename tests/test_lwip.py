@@ -302,7 +302,8 @@ def vde_switch(tmp_path):
     assert r.returncode == 0, r.stderr
     pid = None
     try:
-        _wait_for(lambda: os.path.exists(os.path.join(switch, "ctl")) and os.path.getsize(pidfile) > 0,
+        _wait_for(lambda: os.path.exists(os.path.join(switch, "ctl")) and os.path.exists(pidfile)
+                  and os.path.getsize(pidfile) > 0,
                   "vde_switch to start")
         with open(pidfile) as f:
             pid = int(f.read())
@@ -742,3 +743,112 @@ def test_bad_lwip_spec_is_refused_before_starting(spec, named, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("vupy: lwip") and named in lines[0], r.stderr
     assert not marker.exists()
     assert not processes_with(missing)
+
+
+# Read-only netlink, interface names --------------------------------------------
+
+def test_ip_and_glibc_see_lwip_interfaces(vde_lan):
+    """ip addr/link/route, getaddrinfo(AI_ADDRCONFIG), if_nameindex,
+    if_nametoindex and if_indextoname answer from the lwIP stack; a change is
+    refused."""
+    stack = vde_lan.stack() + ",gw=10.9.0.1,mac=02:00:00:00:00:02,mtu=1400"
+    out = assert_ok(lwip_run(["sh", "-c", "ip -br addr; ip -br link; ip route; ip -6 route; "
+                              "ip addr add 10.9.0.99/24 dev vde0 2>&1; echo add=$?"], stack))
+    addresses = re.search(r"^vde0\s+UP\s+(.*)$", out, re.M).group(1).split()
+    assert sorted(addresses) == ["10.9.0.2/24", "fd09::2/64", "fe80::ff:fe00:2/64"], out
+    assert re.search(r"^vde0\s+UP\s+02:00:00:00:00:02 <BROADCAST,MULTICAST,UP,LOWER_UP>", out, re.M), out
+    assert "10.9.0.0/24 dev vde0 proto kernel scope link src 10.9.0.2" in out
+    assert "default via 10.9.0.1 dev vde0" in out
+    assert "fd09::/64 dev vde0" in out
+    assert len(re.findall(r"^\S+\s+UP", out, re.M)) == 2, out     # vde0 only, no lo or eth0
+    assert re.search(r"^add=2$", out, re.M), out                     # read only: refused
+    script = textwrap.dedent("""
+        import json, socket
+        print(json.dumps({
+            "nameindex": socket.if_nameindex(),
+            "index": socket.if_nametoindex("vde0"),
+            "name": socket.if_indextoname(1),
+            "addrconfig": sorted({a[0].name for a in socket.getaddrinfo(
+                None, 80, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG)})}))
+    """)
+    info = json.loads(assert_ok(lwip_run([PYTHON, "-c", script], stack)))
+    assert info == {"nameindex": [[1, "vde0"]], "index": 1, "name": "vde0",
+                    "addrconfig": ["AF_INET", "AF_INET6"]}
+
+
+def test_kernel_stack_answers_for_itself_in_a_userspace_session(vde_lan, netns):
+    """In a session with an lwip stack, a process whose default is a kernel
+    stack gets the kernel's answers (its calls go on natively): netlink from
+    that stack's namespace, interface ioctls from its own."""
+    ns = netns(iface="kv0")
+    out = assert_ok(run([VUPY, "run", f"--stack={vde_lan.stack()}", f"--stack=/dev/net/k=netns:{ns}",
+                         "--", VUSTACK, "/dev/net/k", "sh", "-c",
+                         f"ip -br link; {PYTHON} -c 'import socket; print(socket.if_nametoindex(\"lo\"))'"],
+                        timeout=PROGRAM_SECONDS))
+    assert re.search(r"^kv0@kv0p\s", out, re.M) and "vde0" not in out, out
+    assert out.splitlines()[-1] == "1", out
+
+
+# The session's filter -------------------------------------------------------------
+
+TRACE_CONNECT = PRELUDE + textwrap.dedent("""
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    print(s.recv(100).decode().strip(), s.getsockname()[0])
+""")
+
+
+@pytest.mark.parametrize("userspace", [False, True])
+def test_proxy_calls_are_trapped_only_in_userspace_sessions(userspace, netns, server):
+    """A kernel-only session traps no connect at all (the trace shows none);
+    with --userspace, connect on a kernel socket is trapped and goes on
+    natively (CONTINUE), and the program works the same."""
+    ns = netns()
+    server(ns, 7300, "hello from the namespace")
+    argv = [VUPY, "run", "-v", f"--stack=/dev/net/k=netns:{ns}", "--default=/dev/net/k"]
+    argv += ["--userspace"] if userspace else []
+    r = run(argv + ["--", PYTHON, "-c", TRACE_CONNECT, "7300"], timeout=PROGRAM_SECONDS)
+    assert assert_ok(r).split() == ["hello", "from", "the", "namespace", "127.0.0.1"]
+    assert "socket(inet" in r.stderr
+    connects = re.findall(r"^vupy: pid \d+: connect\(fd \d+\) -> native$", r.stderr, re.M)
+    assert len(connects) == (1 if userspace else 0), r.stderr
+
+
+def test_vumount_lwip_needs_a_userspace_session(vde_lan):
+    """vumount -t lwip: refused (EOPNOTSUPP, saying why) in a kernel-only
+    session; works with --userspace; vuumount refuses while a socket is
+    open and succeeds once it is closed."""
+    script = PRELUDE + textwrap.dedent("""
+        import subprocess
+        from vupy import msocket
+        def vumount():
+            return subprocess.run(["vumount", "-t", "lwip", "-o", "ip=10.9.0.7/24", sys.argv[1],
+                                   "/dev/net/w"], capture_output=True, text=True)
+        def vuumount():
+            return subprocess.run(["vuumount", "/dev/net/w"], capture_output=True, text=True)
+        r = vumount()
+        print("mount", r.returncode, r.stderr.strip(), flush=True)
+        if r.returncode == 0:
+            s = msocket("/dev/net/w", socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("10.9.0.7", 7400))
+            print("bound", s.getsockname()[0])
+            r = vuumount()
+            print("busy", r.returncode, r.stderr.strip())
+            s.close()
+            for _ in range(50):
+                r = vuumount()
+                if r.returncode == 0:
+                    break
+                time.sleep(0.1)
+            print("umount", r.returncode)
+    """)
+    env = dict(os.environ, PATH=os.path.dirname(VUPY) + os.pathsep + os.environ["PATH"])
+    plain = assert_ok(run([VUPY, "run", "--", PYTHON, "-c", script, vde_lan.url],
+                          timeout=PROGRAM_SECONDS, env=env))
+    assert plain.startswith("mount 1 vumount: /dev/net/w: lwip is a userspace stack"), plain
+    assert "vupy run --userspace" in plain
+    out = assert_ok(run([VUPY, "run", "--userspace", "--", PYTHON, "-c", script, vde_lan.url],
+                        timeout=PROGRAM_SECONDS, env=env)).splitlines()
+    assert out[0].strip() == "mount 0", out
+    assert out[1] == "bound 10.9.0.7", out
+    assert out[2].startswith("busy 1 vuumount: /dev/net/w: in use by 1 open socket"), out
+    assert out[3] == "umount 0", out

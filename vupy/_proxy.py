@@ -39,6 +39,7 @@ NR = {"bind": 49, "connect": 42, "listen": 50, "accept": 43, "accept4": 288,
       "sendto": 44, "recvfrom": 45, "sendmsg": 46, "recvmsg": 47,
       "sendmmsg": 307, "recvmmsg": 299, "ioctl": 16}     # x86_64
 PROXY_CALLS = tuple(NR)         # what the filter traps (csrc/supervisor.c)
+NAME = {nr: name for name, nr in NR.items()}
 ERESTARTSYS = 512               # the kernel's own: restart, or EINTR if a handler says so
 NR_TGKILL = 234
 FIONREAD = 0x541B
@@ -144,6 +145,8 @@ class ProxyServer:
         proxy = self.proxies.get(st.st_ino) if stat.S_ISSOCK(st.st_mode) else None
         interface = raw.nr == NR["ioctl"] and raw.args[1] & 0xFFFFFFFF in (SIOCGIFINDEX, SIOCGIFNAME)
         if proxy is None and not interface:
+            if self.trace is not None:
+                self.trace(f"pid {raw.pid}: {NAME[raw.nr]}(fd {fd}) -> native")
             return lib.vupy_respond(self.listener, raw.id, 0, 0, 1)
         known = self.table.lookup(raw.pid)
         call = Call(raw, known[0] if known else raw.pid)
@@ -210,8 +213,8 @@ class ProxyServer:
 
     def _traced(self, call, sock, outcome):
         if self.trace is not None:
-            name = next((n for n, nr in NR.items() if nr == call.nr), str(call.nr))
-            self.trace(f"pid {call.pid}: {name}(fd {_int(call.args[0])}, proxy {sock}) -> {outcome}")
+            self.trace(f"pid {call.pid}: {NAME[call.nr]}(fd {_int(call.args[0])}, proxy {sock}) "
+                       f"-> {outcome}")
 
     def read(self, call, addr, size):
         if size == 0:
