@@ -60,6 +60,8 @@ demo: venv
 
 bench: venv
 	$(VENV)/bin/python bench/socket_create.py --json bench/results.json
+	$(VENV)/bin/python bench/kernel_calls.py --json bench/results-kernel-calls.json
+	$(VENV)/bin/python bench/userspace_stack.py --json bench/results-userspace.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info vupy/_native.* vupy/lib vupy/include csrc/*.o csrc/libmsocket.*

@@ -32,8 +32,8 @@ import signal
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import socket_create as common  # noqa: E402  (machine, summarise, run_once)
+import socket_create as common
+from benchlib import BenchError, exit_on_sigterm, machine
 
 STACK_PATH = "/dev/net/b"
 
@@ -89,7 +89,7 @@ def main(argv=None):
         sys.exit("kernel_calls.py: vupy run and ip netns add need root")
     affinity = os.sched_getaffinity(0)
     cpu = args.cpu if args.cpu is not None else min(affinity)
-    signal.signal(signal.SIGTERM, common._sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     namespace = f"vupyk-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", namespace], check=True, capture_output=True)
     configs = [(kind, mode) for kind in WORKLOADS for mode in MODES]
@@ -120,7 +120,7 @@ def main(argv=None):
     reproduce = shlex.join([sys.executable, sys.argv[0], "--rounds", str(args.rounds),
                             "--iterations", str(args.iterations), "--cpu", str(cpu)]
                            + (["--json", args.json] if args.json else []))
-    info = common.machine(affinity)
+    info = machine(affinity)
     print(f"kernel sockets under vupy: {args.iterations} iterations per run, {args.rounds} rounds, "
           f"median; pinned with taskset -c {cpu}")
     print(f"{info['cpu_model']}, Linux {info['kernel']}, Python {info['python']}")
@@ -152,5 +152,5 @@ if __name__ == "__main__":
             sys.exit(f"kernel_calls.py: {tool} not found")
     try:
         sys.exit(main())
-    except common.BenchError as e:
+    except BenchError as e:
         sys.exit(f"kernel_calls.py: {e}")

@@ -35,10 +35,8 @@ promises (SIOCGSKNS on one socket after the loop), because a "routed" time
 that was not routed would be a wrong number, and says so if not.
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -46,6 +44,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+
+from benchlib import BenchError, exit_on_sigterm, machine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 C_SOURCE = os.path.join(HERE, "sockloop.c")
@@ -95,60 +95,6 @@ BASELINE = {
     ("routed", "inet"): ("native", "inet"),
 }
 LANGUAGES = ("C", "Python")
-
-
-class BenchError(Exception):
-    pass
-
-
-def _sigterm(signum, frame):
-    # Turn SIGTERM into an exception so that the finally blocks run and the
-    # namespace and the temporary directory are removed.
-    raise SystemExit(128 + signum)
-
-
-# Machine ----------------------------------------------------------------
-
-def _out(argv):
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
-def vupy_version():
-    try:
-        from importlib.metadata import version
-        return version("vupy")
-    except Exception:  # not installed as a distribution: not worth failing over
-        return None
-
-
-def machine(affinity):
-    uname = os.uname()
-    return {
-        "kernel": uname.release,
-        "uname": " ".join(uname),
-        "nproc": os.cpu_count(),
-        "affinity": sorted(affinity),
-        "cpu_model": cpu_model(),
-        "python": sys.version.split()[0],
-        "python_executable": sys.executable,
-        "gcc": next(iter((_out(["gcc", "--version"]) or "").splitlines()), None),
-        "vupy": vupy_version(),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 # Running ----------------------------------------------------------------
@@ -284,7 +230,7 @@ def main(argv=None):
 
     affinity = os.sched_getaffinity(0)
     cpu = args.cpu if args.cpu is not None else min(affinity)
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
 
     namespace = f"vupyb-{os.getpid()}"
     tmpdir = tempfile.mkdtemp(prefix="vupy-bench-")
@@ -350,7 +296,7 @@ def main(argv=None):
                             "--rounds", str(args.rounds), "--iterations", str(args.iterations),
                             "--warmup", str(args.warmup), "--cpu", str(cpu)]
                            + (["--json", args.json] if args.json else []))
-    info = machine(affinity)
+    info = machine(affinity, [["gcc", "--version"]])
     print(f"socket(FAMILY, SOCK_STREAM, 0) + close(): {args.iterations} timed calls per run "
           f"(after {args.warmup} untimed), {args.rounds} rounds; median of the rounds")
     print(f"{info['cpu_model']}, {info['nproc']} CPUs (allowed {info['affinity']}), "

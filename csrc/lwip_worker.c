@@ -89,6 +89,8 @@ struct conn {
 	int backlog, queued;
 	int keepalive, reuseaddr, rcvbuf, sndbuf, broadcast;
 	struct linger linger;
+	int dirty;                 /* on the dirty list: rx to flush */
+	struct conn *next_dirty;
 	struct conn *next;         /* hash chain */
 	struct conn *next_dead;
 };
@@ -100,6 +102,9 @@ static VDECONN *link_conn;
 static struct netif nif;
 static struct conn *table[4096];
 static struct conn *graveyard;
+static struct conn *dirty;      /* conns with received data to flush */
+
+static void flush_rx(struct conn *c);
 static uint8_t buffer[VW_MAX_PAYLOAD];
 
 static void die(const char *fmt, ...)
@@ -199,6 +204,11 @@ static void bury(struct conn *c)
 	struct conn **p = slot(c->id);
 	if (*p == c)
 		*p = c->next;
+	for (struct conn **d = &dirty; c->dirty && *d; d = &(*d)->next_dirty)
+		if (*d == c) {
+			*d = c->next_dirty;
+			c->dirty = 0;
+		}
 	if (c->fd >= 0) {
 		epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
@@ -399,8 +409,25 @@ static err_t tcp_received(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t 
 		pbuf_cat(c->rx, p);
 	else
 		c->rx = p;
-	flush_rx(c);
+	/* Flushed once the frames at hand are in: one wake-up of the program
+	 * for many segments. */
+	if (!c->dirty) {
+		c->dirty = 1;
+		c->next_dirty = dirty;
+		dirty = c;
+	}
 	return ERR_OK;
+}
+
+static void flush_dirty(void)
+{
+	while (dirty) {
+		struct conn *c = dirty;
+		dirty = c->next_dirty;
+		c->dirty = 0;
+		if (c->fd >= 0)
+			flush_rx(c);
+	}
 }
 
 static void tcp_failed(void *arg, err_t err)
@@ -943,7 +970,8 @@ static void serve(void)
 		return;
 	}
 	struct conn *c = lookup(r->id);
-	if (!c || (c->state == DEAD && r->op != VW_GETSOCKOPT)) {
+	if (!c || (c->state == DEAD && r->op != VW_GETSOCKOPT && r->op != VW_GETSOCKNAME &&
+		   r->op != VW_GETPEERNAME)) {
 		reply(r->seq, c ? (c->error ? c->error : ENOTCONN) : EBADF, 0, 0, NULL, 0, -1);
 		return;
 	}
@@ -1116,6 +1144,7 @@ static err_t link_output(struct netif *netif, struct pbuf *p)
 static void *link_thread(void *arg)
 {
 	static uint8_t frame[65536 + 64];
+	struct pollfd data = { .fd = vde_datafd(link_conn), .events = POLLIN };
 	(void)arg;
 	for (;;) {
 		ssize_t n = vde_recv(link_conn, frame, sizeof frame, 0);
@@ -1136,6 +1165,16 @@ static void *link_thread(void *arg)
 		LOCK_TCPIP_CORE();
 		if (nif.input(p, &nif) != ERR_OK)
 			pbuf_free(p);
+		/* Take in what else is there before waking programs up. */
+		for (int more = 0; more < 64 && poll(&data, 1, 0) == 1; more++) {
+			n = vde_recv(link_conn, frame, sizeof frame, 0);
+			if (n < 14 || !(p = pbuf_alloc(PBUF_RAW, (u16_t)n, PBUF_RAM)))
+				break;
+			memcpy(p->payload, frame, n);
+			if (nif.input(p, &nif) != ERR_OK)
+				pbuf_free(p);
+		}
+		flush_dirty();
 		UNLOCK_TCPIP_CORE();
 	}
 	return NULL;
@@ -1255,6 +1294,7 @@ int main(int argc, char **argv)
 			else if (events[i].data.ptr != &wake)
 				proxy_event(events[i].data.ptr, events[i].events);
 		}
+		flush_dirty();
 		bring_out_the_dead();
 		UNLOCK_TCPIP_CORE();
 	}

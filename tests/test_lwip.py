@@ -852,3 +852,54 @@ def test_vumount_lwip_needs_a_userspace_session(vde_lan):
     assert out[1] == "bound 10.9.0.7", out
     assert out[2].startswith("busy 1 vuumount: /dev/net/w: in use by 1 open socket"), out
     assert out[3] == "umount 0", out
+
+
+
+# The calls vupy serves on a proxy -----------------------------------------------
+
+def test_proxy_socket_semantics(vde_lan, background):
+    """Non-blocking connect (EINPROGRESS, writable when done, SO_ERROR 0),
+    half-close with shutdown(SHUT_WR), and for UDP: FIONREAD as the next
+    datagram's size, MSG_PEEK, MSG_TRUNC, sendmsg/recvmsg with addresses."""
+    tcp = background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP, 7010)), ready="ready")
+    udp = background(vde_lan.ns_argv(py(UDP_ECHO, LAN_IP, 7011)), ready="ready")
+    r = lwip_run(py("""
+        import fcntl, select, struct, termios
+        out = {}
+        connect(sys.argv[1], 7010).close()          # the neighbour is known now
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        out['connect'] = errno.errorcode.get(s.connect_ex((sys.argv[1], 7010)), 'OK')
+        out['writable'] = select.select([], [s], [], 10)[1] == [s]
+        out['so_error'] = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        s.setblocking(True)
+        s.sendall(b'half\\n')
+        s.shutdown(socket.SHUT_WR)                  # the server sees EOF; we still read
+        data = b''
+        while True:
+            chunk = s.recv(100)
+            if not chunk:
+                break
+            data += chunk
+        out['half_close'] = data.decode()
+        s.close()
+
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        exchange(u, (sys.argv[1], 7011), b'warm')
+        u.settimeout(10)
+        u.sendmsg([b'abc', b'def'], [], 0, (sys.argv[1], 7011))
+        select.select([u], [], [], 10)
+        out['fionread'] = struct.unpack('i', fcntl.ioctl(u.fileno(), termios.FIONREAD, b'\\0' * 4))[0]
+        out['peek'] = u.recvfrom(100, socket.MSG_PEEK)[0].decode()
+        data, anc, flags, peer = u.recvmsg(4)
+        out['recvmsg'] = [data.decode(), bool(flags & socket.MSG_TRUNC), list(peer)]
+        u.sendto(b'quit', (sys.argv[1], 7011))
+        say(json.dumps(out))
+    """, LAN_IP), vde_lan.stack())
+    assert json.loads(assert_ok(r)) == {
+        "connect": "EINPROGRESS", "writable": True, "so_error": 0, "half_close": "echo:half\n",
+        "fionread": len("echo:abcdef"), "peek": "echo:abcdef",
+        "recvmsg": ["echo", True, [LAN_IP, 7011]]}
+    assert "eof" in "".join(tcp.out).split()
+    status, out, err = udp.finish()
+    assert status == 0, err
+    assert [LWIP_IP, "abcdef"] in [[w[0], w[2]] for w in lines_of(out, "from")], out

@@ -11,7 +11,6 @@ The message layouts are the kernel's (linux/netlink.h, linux/rtnetlink.h,
 linux/if_link.h, linux/if_addr.h); so are the constants below.
 """
 import errno
-import ipaddress
 import os
 import select
 import socket
