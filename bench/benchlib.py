@@ -2,6 +2,7 @@
 reports, their error type, and SIGTERM turned into an exit that runs the
 scripts' cleanup."""
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -62,3 +63,20 @@ def machine(affinity, tools=()):
     for argv in tools:
         info[argv[0]] = _first_line(argv)
     return info
+
+
+def write_json(path, doc):
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+
+
+def run_main(main, name):
+    """Exit with main()'s status; a BenchError or ^C as one line."""
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        sys.exit(f"{name}: {e}")
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted (everything it made is removed)", file=sys.stderr)
+        sys.exit(130)

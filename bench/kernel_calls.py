@@ -24,7 +24,6 @@ command), rounds interleaved; each result is the median of its rounds.
 Nothing is asserted about the numbers.
 """
 import argparse
-import json
 import os
 import shlex
 import shutil
@@ -33,7 +32,7 @@ import subprocess
 import sys
 
 import socket_create as common
-from benchlib import BenchError, exit_on_sigterm, machine
+from benchlib import exit_on_sigterm, machine, run_main, write_json
 
 STACK_PATH = "/dev/net/b"
 
@@ -139,10 +138,8 @@ def main(argv=None):
     print()
     print(f"reproduce (as root): {reproduce}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"benchmark": "kernel sockets in kernel-only and userspace sessions",
-                       "machine": info, "results": results, "command": reproduce}, f, indent=2)
-            f.write("\n")
+        write_json(args.json, {"benchmark": "kernel sockets in kernel-only and userspace sessions",
+                                "machine": info, "results": results, "command": reproduce})
     return 0
 
 
@@ -150,7 +147,4 @@ if __name__ == "__main__":
     for tool in ("taskset", "ip"):
         if shutil.which(tool) is None:
             sys.exit(f"kernel_calls.py: {tool} not found")
-    try:
-        sys.exit(main())
-    except BenchError as e:
-        sys.exit(f"kernel_calls.py: {e}")
+    run_main(main, "kernel_calls.py")

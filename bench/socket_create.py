@@ -35,7 +35,6 @@ promises (SIOCGSKNS on one socket after the loop), because a "routed" time
 that was not routed would be a wrong number, and says so if not.
 """
 import argparse
-import json
 import os
 import shlex
 import shutil
@@ -45,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchlib import BenchError, exit_on_sigterm, machine
+from benchlib import BenchError, exit_on_sigterm, machine, run_main, write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 C_SOURCE = os.path.join(HERE, "sockloop.c")
@@ -330,14 +329,9 @@ def main(argv=None):
             "results": results,
             "command": reproduce,
         }
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
+        write_json(args.json, doc)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as e:
-        sys.exit(f"socket_create.py: {e}")
+    run_main(main, "socket_create.py")

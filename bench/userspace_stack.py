@@ -84,7 +84,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import BenchError, exit_on_sigterm, machine
+from benchlib import BenchError, exit_on_sigterm, machine, run_main, write_json
 
 VUPY = os.path.join(os.path.dirname(sys.executable), "vupy")
 STACK_PATH = "/dev/net/s"
@@ -725,17 +725,9 @@ def main(argv=None):
             "cleanup_errors": cleanup_errors,
             "command": reproduce,
         }
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
+        write_json(args.json, doc)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as e:
-        sys.exit(f"userspace_stack.py: {e}")
-    except KeyboardInterrupt:
-        print("userspace_stack.py: interrupted (everything it made is removed)", file=sys.stderr)
-        sys.exit(130)
+    run_main(main, "userspace_stack.py")
