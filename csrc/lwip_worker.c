@@ -1,6 +1,6 @@
 /* vupy-lwip: one lwIP stack on one VDE link, serving vupy's proxy descriptors.
  *
- * Usage: vupy-lwip CTLFD URL MAC MTU IP4/LEN|- GW4|- [IP6 ...]
+ * Usage: vupy-lwip CTLFD URL MAC MTU IP4/LEN[,IP4/LEN...]|- GW4|- [IP6 ...]
  * (started by modules/lwip.py, which checks the arguments first).
  *
  * lwIP keeps global state, so each stack is a process of its own.  Three
@@ -99,7 +99,10 @@ static int ctl;                 /* the control socket */
 static int ep;                  /* epoll of the main thread */
 static int wake;                /* eventfd: a callback left work for the main thread */
 static VDECONN *link_conn;
-static struct netif nif;
+static struct netif nif;         /* the interface: MAC, IPv6, the first IPv4 address */
+#define MAX_ALIASES 7
+static struct netif aliases[MAX_ALIASES];   /* one more IPv4 address each, same link */
+static int naliases;
 static struct conn *table[4096];
 static struct conn *graveyard;
 static struct conn *dirty;      /* conns with received data to flush */
@@ -306,9 +309,12 @@ static int local_address(const ip_addr_t *ip)
 {
 	if (ip_addr_isany(ip))
 		return 1;
-	if (IP_IS_V4(ip))
-		return ip4_addr_cmp(ip_2_ip4(ip), netif_ip4_addr(&nif)) ||
-			ip4_addr_isloopback(ip_2_ip4(ip));
+	if (IP_IS_V4(ip)) {
+		for (int i = 0; i < naliases; i++)
+			if (ip4_addr_cmp(ip_2_ip4(ip), netif_ip4_addr(&aliases[i])))
+				return 1;
+		return ip4_addr_cmp(ip_2_ip4(ip), netif_ip4_addr(&nif));
+	}
 	return netif_get_ip6_addr_match(&nif, ip_2_ip6(ip)) >= 0;
 }
 
@@ -912,22 +918,25 @@ static size_t info(char *out, size_t size)
 	int idx = netif_get_index(&nif);
 	const u8_t *h = nif.hwaddr;
 	snprintf(m, sizeof m, "%02x:%02x:%02x:%02x:%02x:%02x", h[0], h[1], h[2], h[3], h[4], h[5]);
-	n += snprintf(out + n, size - n, "link vde%d %d %u %s %s\n", nif.num, idx, nif.mtu, m,
+	n += snprintf(out + n, size - n, "link vde0 %d %u %s %s\n", idx, nif.mtu, m,
 		      netif_is_up(&nif) ? "up" : "down");
-	if (!ip4_addr_isany(netif_ip4_addr(&nif))) {
-		u32_t mask = ntohl(ip4_addr_get_u32(netif_ip4_netmask(&nif)));
+	for (int k = -1; k < naliases; k++) {
+		struct netif *v4 = k < 0 ? &nif : &aliases[k];
+		if (ip4_addr_isany(netif_ip4_addr(v4)))
+			continue;
+		u32_t mask = ntohl(ip4_addr_get_u32(netif_ip4_netmask(v4)));
 		int len = 0;
 		while (mask & 0x80000000u) { len++; mask <<= 1; }
-		ip4addr_ntoa_r(netif_ip4_addr(&nif), a, sizeof a);
+		ip4addr_ntoa_r(netif_ip4_addr(v4), a, sizeof a);
 		n += snprintf(out + n, size - n, "addr %d 4 %s %d\n", idx, a, len);
 		ip4_addr_t net;
-		ip4_addr_get_network(&net, netif_ip4_addr(&nif), netif_ip4_netmask(&nif));
+		ip4_addr_get_network(&net, netif_ip4_addr(v4), netif_ip4_netmask(v4));
 		ip4addr_ntoa_r(&net, a, sizeof a);
 		n += snprintf(out + n, size - n, "route %d 4 %s %d -\n", idx, a, len);
-		if (!ip4_addr_isany(netif_ip4_gw(&nif))) {
-			ip4addr_ntoa_r(netif_ip4_gw(&nif), a, sizeof a);
-			n += snprintf(out + n, size - n, "route %d 4 0.0.0.0 0 %s\n", idx, a);
-		}
+	}
+	if (!ip4_addr_isany(netif_ip4_gw(&nif))) {
+		ip4addr_ntoa_r(netif_ip4_gw(&nif), a, sizeof a);
+		n += snprintf(out + n, size - n, "route %d 4 0.0.0.0 0 %s\n", idx, a);
 	}
 	for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++) {
 		if (!ip6_addr_isvalid(netif_ip6_addr_state(&nif, i)))
@@ -1141,6 +1150,20 @@ static err_t link_output(struct netif *netif, struct pbuf *p)
 	return ERR_OK;
 }
 
+/* A frame into lwIP.  IPv4 takes packets for any interface's address
+ * whichever interface they come in on, but ARP answers only for the one it
+ * is given: an ARP packet goes to the interface whose address it names. */
+static void link_input(struct pbuf *p, const uint8_t *frame, ssize_t n)
+{
+	struct netif *to = &nif;
+	if (naliases && n >= 42 && frame[12] == 0x08 && frame[13] == 0x06)
+		for (int i = 0; i < naliases; i++)
+			if (memcmp(frame + 38, &netif_ip4_addr(&aliases[i])->addr, 4) == 0)
+				to = &aliases[i];
+	if (to->input(p, to) != ERR_OK)
+		pbuf_free(p);
+}
+
 static void *link_thread(void *arg)
 {
 	static uint8_t frame[65536 + 64];
@@ -1163,16 +1186,14 @@ static void *link_thread(void *arg)
 			continue;
 		memcpy(p->payload, frame, n);
 		LOCK_TCPIP_CORE();
-		if (nif.input(p, &nif) != ERR_OK)
-			pbuf_free(p);
+		link_input(p, frame, n);
 		/* Take in what else is there before waking programs up. */
 		for (int more = 0; more < 64 && poll(&data, 1, 0) == 1; more++) {
 			n = vde_recv(link_conn, frame, sizeof frame, 0);
 			if (n < 14 || !(p = pbuf_alloc(PBUF_RAW, (u16_t)n, PBUF_RAM)))
 				break;
 			memcpy(p->payload, frame, n);
-			if (nif.input(p, &nif) != ERR_OK)
-				pbuf_free(p);
+			link_input(p, frame, n);
 		}
 		flush_dirty();
 		UNLOCK_TCPIP_CORE();
@@ -1202,7 +1223,7 @@ static void started(void *arg)
 int main(int argc, char **argv)
 {
 	if (argc < 6) {
-		fprintf(stderr, "usage: vupy-lwip CTLFD URL MAC MTU IP4/LEN|- GW4|- [IP6 ...]\n");
+		fprintf(stderr, "usage: vupy-lwip CTLFD URL MAC MTU IP4/LEN[,IP4/LEN...]|- GW4|- [IP6 ...]\n");
 		return 2;
 	}
 	ctl = atoi(argv[1]);
@@ -1232,14 +1253,19 @@ int main(int argc, char **argv)
 	tcpip_init(started, &done);
 	sem_wait(&done);
 
-	ip4_addr_t ip = { 0 }, mask = { 0 }, gw = { 0 };
-	if (strcmp(argv[5], "-") != 0) {
-		char *slash = strchr(argv[5], '/');
-		int len = slash ? atoi(slash + 1) : 24;
+	ip4_addr_t ip[MAX_ALIASES + 1], mask[MAX_ALIASES + 1], gw = { 0 };
+	int nip = 0;
+	memset(ip, 0, sizeof ip);
+	memset(mask, 0, sizeof mask);
+	for (char *item = strtok(argv[5], ","); item && nip <= MAX_ALIASES; item = strtok(NULL, ",")) {
+		if (strcmp(item, "-") == 0)
+			continue;
+		char *slash = strchr(item, '/');
+		int len = slash ? atoi(slash + 1) : 32;
 		if (slash)
 			*slash = 0;
-		ip4addr_aton(argv[5], &ip);
-		mask.addr = len ? htonl(0xffffffffu << (32 - len)) : 0;
+		ip4addr_aton(item, &ip[nip]);
+		mask[nip++].addr = len ? htonl(0xffffffffu << (32 - len)) : 0;
 	}
 	if (argc > 6 && strcmp(argv[6], "-") != 0)
 		ip4addr_aton(argv[6], &gw);
@@ -1247,9 +1273,22 @@ int main(int argc, char **argv)
 	LOCK_TCPIP_CORE();
 	unsigned mac[6];
 	sscanf(argv[3], "%x:%x:%x:%x:%x:%x", &mac[0], &mac[1], &mac[2], &mac[3], &mac[4], &mac[5]);
+	/* The aliases first: lwIP routes through the interface added last
+	 * first, which must be the main one (its address is the source of
+	 * what the stack sends on its subnet). */
+	for (naliases = 0; naliases + 1 < nip; naliases++) {
+		struct netif *a = &aliases[naliases];
+		for (int i = 0; i < 6; i++)
+			a->hwaddr[i] = (u8_t)mac[i];
+		netif_add(a, &ip[naliases + 1], &mask[naliases + 1], IP4_ADDR_ANY4, NULL, nif_init,
+			  ethernet_input);
+		a->mtu = (u16_t)atoi(argv[4]);
+		netif_set_up(a);
+		netif_set_link_up(a);
+	}
 	for (int i = 0; i < 6; i++)
 		nif.hwaddr[i] = (u8_t)mac[i];
-	netif_add(&nif, &ip, &mask, &gw, NULL, nif_init, ethernet_input);
+	netif_add(&nif, &ip[0], &mask[0], &gw, NULL, nif_init, ethernet_input);
 	nif.mtu = (u16_t)atoi(argv[4]);
 	nif.mtu6 = nif.mtu;
 	netif_set_default(&nif);

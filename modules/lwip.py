@@ -3,7 +3,7 @@
 SOURCE is a libvdeplug URL: ``tap://IF``, ``vde://SWITCH``, ``vxvde://GROUP``,
 ``slirp://``, ``ptp://...``.  Options:
 
-  ip=A.B.C.D/LEN   the IPv4 address (lwIP 2.1 holds one per interface)
+  ip=A.B.C.D/LEN[+A.B.C.D/LEN...]  IPv4 addresses (up to 8)
   gw=A.B.C.D       the IPv4 default gateway
   ip6=ADDR/64[+ADDR/64...]  IPv6 addresses (lwIP 2.1 assumes /64 prefixes);
                    a link-local address is always made from the MAC
@@ -45,6 +45,7 @@ MAX_REPLY = REP.size + 65600
 
 OPTIONS = {"ip", "gw", "ip6", "mac", "mtu"}
 NETLINK_ROUTE = 0
+MAX_IPV4 = 8                  # csrc/lwip_worker.c: the interface and MAX_ALIASES
 NETLINK_BUFFER = 212992       # what a netlink socket reports for SO_RCVBUF, SO_SNDBUF
 MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
@@ -71,12 +72,15 @@ def worker_arguments(url, options):
         value = options[key]
         try:
             if key == "ip":
-                if "+" in value:
-                    raise StackError("lwip: one IPv4 address only (lwIP 2.1 holds one per interface)")
-                if "/" not in value:
-                    raise StackError(f"lwip: ip={value}: give the prefix length too, as in {value}/24")
-                iface = ipaddress.IPv4Interface(value)
-                ip = f"{iface.ip}/{iface.network.prefixlen}"
+                addresses = []
+                for text in filter(None, value.split("+")):
+                    if "/" not in text:
+                        raise StackError(f"lwip: ip={text}: give the prefix length too, as in {text}/24")
+                    iface = ipaddress.IPv4Interface(text)
+                    addresses.append(f"{iface.ip}/{iface.network.prefixlen}")
+                if len(addresses) > MAX_IPV4:
+                    raise StackError(f"lwip: at most {MAX_IPV4} IPv4 addresses")
+                ip = ",".join(addresses) or "-"
             elif key == "gw":
                 gw = str(ipaddress.IPv4Address(value))
             else:

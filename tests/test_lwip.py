@@ -903,3 +903,30 @@ def test_proxy_socket_semantics(vde_lan, background):
     status, out, err = udp.finish()
     assert status == 0, err
     assert [LWIP_IP, "abcdef"] in [[w[0], w[2]] for w in lines_of(out, "from")], out
+
+
+def test_several_ipv4_addresses(vde_lan, background):
+    """ip=A+B: the stack answers ARP and TCP on both addresses, shows both,
+    and sends from the first on its subnet."""
+    stack = f"{STACK}=lwip:{vde_lan.url},ip={LWIP_IP}/24+10.9.0.3/24"
+    sink = background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP, 7021)), ready="ready")
+    server = background(lwip_argv(py("""
+        for host in sys.argv[1:3]:
+            s = listener(host, 7020)
+            say('ready')
+            c, peer = s.accept()
+            c.sendall(('%s %s\\n' % (c.getsockname()[0], peer[0])).encode())
+            c.close()
+            s.close()
+        say('out', connect(sys.argv[3], 7021).getsockname()[0])
+    """, LWIP_IP, "10.9.0.3", LAN_IP), stack), ready="ready")
+    ask = "say(recvline(connect(sys.argv[1], 7020)).decode().strip())"
+    assert assert_ok(vde_lan.in_ns(py(ask, LWIP_IP))).split() == [LWIP_IP, LAN_IP]
+    server.expect("ready")
+    assert assert_ok(vde_lan.in_ns(py(ask, "10.9.0.3"))).split() == ["10.9.0.3", LAN_IP]
+    status, out, err = server.finish()
+    assert status == 0, err
+    assert lines_of(out, "out") == [[LWIP_IP]], out
+    assert sink.expect("conn") == f"conn {LWIP_IP}"
+    addresses = assert_ok(lwip_run(["ip", "-br", "-4", "addr"], stack)).split()
+    assert addresses[2:] == [f"{LWIP_IP}/24", "10.9.0.3/24"], addresses
