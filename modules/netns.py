@@ -10,38 +10,25 @@ import os
 import socket
 import struct
 
-from vupy import _native
-from vupy.stack import KernelStack, StackError, StackModule, open_netns, KERNEL_FAMILIES
+from vupy.stack import KernelStack, StackError, StackModule, open_netns, network_namespace, KERNEL_FAMILIES
 
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` puts its files (iproute2)
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
-CLONE_NEWNET = 0x40000000
 
 
 def new_namespace():
-    """A descriptor of a new network namespace with `lo` up.
-
-    setns(2) and unshare(2) move only the calling thread, so this thread goes
-    to the new namespace to bring `lo` up and comes back to where it was.
-    """
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    """A descriptor of a new network namespace with `lo` up."""
     try:
-        rc = _native.lib.vupy_unshare(CLONE_NEWNET)
-        if rc < 0:
-            raise StackError(f"netns:new: cannot make a network namespace: {os.strerror(-rc)}")
-        try:
+        with network_namespace():
             fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 ifreq = struct.pack("16sH14x", b"lo", 0)
                 flags = struct.unpack_from("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, ifreq))[1]
                 fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
-        finally:
-            if _native.lib.vupy_setns(home, CLONE_NEWNET) < 0:
-                raise SystemExit("vupy: cannot return to the original network namespace")
-    finally:
-        os.close(home)
+    except OSError as e:
+        raise StackError(f"netns:new: cannot make a network namespace: {e.strerror}") from None
     return fd
 
 

@@ -136,3 +136,7 @@ def probe():
     os.chmod(path, 0o644)
     yield path
     shutil.rmtree(directory)
+
+
+# The VDE networks (tests/vdenet.py) --------------------------------------------
+from vdenet import background, vde_lan, vde_switch  # noqa: E402,F401  (fixtures)

@@ -60,7 +60,7 @@ def test_entry_point_module_is_listed(pidstack):
     r = run([VUPY, "modules"], env=pidstack)
     assert r.returncode == 0, r.stderr
     names = [line.split()[0] for line in r.stdout.splitlines()]
-    assert names == ["host", "lwip", "netns", "null", "pid"]
+    assert names == ["host", "lwip", "netns", "null", "pid", "vde"]
     assert "the network namespace of a running process" in r.stdout
     assert "pid" not in [line.split()[0] for line in run([VUPY, "modules"]).stdout.splitlines()]
 

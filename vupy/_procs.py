@@ -42,22 +42,31 @@ PID_EVENT = struct.Struct("=II")              # pid, tgid (exit, exec, uid, gid)
 EVENT_DATA = NLMSG_HDR.size + CN_MSG.size + EVENT_HDR.size
 
 
+def _subscribe():
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+                         NETLINK_CONNECTOR)
+    try:
+        try:
+            # Every fork on the machine comes through here: a deep buffer,
+            # so that a burst elsewhere does not overflow it.
+            sock.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE
+        except OSError:
+            pass
+        sock.bind((0, CN_IDX_PROC))
+        op = struct.pack("=I", PROC_CN_MCAST_LISTEN)
+        cn = CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(op), 0) + op
+        sock.send(NLMSG_HDR.pack(NLMSG_HDR.size + len(cn), 3, 0, 0, 0) + cn)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class ProcessEvents:
     """A non-blocking subscription to fork and exit events."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
-                                  NETLINK_CONNECTOR)
-        try:
-            # Every fork on the machine comes through here: a deep buffer,
-            # so that a burst elsewhere does not overflow it.
-            self.sock.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE
-        except OSError:
-            pass
-        self.sock.bind((0, CN_IDX_PROC))
-        op = struct.pack("=I", PROC_CN_MCAST_LISTEN)
-        cn = CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(op), 0) + op
-        self.sock.send(NLMSG_HDR.pack(NLMSG_HDR.size + len(cn), 3, 0, 0, 0) + cn)
+        self.sock = _subscribe()
         self.sock.setblocking(False)
         self.buf = bytearray(65536)
         self.lost = False
@@ -184,7 +193,8 @@ class ProcessTable:
         return count
 
 
-def _status_field(pid, key):
+def status_field(pid, key):
+    """An integer field of /proc/PID/status (None if unreadable)."""
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             for line in f:
@@ -196,11 +206,11 @@ def _status_field(pid, key):
 
 
 def _read_tgid(tid):
-    return _status_field(tid, b"Tgid:")
+    return status_field(tid, b"Tgid:")
 
 
 def _read_ppid(pid):
-    return _status_field(pid, b"PPid:")
+    return status_field(pid, b"PPid:")
 
 
 def _other_threads(tgid):

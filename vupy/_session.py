@@ -31,7 +31,7 @@ import time
 from . import _families, _native
 from ._dispatch import Defaults
 from ._notify import Supervisor
-from ._procs import ProcessEvents, ProcessTable
+from ._procs import ProcessEvents, ProcessTable, status_field
 from ._stacks import MountError, StackTable, make_stack, parse_spec, sys_mount
 
 CLONE_NEWNS = 0x00020000
@@ -102,7 +102,9 @@ def _capable(cap):
 
 
 def _descendants():
-    """Every process below vupy (orphans of the session are reparented here)."""
+    """Every process of the session below vupy (orphans of the session are
+    reparented here).  Processes not under the filter are vupy's own
+    helpers (stack workers, vde_plug): their stacks end them."""
     found, todo = [], [os.getpid()]
     while todo:
         pid = todo.pop()
@@ -116,7 +118,7 @@ def _descendants():
                     children = [int(c) for c in f.read().split()]
             except OSError:
                 continue
-            found.extend(children)
+            found.extend(c for c in children if status_field(c, b"Seccomp:") != 0)
             todo.extend(children)
     return found
 
@@ -191,6 +193,10 @@ def run(argv, stacks, session_defaults, trace=None, userspace=False):
     """
     try:
         events = ProcessEvents()
+    except ConnectionRefusedError:
+        raise SessionError("cannot follow the session's processes: the kernel's process-events "
+                           "connector exists only in the first network namespace, and vupy runs "
+                           "in another (start it there, not under ip netns exec)") from None
     except OSError as e:
         raise SessionError(f"cannot follow the session's processes (process events connector: "
                            f"{e.strerror}): vupy run needs root (CAP_NET_ADMIN)") from None

@@ -56,24 +56,24 @@ class Link:
     routes: list = field(default_factory=list)
 
 
-def _attr(kind, data):
+def attribute(kind, data):
     length = 4 + len(data)
     return struct.pack("=HH", length, kind) + data + b"\0" * (-length % 4)
 
 
-def _message(kind, flags, seq, pid, body):
+def message(kind, flags, seq, pid, body):
     return NLMSG.pack(NLMSG.size + len(body), kind, flags, seq, pid) + body
 
 
 def _link(link):
     flags = IFF_BROADCAST | IFF_MULTICAST | ((IFF_UP | IFF_RUNNING | IFF_LOWER_UP) if link.up else 0)
     return (IFINFOMSG.pack(socket.AF_UNSPEC, ARPHRD_ETHER, link.index, flags, 0xFFFFFFFF)
-            + _attr(IFLA_IFNAME, link.name.encode() + b"\0")
-            + _attr(IFLA_MTU, struct.pack("=I", link.mtu))
-            + _attr(IFLA_ADDRESS, link.mac)
-            + _attr(IFLA_BROADCAST, b"\xff" * 6)
-            + _attr(IFLA_TXQLEN, struct.pack("=I", 1000))
-            + _attr(IFLA_OPERSTATE, bytes([IF_OPER_UP if link.up else IF_OPER_DOWN])))
+            + attribute(IFLA_IFNAME, link.name.encode() + b"\0")
+            + attribute(IFLA_MTU, struct.pack("=I", link.mtu))
+            + attribute(IFLA_ADDRESS, link.mac)
+            + attribute(IFLA_BROADCAST, b"\xff" * 6)
+            + attribute(IFLA_TXQLEN, struct.pack("=I", 1000))
+            + attribute(IFLA_OPERSTATE, bytes([IF_OPER_UP if link.up else IF_OPER_DOWN])))
 
 
 def _address(link, iface):
@@ -81,12 +81,12 @@ def _address(link, iface):
     scope = RT_SCOPE_LINK if iface.ip.is_link_local else RT_SCOPE_UNIVERSE
     body = (IFADDRMSG.pack(socket.AF_INET if v4 else socket.AF_INET6, iface.network.prefixlen,
                            IFA_F_PERMANENT, scope, link.index)
-            + _attr(IFA_ADDRESS, iface.ip.packed))
+            + attribute(IFA_ADDRESS, iface.ip.packed))
     if v4:
-        body += (_attr(IFA_LOCAL, iface.ip.packed)
-                 + _attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
-                 + _attr(IFA_LABEL, link.name.encode() + b"\0"))
-    return body + _attr(IFA_FLAGS, struct.pack("=I", IFA_F_PERMANENT))
+        body += (attribute(IFA_LOCAL, iface.ip.packed)
+                 + attribute(IFA_BROADCAST, iface.network.broadcast_address.packed)
+                 + attribute(IFA_LABEL, link.name.encode() + b"\0"))
+    return body + attribute(IFA_FLAGS, struct.pack("=I", IFA_F_PERMANENT))
 
 
 def _route(link, network, gateway):
@@ -95,16 +95,16 @@ def _route(link, network, gateway):
     body = RTMSG.pack(socket.AF_INET if v4 else socket.AF_INET6, network.prefixlen, 0, 0,
                       RT_TABLE_MAIN, RTPROT_KERNEL if connected else RTPROT_BOOT,
                       RT_SCOPE_LINK if connected else RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
-    body += _attr(RTA_TABLE, struct.pack("=I", RT_TABLE_MAIN))
+    body += attribute(RTA_TABLE, struct.pack("=I", RT_TABLE_MAIN))
     if network.prefixlen:
-        body += _attr(RTA_DST, network.network_address.packed)
+        body += attribute(RTA_DST, network.network_address.packed)
     if gateway is not None:
-        body += _attr(RTA_GATEWAY, gateway.packed)
+        body += attribute(RTA_GATEWAY, gateway.packed)
     if connected and v4:
         source = next((a.ip for a in link.addresses if a.version == 4 and a.ip in network), None)
         if source is not None:
-            body += _attr(RTA_PREFSRC, source.packed)
-    return body + _attr(RTA_OIF, struct.pack("=I", link.index))
+            body += attribute(RTA_PREFSRC, source.packed)
+    return body + attribute(RTA_OIF, struct.pack("=I", link.index))
 
 
 def answer(links, request, pid):
@@ -137,10 +137,10 @@ def answer(links, request, pid):
             replies.append(_error(errno.EOPNOTSUPP, header, seq, pid))
             continue
         if flags & NLM_F_DUMP == NLM_F_DUMP:
-            datagram = b"".join(_message(k, NLM_F_MULTI, seq, pid, b) for k, b in items)
-            replies.append(datagram + _message(NLMSG_DONE, NLM_F_MULTI, seq, pid, struct.pack("=i", 0)))
+            datagram = b"".join(message(k, NLM_F_MULTI, seq, pid, b) for k, b in items)
+            replies.append(datagram + message(NLMSG_DONE, NLM_F_MULTI, seq, pid, struct.pack("=i", 0)))
         elif items:
-            replies.append(_message(items[0][0], 0, seq, pid, items[0][1]))
+            replies.append(message(items[0][0], 0, seq, pid, items[0][1]))
         else:
             replies.append(_error(errno.ENODEV, header, seq, pid))
             continue
@@ -151,7 +151,7 @@ def answer(links, request, pid):
 
 def _error(err, header, seq, pid):
     """NLMSG_ERROR (an ack if err is 0), quoting the request's header."""
-    return _message(NLMSG_ERROR, 0, seq, pid, struct.pack("=i", -err) + header)
+    return message(NLMSG_ERROR, 0, seq, pid, struct.pack("=i", -err) + header)
 
 
 class Responder:

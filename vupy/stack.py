@@ -112,6 +112,7 @@ namespace (``/proc/PID/ns/net``, a file made by ``ip netns add``, ...).
 Sockets are then made in that namespace with the caller's credentials and
 handed to the program as real kernel sockets; `close` closes nsfd.
 """
+import contextlib
 import errno
 import fcntl
 import os
@@ -119,7 +120,8 @@ import os
 from . import _native
 from ._families import KERNEL_FAMILIES
 
-__all__ = ["StackModule", "Stack", "KernelStack", "ProxyStack", "StackError", "KERNEL_FAMILIES"]
+__all__ = ["StackModule", "Stack", "KernelStack", "ProxyStack", "StackError", "KERNEL_FAMILIES",
+           "open_netns", "is_netns", "network_namespace"]
 
 
 class StackError(Exception):
@@ -210,6 +212,28 @@ def open_netns(path):
         os.close(fd)
         raise StackError(f"{path}: not a network namespace")
     return fd
+
+
+@contextlib.contextmanager
+def network_namespace(nsfd=None):
+    """Run the block with this thread in network namespace `nsfd` (an open
+    descriptor), or in a new one if None; then bring it back.  Sockets made
+    and processes forked in the block belong to that namespace.  (setns(2)
+    and unshare(2) move only the calling thread.)"""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        rc = (_native.lib.vupy_unshare(CLONE_NEWNET) if nsfd is None
+              else _native.lib.vupy_setns(nsfd, CLONE_NEWNET))
+        if rc < 0:
+            raise OSError(-rc, "cannot " + ("make a network namespace" if nsfd is None
+                                            else "enter the network namespace"))
+        try:
+            yield
+        finally:
+            if _native.lib.vupy_setns(home, CLONE_NEWNET) < 0:
+                raise SystemExit("vupy: cannot return to the original network namespace")
+    finally:
+        os.close(home)
 
 
 NS_GET_NSTYPE = 0xB703  # ioctl(2) on an nsfs descriptor: its CLONE_NEW* type

@@ -1,0 +1,219 @@
+"""vde: a kernel network namespace whose interface is plugged into a VDE network.
+
+SOURCE is a libvdeplug URL: ``vde://SWITCH``, ``vxvde://GROUP`` (a network
+over UDP multicast, spanning machines), ``tap://IF``, ``slirp://``,
+``ptp://...``.  The stack is a fresh network namespace holding ``lo`` and
+``vde0``, a tap interface; sockets are the namespace's own kernel sockets,
+as for ``netns``.  Options (all optional: without them, configure the
+namespace from inside the session with ``vustack STACK ip ...``):
+
+  ip=A.B.C.D/LEN[+...]    IPv4 addresses        gw=A.B.C.D     IPv4 default route
+  ip6=ADDR/LEN[+...]      IPv6 addresses        gw6=ADDR       IPv6 default route
+  mac=XX:XX:XX:XX:XX:XX   the interface's MAC   mtu=N          its MTU
+  netns=NAME|PATH         the network namespace from which URL is reached
+                          (default: vupy's own)
+With an address, vde0 is brought up; without, it is left down.
+
+Frames travel between vde0 and the network through ``vde_plug URL tap://``
+(vdeplug4), started and stopped with the stack.  vde_plug runs in vupy's own
+namespace (or `netns`), so the URL (a multicast group, a slirp uplink) is
+reached from there; its tap is made there under a temporary name and then
+moved into the stack's namespace as vde0 (a tap keeps its open descriptor
+across the move).
+If vde_plug ends while the stack lives, vupy says so and the stack's new
+sockets fail with ENETDOWN.
+"""
+import contextlib
+import errno
+import ipaddress
+import os
+import re
+import secrets
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+from vupy import rtnetlink
+from vupy.stack import (KERNEL_FAMILIES, KernelStack, StackError, StackModule, network_namespace,
+                        open_netns)
+
+from .netns import NETNS_RUN_DIR, new_namespace
+
+OPTIONS = {"ip", "gw", "ip6", "gw6", "mac", "mtu", "netns"}
+MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+PLUG_SECONDS = 5            # for vde_plug to make its tap
+IFLA_IFNAME, IFLA_NET_NS_FD = 3, 28
+
+
+def configuration(options):
+    """The `ip` commands (argument lists) that configure vde0 for `options`;
+    StackError naming a bad one."""
+    unknown = set(options) - OPTIONS
+    if unknown:
+        raise StackError(f"vde: unknown option {sorted(unknown)[0]!r} "
+                         f"(known: {', '.join(sorted(OPTIONS))})")
+    link = ["link", "set", "vde0"]
+    commands = []
+    key = None
+    try:
+        if "mac" in options:
+            key = "mac"
+            if not MAC.match(options[key]) or int(options[key][:2], 16) & 1:
+                raise ValueError("not a unicast MAC address XX:XX:XX:XX:XX:XX")
+            link += ["address", options[key]]
+        if "mtu" in options:
+            key = "mtu"
+            if not options[key].isdigit() or not 68 <= int(options[key]) <= 65535:
+                raise ValueError("not a number from 68 to 65535")
+            link += ["mtu", options[key]]
+        for key, version, extra in (("ip", 4, []), ("ip6", 6, ["nodad"])):
+            for text in filter(None, options.get(key, "").split("+")):
+                if "/" not in text:
+                    raise ValueError(f"give the prefix length too, as in {text}/{24 if version == 4 else 64}")
+                address = ipaddress.ip_interface(text)
+                if address.version != version:
+                    raise ValueError(f"not an IPv{version} address")
+                commands.append(["addr", "add", str(address), "dev", "vde0", *extra])
+        for key, version in (("gw", 4), ("gw6", 6)):
+            if key in options:
+                gateway = ipaddress.ip_address(options[key])
+                if gateway.version != version:
+                    raise ValueError(f"not an IPv{version} address")
+                commands.append([f"-{version}", "route", "add", "default", "via", str(gateway)])
+    except ValueError as e:
+        raise StackError(f"vde: {key}={options[key]}: {e}") from None
+    if any(c[0] == "addr" for c in commands):
+        link.append("up")
+    return ([link] if len(link) > 3 else []) + commands
+
+
+def move_link(name, nsfd, new_name):
+    """Move interface `name` of this thread's namespace into namespace
+    `nsfd`, renamed `new_name` (RTM_NEWLINK with IFLA_NET_NS_FD)."""
+    index = socket.if_nametoindex(name)
+    body = (rtnetlink.IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0)
+            + rtnetlink.attribute(IFLA_NET_NS_FD, struct.pack("=i", nsfd))
+            + rtnetlink.attribute(IFLA_IFNAME, new_name.encode() + b"\0"))
+    request = rtnetlink.message(rtnetlink.RTM_NEWLINK, rtnetlink.NLM_F_REQUEST | rtnetlink.NLM_F_ACK,
+                                1, 0, body)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as s:
+        s.send(request)
+        reply = s.recv(4096)
+    _length, kind, _flags, _seq, _pid = rtnetlink.NLMSG.unpack_from(reply)
+    err = -struct.unpack_from("=i", reply, rtnetlink.NLMSG.size)[0] if kind == rtnetlink.NLMSG_ERROR else 0
+    if err:
+        raise OSError(err, f"moving {name} into the stack's namespace: {os.strerror(err)}")
+
+
+def run_in(nsfd, argv_list):
+    """Run each `ip` command in namespace nsfd (forked from this thread
+    while it is there, so they start there)."""
+    with network_namespace(nsfd):
+        for args in argv_list:
+            r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+            if r.returncode != 0:
+                raise StackError(f"vde: ip {' '.join(args)}: {r.stderr.strip()}")
+
+
+class VdeModule(StackModule):
+    name = "vde"
+    description = "a network namespace plugged into a VDE network: URL,ip=,gw=,ip6=,gw6=,mac=,mtu="
+    families = KERNEL_FAMILIES
+
+    def create(self, source, options):
+        if not source:
+            raise StackError("vde: needs a SOURCE: a VDE URL such as vde:///tmp/switch or vxvde://239.1.2.3")
+        uplink = options.pop("netns", None)
+        commands = configuration(options)
+        upfd = None
+        if uplink is not None:
+            upfd = open_netns(uplink if "/" in uplink else os.path.join(NETNS_RUN_DIR, uplink))
+        try:
+            nsfd = new_namespace()
+            try:
+                with contextlib.nullcontext() if upfd is None else network_namespace(upfd):
+                    plug = Plug(source)
+                    try:
+                        move_link(plug.tap, nsfd, "vde0")
+                    except BaseException:
+                        plug.stop()
+                        raise
+                try:
+                    run_in(nsfd, commands)
+                except BaseException:
+                    plug.stop()
+                    raise
+            except BaseException:
+                os.close(nsfd)
+                raise
+        finally:
+            if upfd is not None:
+                os.close(upfd)
+        return VdeStack(nsfd, plug)
+
+
+class Plug:
+    """vde_plug URL tap://TEMPORARY, and a thread that reports its end."""
+
+    def __init__(self, url):
+        self.url = url
+        self.tap = "vupy" + secrets.token_hex(5)
+        self.stopping = False
+        self.down = threading.Event()
+        try:
+            self.process = subprocess.Popen(["vde_plug", url, f"tap://{self.tap}"],
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise StackError("vde: vde_plug not found (Debian package vdeplug)") from None
+        deadline = time.monotonic() + PLUG_SECONDS
+        while not self._tap_exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                why = self.process.stderr.read().decode(errors="replace").strip().splitlines()
+                raise StackError(f"vde:{url}: vde_plug could not plug in: "
+                                 f"{why[-1] if why else 'no tap after %d s' % PLUG_SECONDS}")
+            time.sleep(0.01)
+        threading.Thread(target=self._watch, name="vupy-vde-plug", daemon=True).start()
+
+    def _tap_exists(self):
+        try:
+            socket.if_nametoindex(self.tap)
+            return True
+        except OSError:
+            return False
+
+    def _watch(self):
+        self.process.wait()
+        if not self.stopping:
+            self.down.set()
+            sys.stderr.write(f"vupy: vde:{self.url}: vde_plug ended: the stack's "
+                             "link is down, and its new sockets fail (ENETDOWN)\n")
+
+    def stop(self):
+        self.stopping = True
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class VdeStack(KernelStack):
+    def __init__(self, nsfd, plug):
+        super().__init__(nsfd)
+        self.plug = plug
+
+    def socket(self, domain, type, protocol, creds):
+        if self.plug.down.is_set():
+            raise OSError(errno.ENETDOWN, os.strerror(errno.ENETDOWN))
+        return super().socket(domain, type, protocol, creds)
+
+    def close(self):
+        self.plug.stop()
+        super().close()
