@@ -207,3 +207,24 @@ def test_bad_vde_spec_is_refused_before_starting(spec, named):
     r = run([VUPY, "run", f"--stack={VSTACK}={spec}", "--", "echo", "started"])
     assert r.returncode == 2 and "started" not in r.stdout, r
     assert len(r.stderr.strip().splitlines()) == 1 and named in r.stderr, r.stderr
+
+
+def test_vumount_vde_in_a_session(vde_lan, background):
+    """vumount -t vde makes the same stack inside a session; vuumount
+    removes it and its vde_plug."""
+    echo = background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP, 7107)), ready="ready")
+    script = "; ".join([
+        f"vumount -t vde -o ip={VDE_IP}/24,mtu=1400 {vde_lan.url} /dev/net/w",
+        "vustack /dev/net/w ip link show vde0",
+        'vustack /dev/net/w "$0" "$@"',
+        "vuumount /dev/net/w",
+        "echo umount=$?",
+    ])
+    r = run([VUPY, "run", "--", "sh", "-c", script, *py(SEND_LINE, LAN_IP, 7107, "mounted")],
+            timeout=PROGRAM_SECONDS, env=with_venv_path())
+    out = assert_ok(r)
+    assert re.search(r"^\d+: vde0: <.*UP.*> mtu 1400 ", out, re.M), out
+    assert f"echo:mounted {VDE_IP}" in out.splitlines(), out
+    assert out.splitlines()[-1] == "umount=0", out
+    assert echo.expect("conn") == f"conn {VDE_IP}"
+    assert not processes_with(f"{vde_lan.url} tap://vupy")
