@@ -132,7 +132,7 @@ static int add_proxy_rules(scmp_filter_ctx ctx)
 	return 0;
 }
 
-int vupy_filter_install(int no_new_privs, int proxies)
+int vupy_filter_install(int no_new_privs, unsigned int features)
 {
 	struct sock_filter head[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
@@ -177,8 +177,16 @@ int vupy_filter_install(int no_new_privs, int proxies)
 		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, nr, 0)) < 0)
 			goto out;
 	}
-	if (proxies && (rc = add_proxy_rules(ctx)) < 0)
+	if ((features & VUPY_TRAP_PROXY_CALLS) && (rc = add_proxy_rules(ctx)) < 0)
 		goto out;
+	/* Without the process-events connector (unprivileged), vupy learns of
+	 * a process's end from its exit: its children, about to be orphaned,
+	 * must be given their defaults first (see vupy/_procs.py). */
+	if (features & VUPY_TRAP_EXITS) {
+		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(exit_group), 0)) < 0 ||
+		    (rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(exit), 0)) < 0)
+			goto out;
+	}
 	rc = load(ctx, head, sizeof(head) / sizeof(head[0]), no_new_privs,
 		  SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
 out:

@@ -36,7 +36,9 @@ struct vupy_creds {               /* what the kernel looks at when a socket is m
 	uint32_t groups[VUPY_MAX_GROUPS];
 };
 
-int vupy_filter_install(int no_new_privs, int proxies);
+#define VUPY_TRAP_PROXY_CALLS 1     /* features of vupy_filter_install */
+#define VUPY_TRAP_EXITS 2
+int vupy_filter_install(int no_new_privs, unsigned int features);
 int vupy_getfd(uint32_t pid, int fd);
 int vupy_syscall_number(uint32_t arch, const char *name);
 int vupy_set_sync_wakeup(int listener);

@@ -1,5 +1,6 @@
 """Default stacks: per process, shared by threads, copied at fork (exactly),
-kept across execve; set by --default, vustack and msocket(SOCK_DEFAULT)."""
+kept across execve; set by --default, vustack and msocket(SOCK_DEFAULT);
+with process events and without."""
 import os
 import textwrap
 
@@ -20,6 +21,16 @@ PRELUDE = textwrap.dedent("""
             os.close(fd)
             return f"ns:{ino}"
 """)
+
+
+@pytest.fixture(autouse=True, params=["events", "no events"])
+def process_events(request, monkeypatch):
+    """Every test twice: with the process-events connector, and without it
+    (as an unprivileged vupy runs, forced here by VUPY_PROCESS_EVENTS=off)."""
+    if request.param == "no events":
+        monkeypatch.setenv("VUPY_PROCESS_EVENTS", "off")
+    else:
+        monkeypatch.delenv("VUPY_PROCESS_EVENTS", raising=False)
 
 
 def ino(ns):

@@ -54,6 +54,12 @@ CREDS_NRS = {
     AUDIT_ARCH_I386: _numbers(AUDIT_ARCH_I386, CREDS_CALLS),
 }
 
+# Trapped in sessions without process events (see _procs.py).
+EXIT_NRS = {
+    AUDIT_ARCH_X86_64: _numbers(AUDIT_ARCH_X86_64, ("exit", "exit_group")),
+    AUDIT_ARCH_I386: _numbers(AUDIT_ARCH_I386, ("exit", "exit_group")),
+}
+
 # System calls trapped in sessions with userspace stacks (see _proxy.py).
 PROXY_NRS = {
     AUDIT_ARCH_X86_64: _numbers(AUDIT_ARCH_X86_64, PROXY_CALLS),
@@ -116,17 +122,28 @@ class Supervisor:
     def _serve(self):
         poller = select.poll()
         poller.register(self.listener, select.POLLIN)
-        poller.register(self.events.fileno(), select.POLLIN)
+        if self.events is not None:
+            poller.register(self.events.fileno(), select.POLLIN)
         proxy = self.proxy
-        parked = {}
+        table = self.table
+        parked = {}                 # {fd: events} of the parked calls' proxies
+        exits = {}                  # the pidfds watched, without process events
+        watched = {}
         call = self.call
         while True:
-            if proxy is not None and parked != proxy.parked:
-                parked = self._watch_parked(poller, parked)
+            if (proxy is not None and parked.keys() != proxy.parked.keys()) or \
+                    exits.keys() != table.exit_fds.keys():
+                parked = {} if proxy is None else proxy.watched()
+                exits = dict(table.exit_fds)
+                watched = self._watch(poller, watched, {**parked, **dict.fromkeys(exits, select.POLLIN)})
             ready = poller.poll(PARKED_CHECK_MS if parked else None)
             if parked:
                 proxy.expire()
             for fd, mask in ready:
+                if fd in exits:
+                    if fd in table.exit_fds:
+                        table.ended(fd)
+                    continue
                 if fd in parked:
                     self.drain()
                     if fd in proxy.parked:
@@ -147,9 +164,10 @@ class Supervisor:
                     # would now fail with ENOENT forever).
                     return
 
-    def _watch_parked(self, poller, before):
-        """Poll the parked calls' proxies instead of `before`'s."""
-        now = self.proxy.watched()
+    @staticmethod
+    def _watch(poller, before, now):
+        """Poll the descriptors of `now` ({fd: events}: parked calls'
+        proxies, pidfds) instead of those of `before`."""
         for fd in before.keys() - now.keys():
             poller.unregister(fd)
         for fd, events in now.items():
@@ -160,7 +178,8 @@ class Supervisor:
     def drain(self):
         """Take in the process events; free lazily unmounted stacks whose
         last user is gone."""
-        self.events.drain(self.table)
+        if self.events is not None:
+            self.events.drain(self.table)
         if self.stacks.detached:
             self.stacks.collect(lambda stack: control.keeps_alive(stack, self.table,
                                                                    self.session_defaults))
@@ -183,6 +202,14 @@ class Supervisor:
                 return self.proxy.handle(call)
             # i386 and x32 code holds no proxies (see _proxy.py).
             return lib.vupy_respond(self.listener, call.id, 0, 0, 1)
+        if call.nr & ~X32_SYSCALL_BIT in EXIT_NRS.get(call.arch, ()):
+            # Only trapped without process events: the caller's children
+            # take its defaults before they are orphaned.
+            known = self.table.lookup(call.pid)
+            if known is not None:
+                self.table.adopt(known[0])
+            lib.vupy_respond(self.listener, call.id, 0, 0, 1)
+            return
         if call.nr & ~X32_SYSCALL_BIT in CREDS_NRS.get(call.arch, ()):
             self.table.creds.pop(call.pid, None)
             lib.vupy_respond(self.listener, call.id, 0, 0, 1)
@@ -193,8 +220,9 @@ class Supervisor:
         request, via_memory = parsed
         known = self.table.lookup(call.pid)
         if known is None:
-            sys.stderr.write(f"vupy: no record of process {call.pid} (process events "
-                             f"{'overflowed' if self.events.lost else 'missing'}): EIO\n")
+            why = ("no known ancestor" if self.events is None else
+                   "process events overflowed" if self.events.lost else "process events missing")
+            sys.stderr.write(f"vupy: no record of process {call.pid} ({why}): EIO\n")
             return self.fail(call, errno.EIO)
         tgid, defaults = known
         target = creds = None
@@ -336,7 +364,8 @@ class Supervisor:
             # Capabilities count only in the caller's own user namespace and
             # its children; the stacks' namespaces belong to vupy's.
             creds.cap_effective = 0
-        self.table.creds[call.pid] = creds
+        if self.table.exact:
+            self.table.creds[call.pid] = creds
         return creds
 
     # Carrying out a decision ---------------------------------------------------
@@ -351,6 +380,8 @@ class Supervisor:
                 new = dispatch.Defaults()
             else:
                 new = defaults.with_stack(decision.families, decision.stack)
+            if not self.table.exact:
+                self.table.adopt(tgid)          # its unknown children keep the old ones
             self.table.set(tgid, new)
             self._trace(call, request, "default " + self._name(decision.stack))
             lib.vupy_respond(self.listener, call.id, 0, 0, 0)

@@ -114,16 +114,51 @@ class ProcessEvents:
 
 class ProcessTable:
     """tgid -> Defaults, tid -> tgid for the threads of known processes, and
-    tid -> credentials for the threads whose credentials are known."""
+    tid -> credentials for the threads whose credentials are known.
 
-    def __init__(self):
+    With the process-events connector (`exact`), forks and exits come as
+    events.  Without it (an unprivileged vupy may not subscribe), the table
+    keeps defaults exact another way: a process vupy has not seen yet takes
+    the defaults of its nearest known ancestor at its first trapped call,
+    and before a known process changes a default or exits (which would
+    orphan its children) every unknown descendant is given the process's
+    current defaults (`adopt`).  The end of a known process is seen on a
+    pidfd of it (`exit_fds`).  Credentials are then read afresh each time
+    (no uid/gid events would say when to forget them)."""
+
+    def __init__(self, exact=True):
+        self.exact = exact
         self.defaults = {}
         self.threads = {}
         self.creds = {}
+        self.exit_fds = {}              # without events: pidfd -> tgid
 
     def add(self, tgid, defaults):
         self.defaults[tgid] = defaults
         self.threads.pop(tgid, None)
+        if not self.exact and tgid not in self.exit_fds.values():
+            try:
+                self.exit_fds[os.pidfd_open(tgid)] = tgid
+            except OSError:
+                pass                    # gone already: its exit fd would say no more
+
+    def ended(self, fd):
+        """A watched process has ended (its pidfd is readable)."""
+        tgid = self.exit_fds.pop(fd)
+        os.close(fd)
+        self.defaults.pop(tgid, None)
+
+    def adopt(self, tgid):
+        """Give every descendant of tgid that is not known yet tgid's current
+        defaults (they were all forked from it, or from other unknown
+        descendants, while it had them)."""
+        defaults = self.defaults.get(tgid)
+        todo = [tgid]
+        while defaults is not None and todo:
+            for child in children(todo.pop()):
+                if child not in self.defaults:
+                    self.add(child, defaults)
+                    todo.append(child)
 
     def forked(self, parent_tid, parent_tgid, child_tid, child_tgid):
         if child_tid != child_tgid:
@@ -165,8 +200,8 @@ class ProcessTable:
         return None if defaults is None else (tgid, defaults)
 
     def _from_ancestor(self, tgid):
-        # Only reached when the connector lost events (its queue overflowed):
-        # fall back to the nearest known ancestor.
+        # Without events (or when the connector lost some: its queue
+        # overflowed), the nearest known ancestor's.
         pid = tgid
         for _ in range(4096):
             pid = _read_ppid(pid)
@@ -211,6 +246,22 @@ def _read_tgid(tid):
 
 def _read_ppid(pid):
     return status_field(pid, b"PPid:")
+
+
+def children(tgid):
+    """The child processes of every thread of tgid."""
+    found = []
+    try:
+        tasks = os.listdir(f"/proc/{tgid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{tgid}/task/{task}/children") as f:
+                found.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return found
 
 
 def _other_threads(tgid):

@@ -31,7 +31,7 @@ import time
 from . import _families, _native
 from ._dispatch import Defaults
 from ._notify import Supervisor
-from ._procs import ProcessEvents, ProcessTable, status_field
+from ._procs import ProcessEvents, ProcessTable, children, status_field
 from ._stacks import MountError, StackTable, make_stack, parse_spec, sys_mount
 
 CLONE_NEWNS = 0x00020000
@@ -107,19 +107,9 @@ def _descendants():
     helpers (stack workers, vde_plug): their stacks end them."""
     found, todo = [], [os.getpid()]
     while todo:
-        pid = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{pid}/task/{task}/children") as f:
-                    children = [int(c) for c in f.read().split()]
-            except OSError:
-                continue
-            found.extend(c for c in children if status_field(c, b"Seccomp:") != 0)
-            todo.extend(children)
+        below = children(todo.pop())
+        found.extend(c for c in below if status_field(c, b"Seccomp:") != 0)
+        todo.extend(below)
     return found
 
 
@@ -154,7 +144,7 @@ def _end_leftovers():
             time.sleep(0.02)
 
 
-def _start_child(argv, to_parent, no_new_privs, mask, userspace):
+def _start_child(argv, to_parent, no_new_privs, mask, features):
     """In the forked child: install the filter, hand over the listener, exec."""
     try:
         # Python ignores these two; an ignored signal stays ignored across
@@ -162,7 +152,7 @@ def _start_child(argv, to_parent, no_new_privs, mask, userspace):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        listener = _native.lib.vupy_filter_install(no_new_privs, 1 if userspace else 0)
+        listener = _native.lib.vupy_filter_install(no_new_privs, features)
         if listener < 0:
             os.write(2, f"vupy: cannot install the seccomp filter: {os.strerror(-listener)}\n".encode())
             os._exit(125)
@@ -191,16 +181,16 @@ def run(argv, stacks, session_defaults, trace=None, userspace=False):
     `userspace`: trap the calls of proxy descriptors even if no userspace
     stack is mounted yet (they are trapped anyway if one is).
     """
-    try:
-        events = ProcessEvents()
-    except ConnectionRefusedError:
-        raise SessionError("cannot follow the session's processes: the kernel's process-events "
-                           "connector exists only in the first network namespace, and vupy runs "
-                           "in another (start it there, not under ip netns exec)") from None
-    except OSError as e:
-        raise SessionError(f"cannot follow the session's processes (process events connector: "
-                           f"{e.strerror}): vupy run needs root (CAP_NET_ADMIN)") from None
-    table = ProcessTable()
+    events = None
+    if os.environ.get("VUPY_PROCESS_EVENTS") != "off":
+        try:
+            events = ProcessEvents()
+        except OSError as e:
+            # Unprivileged, or in another network namespace than the first:
+            # defaults are kept exact without events (see _procs.py).
+            if trace:
+                trace(f"no process events ({e.strerror}): following forks without them")
+    table = ProcessTable(exact=events is not None)
     _native.lib.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     if _native.lib.vupy_self_creds() < 0:
         raise SessionError("cannot read vupy's own credentials")
@@ -214,7 +204,9 @@ def run(argv, stacks, session_defaults, trace=None, userspace=False):
     pid = os.fork()
     if pid == 0:
         parent_end.close()
-        _start_child(argv, child_end, no_new_privs, mask, userspace)
+        _start_child(argv, child_end, no_new_privs, mask,
+                     (_native.lib.VUPY_TRAP_PROXY_CALLS if userspace else 0)
+                     | (0 if table.exact else _native.lib.VUPY_TRAP_EXITS))
     child_end.close()
     table.add(pid, Defaults())
     try:
@@ -249,6 +241,7 @@ def run(argv, stacks, session_defaults, trace=None, userspace=False):
                 pass
     _end_leftovers()
     thread.join(timeout=GRACE_SECONDS)
-    events.close()
+    if events is not None:
+        events.close()
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
