@@ -115,9 +115,9 @@ def test_vde_lwip_and_a_namespace_share_one_ethernet(vde_lan, background):
 
 def test_vxvde_between_two_machines(netns, background):
     """Two "machines" (namespaces joined by a veth pair, multicast routed
-    only there), a vupy session on each with a vde stack on the same
-    vxvde:// group (netns= puts vde_plug on the machine): TCP and UDP between
-    them."""
+    only there), vupy sessions on each with a vde stack on the same vxvde://
+    group: TCP and UDP between them.  B's sessions run in B's namespace; A's
+    runs here with netns=A, which puts its vde_plug on A."""
     a, b = netns(iface="vx0"), netns()
     assert run(["ip", "-n", a, "link", "set", "vx0p", "netns", b]).returncode == 0
     for ns, dev, address in ((a, "vx0", "10.77.0.1/24"), (b, "vx0p", "10.77.0.2/24")):
@@ -127,20 +127,21 @@ def test_vxvde_between_two_machines(netns, background):
             assert r.returncode == 0, (args, r.stderr)
     group = f"vxvde://239.{os.getpid() % 250 + 1}.7.7"
 
-    def spec(ns, ip):
-        return f"{VSTACK}=vde:{group},netns={ns},ip={ip}/24"
+    def on_b(ip, program):
+        # vupy started in machine B's namespace: vde_plug runs there.
+        return ["ip", "netns", "exec", b, VUPY, "run", f"--stack={VSTACK}=vde:{group},ip={ip}/24",
+                "--", VUSTACK, VSTACK, *program]
 
-    server = background([VUPY, "run", f"--stack={spec(b, '10.10.0.2')}", "--", VUSTACK, VSTACK,
-                         *py(TCP_ECHO, "10.10.0.2", 7105)], ready="ready")
-    udp = background([VUPY, "run", f"--stack={spec(b, '10.10.0.3')}", "--", VUSTACK, VSTACK,
-                      *py(UDP_ECHO, "10.10.0.3", 7106)], ready="ready")
+    server = background(on_b("10.10.0.2", py(TCP_ECHO, "10.10.0.2", 7105)), ready="ready")
+    udp = background(on_b("10.10.0.3", py(UDP_ECHO, "10.10.0.3", 7106)), ready="ready")
     client = py(SEND_LINE + """
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     data, peer = exchange(u, (sys.argv[4], 7106), b'dgram')
     u.sendto(b'quit', peer)
     say(data.decode(), peer[0])
     """, "10.10.0.2", 7105, "across", "10.10.0.3")
-    out = assert_ok(vde_session([spec(a, "10.10.0.1")], client)).splitlines()
+    # Machine A's session runs here, its vde_plug in A's namespace (netns=).
+    out = assert_ok(vde_session([f"{VSTACK}=vde:{group},netns={a},ip=10.10.0.1/24"], client)).splitlines()
     assert out == ["echo:across 10.10.0.1", "echo:dgram 10.10.0.3"], out
     assert server.expect("conn") == "conn 10.10.0.1"
     status, udp_out, err = udp.finish()
