@@ -1121,6 +1121,30 @@ static void proxy_event(struct conn *c, uint32_t events)
 		pump_tx(c);
 }
 
+/* Closed proxies not yet reported: vupy reads events only when it talks to
+ * the stack, so they are sent without waiting, and the rest when the control
+ * socket has room again; a full control socket must never stall the data. */
+static uint64_t *unreported;
+static size_t nunreported, unreported_size;
+
+static void report_closed(void)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	while (nunreported) {
+		struct vw_rep rep = { .seq = 0, .val = (int64_t)unreported[nunreported - 1],
+				      .event = VW_CLOSED };
+		if (send(ctl, &rep, sizeof rep, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			if (errno == EAGAIN) {
+				ev.events |= EPOLLOUT;
+				break;
+			}
+			exit(0);   /* vupy is gone */
+		}
+		nunreported--;
+	}
+	epoll_ctl(ep, EPOLL_CTL_MOD, ctl, &ev);
+}
+
 static void bring_out_the_dead(void)
 {
 	uint64_t count;
@@ -1129,10 +1153,18 @@ static void bring_out_the_dead(void)
 	while (graveyard) {
 		struct conn *c = graveyard;
 		graveyard = c->next_dead;
-		reply(0, 0, (int64_t)c->id, VW_CLOSED, NULL, 0, -1);
+		if (nunreported == unreported_size) {
+			unreported_size = unreported_size ? 2 * unreported_size : 256;
+			unreported = realloc(unreported, unreported_size * sizeof *unreported);
+			if (!unreported)
+				die("out of memory");
+		}
+		unreported[nunreported++] = c->id;
 		free(c->tx);
 		free(c);
 	}
+	if (nunreported)
+		report_closed();
 }
 
 /* The link --------------------------------------------------------------------------- */
@@ -1328,8 +1360,12 @@ int main(int argc, char **argv)
 			die("epoll_wait: %s", strerror(errno));
 		LOCK_TCPIP_CORE();
 		for (int i = 0; i < n; i++) {
-			if (events[i].data.ptr == NULL)
-				serve();
+			if (events[i].data.ptr == NULL) {
+				if (events[i].events & EPOLLOUT)
+					report_closed();
+				if (events[i].events & (EPOLLIN | EPOLLHUP))
+					serve();
+			}
 			else if (events[i].data.ptr != &wake)
 				proxy_event(events[i].data.ptr, events[i].events);
 		}

@@ -544,3 +544,21 @@ def test_several_ipv4_addresses(vde_lan, background):
     assert sink.expect("conn") == f"conn {LWIP_IP}"
     addresses = assert_ok(lwip_run(["ip", "-br", "-4", "addr"], stack)).split()
     assert addresses[2:] == [f"{LWIP_IP}/24", "10.9.0.3/24"], addresses
+
+
+def test_many_closes_do_not_stall_data(vde_lan, background):
+    """Closing many sockets while vupy has no call to make on the stack (the
+    worker's reports of them wait) does not hold up data on the others."""
+    echo = background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP, 7030)), ready="ready")
+    r = lwip_run(py("""
+        s = connect(sys.argv[1], 7030)
+        many = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(1500)]
+        for u in many:
+            u.close()
+        time.sleep(0.5)
+        s.settimeout(10)
+        s.sendall(b'still flowing\\n')
+        say(recvline(s).decode().strip())
+    """, LAN_IP), vde_lan.stack())
+    assert assert_ok(r).strip() == "echo:still flowing"
+    assert echo.expect("got") == "got still flowing"
