@@ -494,8 +494,8 @@ int vupy_stat_as(int dirfd, const char *path, const struct vupy_creds *creds,
 
 static __thread uint64_t current_ns;   /* netns inode this thread is in, 0 = unknown */
 
-/* Make a socket in the network namespace nsfd (inode nsino, or 0 when the
- * descriptor is for this call only), with the caller's credentials so that
+/* Make a socket in the network namespace nsfd (inode nsino, or 0 to look
+ * it up), with the caller's credentials so that
  * the kernel's own checks (CAP_NET_RAW for raw and packet sockets, the
  * ping group range) and the socket's owner are those of the caller.  The
  * thread stays in the namespace afterwards: a session mostly uses one stack,
@@ -504,7 +504,14 @@ int vupy_make_socket(int nsfd, uint64_t nsino, int domain, int type, int protoco
 		     const struct vupy_creds *creds)
 {
 	int fd, switched;
+	struct stat st;
 
+	if (current_ns == 0 && stat("/proc/thread-self/ns/net", &st) == 0)
+		current_ns = st.st_ino;
+	if (nsino == 0 && fstat(nsfd, &st) == 0)
+		nsino = st.st_ino;
+	/* setns() even into the namespace the thread is in needs
+	 * CAP_SYS_ADMIN: an unprivileged vupy serves its own one without. */
 	if (nsino == 0 || nsino != current_ns) {
 		if (setns(nsfd, CLONE_NEWNET) < 0)
 			return -errno;

@@ -5,6 +5,7 @@ up in /run/netns), the path of any network-namespace file (such as
 ``/proc/PID/ns/net``), or ``new``: a fresh namespace with only ``lo``, up,
 that exists as long as the session uses it.
 """
+import errno
 import fcntl
 import os
 import socket
@@ -13,13 +14,16 @@ import struct
 from vupy.stack import KernelStack, StackError, StackModule, open_netns, network_namespace, KERNEL_FAMILIES
 
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` puts its files (iproute2)
+WITHOUT_ROOT = (" (a vupy without root can use its own namespace, host, and userspace stacks:"
+                " lwip on vde://, vxvde:// or slirp://)")
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
 
-def new_namespace():
-    """A descriptor of a new network namespace with `lo` up."""
+def new_namespace(spec="netns:new"):
+    """A descriptor of a new network namespace with `lo` up (`spec` names the
+    stack in errors)."""
     try:
         with network_namespace():
             fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -28,7 +32,21 @@ def new_namespace():
                 flags = struct.unpack_from("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, ifreq))[1]
                 fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
     except OSError as e:
-        raise StackError(f"netns:new: cannot make a network namespace: {e.strerror}") from None
+        raise StackError(f"{spec}: cannot make a network namespace: {e.strerror}"
+                         f"{WITHOUT_ROOT if e.errno == errno.EPERM else ''}") from None
+    return fd
+
+
+def usable(fd, spec):
+    """fd, if vupy may make sockets in that namespace (setns into it); else
+    StackError saying why, before the session starts."""
+    try:
+        with network_namespace(fd):
+            pass
+    except OSError as e:
+        os.close(fd)
+        raise StackError(f"{spec}: cannot enter the namespace: {e.strerror}"
+                         f"{WITHOUT_ROOT if e.errno == errno.EPERM else ''}") from None
     return fd
 
 
@@ -44,9 +62,7 @@ class NetnsModule(StackModule):
             raise StackError("netns: needs a SOURCE: NAME, FILE or new")
         if source == "new":
             return KernelStack(new_namespace())
-        if "/" in source:
-            return KernelStack(open_netns(source))
-        path = os.path.join(NETNS_RUN_DIR, source)
-        if not os.path.exists(path):
+        path = source if "/" in source else os.path.join(NETNS_RUN_DIR, source)
+        if "/" not in source and not os.path.exists(path):
             raise StackError(f"netns:{source}: no such namespace (ip netns add {source})")
-        return KernelStack(open_netns(path))
+        return KernelStack(usable(open_netns(path), f"netns:{source}"))

@@ -132,7 +132,7 @@ class VdeModule(StackModule):
         if uplink is not None:
             upfd = open_netns(uplink if "/" in uplink else os.path.join(NETNS_RUN_DIR, uplink))
         try:
-            nsfd = new_namespace()
+            nsfd = new_namespace(f"vde:{source}")
             try:
                 with contextlib.nullcontext() if upfd is None else network_namespace(upfd):
                     plug = Plug(source)

@@ -138,5 +138,37 @@ def probe():
     shutil.rmtree(directory)
 
 
+
+@pytest.fixture(scope="session")
+def unprivileged():
+    """vupy installed where any user can run it, for sessions run as uid
+    65534 (the venv may be in a directory only root can read): a dict of
+    command name (vupy, vustack, vumount, vuumount) -> path, and `env`
+    with them on PATH.  Built once per test run with pip --target."""
+    directory = tempfile.mkdtemp(prefix="vupyt-unprivileged-")
+    lib = os.path.join(directory, "lib")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = run([PYTHON, "-m", "pip", "install", "-q", "--no-build-isolation", "--target", lib, repo],
+            timeout=600)
+    assert r.returncode == 0, r.stderr
+    commands = {"vupy": "vupy.cli:main", "vustack": "vupy.vustack:main",
+                "vumount": "vupy.vumount:vumount", "vuumount": "vupy.vumount:vuumount"}
+    paths = {}
+    os.mkdir(os.path.join(directory, "bin"))
+    for name, target in commands.items():
+        module, function = target.split(":")
+        paths[name] = os.path.join(directory, "bin", name)
+        with open(paths[name], "w") as f:
+            f.write(f"#!{SYSTEM_PYTHON}\nimport sys\nsys.path.insert(0, {lib!r})\n"
+                    f"from {module} import {function}\nsys.exit({function}())\n")
+    subprocess.run(["chmod", "-R", "a+rX", directory], check=True)
+    for path in paths.values():
+        os.chmod(path, 0o755)
+    paths["lib"] = lib
+    paths["env"] = dict(os.environ, PATH=os.path.join(directory, "bin") + os.pathsep + os.environ["PATH"])
+    yield paths
+    shutil.rmtree(directory)
+
+
 # The VDE networks (tests/vdenet.py) --------------------------------------------
 from vdenet import background, vde_lan, vde_switch  # noqa: E402,F401  (fixtures)

@@ -8,8 +8,10 @@ The fixtures are registered in conftest.py.
 """
 import os
 import queue
+import shutil
 import signal
 import subprocess
+import tempfile
 import textwrap
 import threading
 import time
@@ -289,15 +291,17 @@ def _gone(pid):
 
 
 @pytest.fixture
-def vde_switch(tmp_path):
-    """A vde_switch of the test's own: its directory; killed at teardown."""
-    directory = str(tmp_path / "lan")
-    os.mkdir(directory)
+def vde_switch():
+    """A vde_switch of the test's own, in a directory every user can reach
+    (unprivileged sessions plug into it too): the directory.  The switch is
+    killed and the directory removed at teardown."""
+    directory = tempfile.mkdtemp(prefix="vupyt-lan-")
+    os.chmod(directory, 0o755)
     switch, pidfile = os.path.join(directory, "sw"), os.path.join(directory, "sw.pid")
-    r = run(["vde_switch", "-s", switch, "-d", "-p", pidfile], timeout=PROGRAM_SECONDS)
-    assert r.returncode == 0, r.stderr
     pid = None
     try:
+        r = run(["vde_switch", "-s", switch, "-m", "777", "-d", "-p", pidfile], timeout=PROGRAM_SECONDS)
+        assert r.returncode == 0, r.stderr
         _wait_for(lambda: os.path.exists(os.path.join(switch, "ctl")) and os.path.exists(pidfile)
                   and os.path.getsize(pidfile) > 0,
                   "vde_switch to start")
@@ -319,6 +323,7 @@ def vde_switch(tmp_path):
         leftover = {pid: _cmdline(pid) for pid in processes_with(directory)}
         for pid in leftover:
             _end(pid)
+        shutil.rmtree(directory, ignore_errors=True)
         assert not leftover, f"processes left running: {leftover}"
 
 

@@ -62,17 +62,20 @@ def enter_mount_namespace():
 
 
 def prepare(stack_options, default_options):
-    """Make the session's stacks and defaults, in a new mount namespace.
+    """Make the session's stacks and defaults, in a new mount namespace
+    (without CAP_SYS_ADMIN, in none: see StackTable).
 
     `stack_options`: [(path, spec)]; `default_options`: [(families or None,
     path, text)].  Returns (StackTable, session defaults: family -> stack);
     SessionError, with everything made so far closed, on any problem."""
-    stacks = StackTable((os.getuid(), os.getgid()))
+    privileged = _capable(CAP_SYS_ADMIN)
+    stacks = StackTable((os.getuid(), os.getgid()), private=privileged)
     try:
         host = make_stack("host", "", {})
         host.label = "host"
         stacks.keep(host)
-        enter_mount_namespace()
+        if privileged:
+            enter_mount_namespace()
         for path, spec in stack_options:
             stacks.mount(path, *parse_spec(spec))
         defaults = {family: host for family in host.families}

@@ -175,10 +175,15 @@ def shadow(directory):
 class StackTable:
     """The session's mounted stacks, by path and by stack file.
 
-    Must be used inside the session's mount namespace."""
+    `private`: the table is used inside the session's own mount namespace,
+    where stack files are made on a tmpfs over their directory and seen by
+    nobody else.  Otherwise (vupy without CAP_SYS_ADMIN) they are made in
+    the directory itself, which the user must be able to write, and
+    removed when the stack is."""
 
-    def __init__(self, owner):
+    def __init__(self, owner, private=True):
         self.owner = owner              # (uid, gid) of who runs the session
+        self.private = private
         self.by_path = {}
         self.by_file = {}
         self.detached = []              # lazily unmounted, still in use
@@ -220,7 +225,7 @@ class StackTable:
                                                "start it with `vupy run --userspace`")
         mount = Mount(path, type_, source, module_options, stack)
         try:
-            if directory not in self.shadowed:
+            if self.private and directory not in self.shadowed:
                 shadow(directory)
                 self.shadowed.add(directory)
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
@@ -233,7 +238,9 @@ class StackTable:
                 os.close(fd)
         except OSError as e:
             stack.close()
-            raise MountError(e.errno, f"{path}: {e.strerror}") from None
+            hint = "" if self.private or e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) else \
+                " (without root, stack files go in a directory you may write, such as $XDG_RUNTIME_DIR)"
+            raise MountError(e.errno, f"{path}: {e.strerror}{hint}") from None
         mount.key = (st.st_dev, st.st_ino)
         self.by_path[path] = mount
         self.by_file[mount.key] = mount
@@ -283,5 +290,11 @@ class StackTable:
     def close(self):
         for mount in list(self.by_path.values()) + self.detached:
             mount.stack.close()
+        if not self.private:
+            for path in self.by_path:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
         for stack in self.unnamed:
             stack.close()

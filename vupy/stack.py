@@ -225,8 +225,7 @@ def network_namespace(nsfd=None):
         rc = (_native.lib.vupy_unshare(CLONE_NEWNET) if nsfd is None
               else _native.lib.vupy_setns(nsfd, CLONE_NEWNET))
         if rc < 0:
-            raise OSError(-rc, "cannot " + ("make a network namespace" if nsfd is None
-                                            else "enter the network namespace"))
+            raise OSError(-rc, os.strerror(-rc))
         try:
             yield
         finally:

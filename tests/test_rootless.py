@@ -1,0 +1,118 @@
+"""vupy run by an ordinary user (uid 65534, as `setpriv` makes it): what works
+without privileges (its own namespace, userspace stacks on VDE networks,
+stack files where the user may write, vustack, vumount), and what is
+refused, before the session starts, with the reason."""
+import os
+import re
+import shutil
+import socket
+import tempfile
+import textwrap
+
+import pytest
+
+from conftest import NOBODY, SYSTEM_PYTHON, run
+from vdenet import LAN_IP, PROGRAM_SECONDS, assert_ok, http_server, site
+
+NOBODY_UID = 65534
+
+
+@pytest.fixture
+def own_dir():
+    """A directory uid 65534 owns, for its stack files."""
+    directory = tempfile.mkdtemp(prefix="vupyt-nobody-")
+    os.chown(directory, NOBODY_UID, NOBODY_UID)
+    yield directory
+    shutil.rmtree(directory)
+
+
+def as_nobody(unprivileged, argv):
+    return run(NOBODY + [unprivileged["vupy"], "run", *argv], env=unprivileged["env"],
+               timeout=PROGRAM_SECONDS)
+
+
+def test_lwip_session_without_root(vde_lan, background, unprivileged, own_dir, tmp_path):
+    """An lwip stack on a vde:// switch: curl through it, ip addr shows it,
+    the program keeps its identity, the stack file goes with the session."""
+    directory, name, content = site(tmp_path)
+    background(vde_lan.ns_argv(http_server(directory, LAN_IP, 8000)), ready="Serving")
+    stack = os.path.join(own_dir, "u")
+    r = as_nobody(unprivileged, [f"--stack={vde_lan.stack(stack)}", "--", "sh", "-c",
+                                 f"id -u; id -g; id -G; ls {own_dir}; vustack {stack} ip -br addr; "
+                                 f"vustack {stack} curl -sS --max-time 10 http://{LAN_IP}:8000/{name}"])
+    lines = assert_ok(r).splitlines()
+    assert lines[:4] == ["65534", "65534", "65534", "u"], lines
+    assert re.match(r"vde0\s+UP\s+10\.9\.0\.2/24", lines[4]), lines
+    assert "\n".join(lines[5:]) + "\n" == content
+    assert os.listdir(own_dir) == []
+
+
+def test_host_stack_without_root(unprivileged):
+    """The session default, vupy's own namespace, serves an unprivileged
+    session: its sockets reach this namespace's loopback, and are the user's."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    script = textwrap.dedent("""
+        import os, socket, sys
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+        s.sendall(b"owner %d" % os.fstat(s.fileno()).st_uid)
+    """)
+    with listener:
+        r = as_nobody(unprivileged, ["--", SYSTEM_PYTHON, "-c", script, str(listener.getsockname()[1])])
+        listener.settimeout(PROGRAM_SECONDS)
+        conn, _ = listener.accept()
+        with conn:
+            assert conn.recv(100) == b"owner %d" % NOBODY_UID
+    assert_ok(r)
+
+
+@pytest.mark.parametrize("spec, says", [
+    ("/dev/net/x=null", "/dev/net/x: Permission denied (without root, stack files go in a "
+                        "directory you may write"),
+    ("{dir}/n=netns:new", "netns:new: cannot make a network namespace: Operation not permitted "
+                          "(a vupy without root can use"),
+    ("{dir}/n=netns:{ns}", "netns:{ns}: cannot enter the namespace: Operation not permitted"),
+    ("{dir}/v=vde:vde:///tmp/nothing", "vde:vde:///tmp/nothing: cannot make a network namespace"),
+    ("{dir}/t=lwip:tap://vupyt0,ip=10.9.9.2/24", "lwip:tap://vupyt0: cannot open tap://vupyt0"),
+])
+def test_refused_without_root_with_the_reason(spec, says, netns, unprivileged, own_dir):
+    ns = netns()
+    r = as_nobody(unprivileged, [f"--stack={spec.format(dir=own_dir, ns=ns)}", "--", "echo", "started"])
+    assert r.returncode == 2 and "started" not in r.stdout, r
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert says.format(ns=ns) in r.stderr, r.stderr
+    assert os.listdir(own_dir) == []
+
+
+def test_vumount_without_root(vde_lan, background, unprivileged, own_dir, tmp_path):
+    directory, name, content = site(tmp_path)
+    background(vde_lan.ns_argv(http_server(directory, LAN_IP, 8001)), ready="Serving")
+    stack = os.path.join(own_dir, "w")
+    r = as_nobody(unprivileged, ["--userspace", "--", "sh", "-c", "; ".join([
+        f"vumount -t lwip -o ip=10.9.0.7/24 {vde_lan.url} {stack}",
+        f"vustack {stack} curl -sS --max-time 10 http://{LAN_IP}:8001/{name}",
+        f"vuumount {stack}", f"ls {own_dir}", "echo done"])])
+    assert assert_ok(r) == content + "done\n"
+
+
+def test_namespace_files_the_user_cannot_enter_give_errors(netns, unprivileged):
+    """Escape attempts from an unprivileged session: msocket on root's
+    namespace files (a named one, pid 1's) fails; no socket is made
+    anywhere."""
+    ns = netns()
+    script = textwrap.dedent("""
+        import errno, sys, vupy, socket
+        for path in sys.argv[1:]:
+            try:
+                vupy.msocket(path, socket.AF_INET, socket.SOCK_STREAM)
+                print(path, 'SOCKET')
+            except OSError as e:
+                print(path, errno.errorcode[e.errno])
+    """)
+    paths = [f"/run/netns/{ns}", "/proc/1/ns/net"]
+    r = as_nobody(unprivileged, ["--", SYSTEM_PYTHON, "-c",
+                                 f"import sys; sys.path.insert(0, {unprivileged['lib']!r})\n" + script,
+                                 *paths])
+    out = dict(line.split() for line in assert_ok(r).splitlines())
+    assert out.keys() == set(paths) and set(out.values()) <= {"EPERM", "EACCES"}, out
