@@ -11,11 +11,12 @@ import os
 import socket
 import struct
 
-from vupy.stack import KernelStack, StackError, StackModule, open_netns, network_namespace, KERNEL_FAMILIES
+from vupy.stack import (CAP_SYS_ADMIN, KERNEL_FAMILIES, HeldStack, KernelStack, StackError, StackModule,
+                        capable, network_namespace, open_netns)
 
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` puts its files (iproute2)
-WITHOUT_ROOT = (" (a vupy without root can use its own namespace, host, and userspace stacks:"
-                " lwip on vde://, vxvde:// or slirp://)")
+WITHOUT_ROOT = (" (a vupy without root can use its own namespace, netns:new, and userspace"
+                " stacks: lwip on vde://, vxvde:// or slirp://)")
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
@@ -61,7 +62,8 @@ class NetnsModule(StackModule):
         if not source:
             raise StackError("netns: needs a SOURCE: NAME, FILE or new")
         if source == "new":
-            return KernelStack(new_namespace())
+            # Without root, in a user namespace of vupy's own.
+            return KernelStack(new_namespace()) if capable(CAP_SYS_ADMIN) else HeldStack("netns:new")
         path = source if "/" in source else os.path.join(NETNS_RUN_DIR, source)
         if "/" not in source and not os.path.exists(path):
             raise StackError(f"netns:{source}: no such namespace (ip netns add {source})")

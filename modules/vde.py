@@ -37,8 +37,8 @@ import threading
 import time
 
 from vupy import rtnetlink
-from vupy.stack import (KERNEL_FAMILIES, KernelStack, StackError, StackModule, network_namespace,
-                        open_netns)
+from vupy.stack import (CAP_SYS_ADMIN, KERNEL_FAMILIES, KernelStack, StackError, StackModule, capable,
+                        network_namespace, open_netns)
 
 from .netns import NETNS_RUN_DIR, new_namespace
 
@@ -128,6 +128,9 @@ class VdeModule(StackModule):
             raise StackError("vde: needs a SOURCE: a VDE URL such as vde:///tmp/switch or vxvde://239.1.2.3")
         uplink = options.pop("netns", None)
         commands = configuration(options)
+        if not capable(CAP_SYS_ADMIN):
+            raise StackError(f"vde:{source}: needs root for now (it makes a tap in a namespace of "
+                             "its own); without root, lwip:URL reaches the same networks")
         upfd = None
         if uplink is not None:
             upfd = open_netns(uplink if "/" in uplink else os.path.join(NETNS_RUN_DIR, uplink))

@@ -67,13 +67,34 @@ def test_host_stack_without_root(unprivileged):
     assert_ok(r)
 
 
+def test_netns_new_without_root(unprivileged, own_dir):
+    """netns:new without root: a private namespace (in a user namespace of
+    the session's) holding only lo, where the program, keeping its
+    identity, binds a port below 1024; its sockets are the user's."""
+    stack = os.path.join(own_dir, "n")
+    script = textwrap.dedent("""
+        import os, socket
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 80))
+        listener.listen(1)
+        c = socket.create_connection(("127.0.0.1", 80))
+        a, _ = listener.accept()
+        c.sendall(b"port 80")
+        print(a.recv(10).decode(), os.fstat(c.fileno()).st_uid, os.getuid())
+    """)
+    r = as_nobody(unprivileged, [f"--stack={stack}=netns:new", "--", "sh", "-c",
+                                 f"vustack {stack} ip -br link; vustack {stack} {SYSTEM_PYTHON} -c '{script}'"])
+    lines = assert_ok(r).splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["lo"], lines
+    assert lines[-1] == f"port 80 {NOBODY_UID} {NOBODY_UID}", lines
+
+
 @pytest.mark.parametrize("spec, says", [
     ("/dev/net/x=null", "/dev/net/x: Permission denied (without root, stack files go in a "
                         "directory you may write"),
-    ("{dir}/n=netns:new", "netns:new: cannot make a network namespace: Operation not permitted "
-                          "(a vupy without root can use"),
-    ("{dir}/n=netns:{ns}", "netns:{ns}: cannot enter the namespace: Operation not permitted"),
-    ("{dir}/v=vde:vde:///tmp/nothing", "vde:vde:///tmp/nothing: cannot make a network namespace"),
+    ("{dir}/n=netns:{ns}", "netns:{ns}: cannot enter the namespace: Operation not permitted "
+                           "(a vupy without root can use its own namespace, netns:new"),
+    ("{dir}/v=vde:vde:///tmp/nothing", "vde:vde:///tmp/nothing: needs root for now"),
     ("{dir}/t=lwip:tap://vupyt0,ip=10.9.9.2/24", "lwip:tap://vupyt0: cannot open tap://vupyt0"),
 ])
 def test_refused_without_root_with_the_reason(spec, says, netns, unprivileged, own_dir):

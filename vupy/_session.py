@@ -32,13 +32,13 @@ from . import _families, _native
 from ._dispatch import Defaults
 from ._notify import Supervisor
 from ._procs import ProcessEvents, ProcessTable, children, status_field
+from .stack import CAP_SYS_ADMIN, capable
 from ._stacks import MountError, StackTable, make_stack, parse_spec, sys_mount
 
 CLONE_NEWNS = 0x00020000
 MS_REC = 16384
 MS_SLAVE = 1 << 19
 PR_SET_CHILD_SUBREAPER = 36
-CAP_SYS_ADMIN = 21
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 SI_KERNEL = 0x80
 GRACE_SECONDS = 2.0
@@ -68,7 +68,7 @@ def prepare(stack_options, default_options):
     `stack_options`: [(path, spec)]; `default_options`: [(families or None,
     path, text)].  Returns (StackTable, session defaults: family -> stack);
     SessionError, with everything made so far closed, on any problem."""
-    privileged = _capable(CAP_SYS_ADMIN)
+    privileged = capable(CAP_SYS_ADMIN)
     stacks = StackTable((os.getuid(), os.getgid()), private=privileged)
     try:
         host = make_stack("host", "", {})
@@ -94,14 +94,6 @@ def prepare(stack_options, default_options):
             raise SessionError(str(e)) from None
         raise
     return stacks, defaults
-
-
-def _capable(cap):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) >> cap & 1)
-    return False
 
 
 def _descendants():
@@ -201,7 +193,7 @@ def run(argv, stacks, session_defaults, trace=None, userspace=False):
     waited = set(FORWARDED) | {signal.SIGCHLD}
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    no_new_privs = 0 if _capable(CAP_SYS_ADMIN) else 1
+    no_new_privs = 0 if capable(CAP_SYS_ADMIN) else 1
     userspace = userspace or stacks.has_proxy_stacks()
     stacks.serves_proxies = userspace
     pid = os.fork()

@@ -106,6 +106,10 @@ is a kind of stack: it turns a SOURCE string and options into a stack.
    each datagram in a datagram proxy carries one descriptor (SCM_RIGHTS)
    whose content is its source address.  modules/lwip.py is the example.
 
+A vupy without root cannot enter namespaces it did not make as root;
+``HeldStack(spec)`` is a fresh namespace for it, inside a user namespace of
+its own, whose sockets a helper process makes (``netns:new`` uses it).
+
 A stack backed by a kernel network namespace needs no code beyond `create`:
 return ``KernelStack(nsfd)``, where nsfd is an open descriptor of the
 namespace (``/proc/PID/ns/net``, a file made by ``ip netns add``, ...).
@@ -116,12 +120,17 @@ import contextlib
 import errno
 import fcntl
 import os
+import select
+import socket
+import struct
+import subprocess
+import sys
 
 from . import _native
 from ._families import KERNEL_FAMILIES
 
-__all__ = ["StackModule", "Stack", "KernelStack", "ProxyStack", "StackError", "KERNEL_FAMILIES",
-           "open_netns", "is_netns", "network_namespace"]
+__all__ = ["StackModule", "Stack", "KernelStack", "ProxyStack", "HeldStack", "StackError",
+           "KERNEL_FAMILIES", "open_netns", "is_netns", "network_namespace", "capable", "CAP_SYS_ADMIN"]
 
 
 class StackError(Exception):
@@ -200,6 +209,65 @@ class ProxyStack(Stack):
 
     def links(self):
         return []
+
+
+class HeldStack(Stack):
+    """A kernel stack for a vupy without root: a network namespace in a user
+    namespace of its own, held by a process that makes the stack's sockets
+    (vupy/_nsholder.py).  `close` ends the process and so the namespaces."""
+
+    families = KERNEL_FAMILIES
+
+    def __init__(self, spec):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+        try:
+            self.process = subprocess.Popen([sys.executable, "-m", "vupy._nsholder", str(theirs.fileno())],
+                                            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
+        finally:
+            theirs.close()
+        self.channel = ours
+        ready = select.select([ours], [], [], HOLDER_SECONDS)[0] and ours.recv(4096)
+        if not ready or struct.unpack_from("=i", ready)[0] != 0:
+            self.close()
+            why = ready[4:].decode(errors="replace") if ready else "no answer"
+            raise StackError(f"{spec}: cannot make a network namespace in a user namespace: {why}")
+
+    def socket(self, domain, type, protocol, creds):
+        if self.channel is None:
+            raise OSError(errno.ENETDOWN, os.strerror(errno.ENETDOWN))
+        self.channel.send(struct.pack("=iii", domain, type, protocol))
+        reply, fds, _flags, _addr = socket.recv_fds(self.channel, 4, 1)
+        err = struct.unpack("=i", reply)[0] if len(reply) == 4 else errno.ENETDOWN
+        if err:
+            raise OSError(err, os.strerror(err))
+        return fds[0]
+
+    def close(self):
+        if self.channel is not None:
+            self.channel.close()        # the holder exits when it sees this
+            self.channel = None
+            try:
+                self.process.wait(timeout=HOLDER_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+HOLDER_SECONDS = 10
+
+
+def capable(cap):
+    """Whether vupy has capability `cap` (a CAP_* number) in effect."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> cap & 1)
+    return False
+
+
+CAP_SYS_ADMIN = 21
 
 
 def open_netns(path):
