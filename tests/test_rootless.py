@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import tempfile
 import textwrap
 
@@ -137,3 +138,64 @@ def test_namespace_files_the_user_cannot_enter_give_errors(netns, unprivileged):
                                  *paths])
     out = dict(line.split() for line in assert_ok(r).splitlines())
     assert out.keys() == set(paths) and set(out.values()) <= {"EPERM", "EACCES"}, out
+
+
+def test_two_stacks_in_one_program_without_root(unprivileged, own_dir):
+    """The core scenario, unprivileged: one program listens on 127.0.0.1:8000
+    of two private stacks through vupy.msocket and reaches each server only
+    through its own stack."""
+    a, b = os.path.join(own_dir, "a"), os.path.join(own_dir, "b")
+    script = textwrap.dedent("""
+        import socket, sys, vupy
+        a, b = sys.argv[1:3]
+        servers = {}
+        for path in (a, b):
+            s = vupy.msocket(path, socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 8000))
+            s.listen(1)
+            servers[path] = s
+        for path in (a, b):
+            c = vupy.msocket(path, socket.AF_INET, socket.SOCK_STREAM)
+            c.connect(("127.0.0.1", 8000))
+            conn, _ = servers[path].accept()
+            conn.sendall(path.encode())
+            print(c.recv(100).decode() == path)
+        try:
+            socket.create_connection(("127.0.0.1", 8000), timeout=2)   # the host: nothing there
+            print("host reached")
+        except OSError:
+            print("host refused")
+    """)
+    r = as_nobody(unprivileged, [f"--stack={a}=netns:new", f"--stack={b}=netns:new", "--",
+                                 SYSTEM_PYTHON, "-c",
+                                 f"import sys; sys.path.insert(0, {unprivileged['lib']!r})\n" + script, a, b])
+    assert assert_ok(r).split() == ["True", "True", "host", "refused"]
+
+
+def test_lwip_on_slirp_without_root(unprivileged, own_dir):
+    """lwip on slirp:// needs no privileges: it reaches this namespace's
+    loopback as 10.0.2.2."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    stack = os.path.join(own_dir, "s")
+    script = ("import socket, sys; s = socket.create_connection(('10.0.2.2', int(sys.argv[1])), timeout=10); "
+              "s.sendall(b'via slirp'); print(s.recv(20).decode())")
+    with listener:
+        session = subprocess.Popen(NOBODY + [unprivileged["vupy"], "run",
+                                             f"--stack={stack}=lwip:slirp://,ip=10.0.2.15/24,gw=10.0.2.2",
+                                             "--", "vustack", stack, SYSTEM_PYTHON, "-c", script, str(port)],
+                                   env=unprivileged["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        try:
+            listener.settimeout(PROGRAM_SECONDS)
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(conn.recv(20).upper())
+            out, err = session.communicate(timeout=PROGRAM_SECONDS)
+        finally:
+            session.kill()
+            session.wait()
+    assert session.returncode == 0, err
+    assert out.strip() == "VIA SLIRP"
