@@ -29,7 +29,7 @@ import sys
 
 import vupy
 from vupy import rtnetlink
-from vupy.stack import ProxyStack, StackError, StackModule
+from vupy.stack import ProxyStack, StackError, StackModule, end_helper
 
 WORKER = os.path.join(os.path.dirname(vupy.__file__), "lib", "vupy-lwip")
 READY_SECONDS = 10      # for the worker to open its link
@@ -344,11 +344,7 @@ class LwipStack(ProxyStack):
         if self.ctl is not None:
             self.ctl.close()        # the worker exits when it sees this
             self.ctl = None
-        try:
-            self.worker.wait(timeout=REPLY_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.worker.kill()
-            self.worker.wait()
+        end_helper(self.worker, REPLY_SECONDS)
 
 
 class _Reply:

@@ -38,7 +38,7 @@ import time
 
 from vupy import rtnetlink
 from vupy.stack import (CAP_SYS_ADMIN, KERNEL_FAMILIES, KernelStack, StackError, StackModule, capable,
-                        network_namespace, open_netns)
+                        end_helper, network_namespace, open_netns)
 
 from .netns import NETNS_RUN_DIR, new_namespace
 
@@ -198,13 +198,7 @@ class Plug:
 
     def stop(self):
         self.stopping = True
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_helper(self.process, PLUG_SECONDS, terminate=True)
 
 
 class VdeStack(KernelStack):

@@ -130,7 +130,8 @@ from . import _native
 from ._families import KERNEL_FAMILIES
 
 __all__ = ["StackModule", "Stack", "KernelStack", "ProxyStack", "HeldStack", "StackError",
-           "KERNEL_FAMILIES", "open_netns", "is_netns", "network_namespace", "capable", "CAP_SYS_ADMIN"]
+           "KERNEL_FAMILIES", "open_netns", "is_netns", "network_namespace", "capable", "CAP_SYS_ADMIN",
+           "end_helper"]
 
 
 class StackError(Exception):
@@ -248,14 +249,22 @@ class HeldStack(Stack):
         if self.channel is not None:
             self.channel.close()        # the holder exits when it sees this
             self.channel = None
-            try:
-                self.process.wait(timeout=HOLDER_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            end_helper(self.process, HOLDER_SECONDS)
 
 
 HOLDER_SECONDS = 10
+
+
+def end_helper(process, seconds, terminate=False):
+    """Wait for a module's helper process (a subprocess.Popen) to end, after
+    SIGTERM if `terminate`; SIGKILL it if it is still there after `seconds`."""
+    if terminate and process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def capable(cap):
