@@ -21,7 +21,8 @@ reached from there; its tap is made there under a temporary name and then
 moved into the stack's namespace as vde0 (a tap keeps its open descriptor
 across the move).
 If vde_plug ends while the stack lives, vupy says so and the stack's new
-sockets fail with ENETDOWN.
+sockets fail with ENETDOWN.  Without root the namespace is a HeldStack's
+and vde0 a veth linked through vde_plug's pcap:// (see _without_root).
 """
 import contextlib
 import errno
@@ -37,8 +38,8 @@ import threading
 import time
 
 from vupy import rtnetlink
-from vupy.stack import (CAP_SYS_ADMIN, KERNEL_FAMILIES, KernelStack, StackError, StackModule, capable,
-                        end_helper, network_namespace, open_netns)
+from vupy.stack import (CAP_SYS_ADMIN, KERNEL_FAMILIES, HeldStack, KernelStack, Stack, StackError,
+                        StackModule, capable, end_helper, network_namespace, open_netns)
 
 from .netns import NETNS_RUN_DIR, new_namespace
 
@@ -108,14 +109,19 @@ def move_link(name, nsfd, new_name):
         raise OSError(err, f"moving {name} into the stack's namespace: {os.strerror(err)}")
 
 
+def run_ip(argv_list, prefix=()):
+    """Run each `ip` command (after `prefix`, which may enter namespaces)."""
+    for args in argv_list:
+        r = subprocess.run([*prefix, "ip", *args], capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            raise StackError(f"vde: ip {' '.join(args)}: {r.stderr.strip()}")
+
+
 def run_in(nsfd, argv_list):
     """Run each `ip` command in namespace nsfd (forked from this thread
     while it is there, so they start there)."""
     with network_namespace(nsfd):
-        for args in argv_list:
-            r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
-            if r.returncode != 0:
-                raise StackError(f"vde: ip {' '.join(args)}: {r.stderr.strip()}")
+        run_ip(argv_list)
 
 
 class VdeModule(StackModule):
@@ -129,8 +135,9 @@ class VdeModule(StackModule):
         uplink = options.pop("netns", None)
         commands = configuration(options)
         if not capable(CAP_SYS_ADMIN):
-            raise StackError(f"vde:{source}: needs root for now (it makes a tap in a namespace of "
-                             "its own); without root, lwip:URL reaches the same networks")
+            if uplink is not None:
+                raise StackError(f"vde:{source}: netns= needs root (vupy enters that namespace)")
+            return self._without_root(source, commands)
         upfd = None
         if uplink is not None:
             upfd = open_netns(uplink if "/" in uplink else os.path.join(NETNS_RUN_DIR, uplink))
@@ -138,9 +145,10 @@ class VdeModule(StackModule):
             nsfd = new_namespace(f"vde:{source}")
             try:
                 with contextlib.nullcontext() if upfd is None else network_namespace(upfd):
-                    plug = Plug(source)
+                    tap = "vupy" + secrets.token_hex(5)
+                    plug = Plug(source, ["vde_plug", source, f"tap://{tap}"], lambda: _exists(tap))
                     try:
-                        move_link(plug.tap, nsfd, "vde0")
+                        move_link(tap, nsfd, "vde0")
                     except BaseException:
                         plug.stop()
                         raise
@@ -155,39 +163,78 @@ class VdeModule(StackModule):
         finally:
             if upfd is not None:
                 os.close(upfd)
-        return VdeStack(nsfd, plug)
+        return VdeStack(KernelStack(nsfd), plug)
+
+    @staticmethod
+    def _without_root(source, commands):
+        """Without root the namespace is a HeldStack's, in a user namespace
+        of the session's, and vupy may not put a tap there (nor open
+        /dev/net/tun at all, where it is root's alone).  So vde0 is one end
+        of a veth pair, and vde_plug URL, run here (URL is reached from
+        here), carries the frames through its standard input and output to
+        a second vde_plug in the held namespaces, which captures and injects
+        them on the other end, vde0p (libvdeplug's pcap://)."""
+        held = HeldStack(f"vde:{source}")
+        enter = ["nsenter", "-t", str(held.process.pid), "-U", "-n", "--preserve-credentials", "--"]
+        try:
+            run_ip([["link", "add", "vde0", "type", "veth", "peer", "name", "vde0p"],
+                    ["link", "set", "vde0p", "up"]], enter)
+            # A veth leaves checksums to the receiver, which pcap is not:
+            # frames must leave vde0 whole.
+            r = subprocess.run([*enter, "ethtool", "-K", "vde0", "tx", "off"], capture_output=True,
+                               text=True)
+            if r.returncode != 0:
+                raise StackError(f"vde: ethtool -K vde0 tx off: {r.stderr.strip() or 'failed'}")
+            plug = Plug(source, ["vde_plug", "--", source, "=", *enter, "vde_plug", "pcap://vde0p"],
+                        lambda: _capturing(enter))
+            try:
+                run_ip(commands, enter)
+            except BaseException:
+                plug.stop()
+                raise
+        except BaseException:
+            held.close()
+            raise
+        return VdeStack(held, plug)
+
+
+def _exists(interface):
+    """Whether `interface` is in this thread's namespace."""
+    try:
+        socket.if_nametoindex(interface)
+        return True
+    except OSError:
+        return False
+
+
+def _capturing(enter):
+    """Whether a packet socket is open in the namespace `enter` goes to."""
+    r = subprocess.run([*enter, "cat", "/proc/net/packet"], capture_output=True, text=True)
+    return len(r.stdout.splitlines()) > 1
 
 
 class Plug:
-    """vde_plug URL tap://TEMPORARY, and a thread that reports its end."""
+    """A vde_plug (`argv`) that links the stack's interface to URL, and a
+    thread that reports its end; `ready()` says when the link is made."""
 
-    def __init__(self, url):
+    def __init__(self, url, argv, ready):
         self.url = url
-        self.tap = "vupy" + secrets.token_hex(5)
         self.stopping = False
         self.down = threading.Event()
         try:
-            self.process = subprocess.Popen(["vde_plug", url, f"tap://{self.tap}"],
-                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.PIPE)
         except FileNotFoundError:
             raise StackError("vde: vde_plug not found (Debian package vdeplug)") from None
         deadline = time.monotonic() + PLUG_SECONDS
-        while not self._tap_exists():
+        while not ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 why = self.process.stderr.read().decode(errors="replace").strip().splitlines()
                 raise StackError(f"vde:{url}: vde_plug could not plug in: "
-                                 f"{why[-1] if why else 'no tap after %d s' % PLUG_SECONDS}")
+                                 f"{why[-1] if why else 'not linked after %d s' % PLUG_SECONDS}")
             time.sleep(0.01)
         threading.Thread(target=self._watch, name="vupy-vde-plug", daemon=True).start()
-
-    def _tap_exists(self):
-        try:
-            socket.if_nametoindex(self.tap)
-            return True
-        except OSError:
-            return False
 
     def _watch(self):
         self.process.wait()
@@ -201,16 +248,21 @@ class Plug:
         end_helper(self.process, PLUG_SECONDS, terminate=True)
 
 
-class VdeStack(KernelStack):
-    def __init__(self, nsfd, plug):
-        super().__init__(nsfd)
+class VdeStack(Stack):
+    """A kernel stack (KernelStack; HeldStack without root) whose link is a
+    vde_plug."""
+
+    families = KERNEL_FAMILIES
+
+    def __init__(self, inner, plug):
+        self.inner = inner
         self.plug = plug
 
     def socket(self, domain, type, protocol, creds):
         if self.plug.down.is_set():
             raise OSError(errno.ENETDOWN, os.strerror(errno.ENETDOWN))
-        return super().socket(domain, type, protocol, creds)
+        return self.inner.socket(domain, type, protocol, creds)
 
     def close(self):
         self.plug.stop()
-        super().close()
+        self.inner.close()

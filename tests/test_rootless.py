@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from conftest import NOBODY, SYSTEM_PYTHON, run
-from vdenet import LAN_IP, PROGRAM_SECONDS, assert_ok, http_server, site
+from vdenet import LAN_IP, PROGRAM_SECONDS, TCP_ECHO, assert_ok, http_server, processes_with, py, site
 
 NOBODY_UID = 65534
 
@@ -95,7 +95,7 @@ def test_netns_new_without_root(unprivileged, own_dir):
                         "directory you may write"),
     ("{dir}/n=netns:{ns}", "netns:{ns}: cannot enter the namespace: Operation not permitted "
                            "(a vupy without root can use its own namespace, netns:new"),
-    ("{dir}/v=vde:vde:///tmp/nothing", "vde:vde:///tmp/nothing: needs root for now"),
+    ("{dir}/v=vde:vde:///tmp/nothing,netns=x", "vde:vde:///tmp/nothing: netns= needs root"),
     ("{dir}/t=lwip:tap://vupyt0,ip=10.9.9.2/24", "lwip:tap://vupyt0: cannot open tap://vupyt0"),
 ])
 def test_refused_without_root_with_the_reason(spec, says, netns, unprivileged, own_dir):
@@ -199,3 +199,25 @@ def test_lwip_on_slirp_without_root(unprivileged, own_dir):
             session.wait()
     assert session.returncode == 0, err
     assert out.strip() == "VIA SLIRP"
+
+
+def test_vde_stack_without_root(vde_lan, background, unprivileged, own_dir):
+    """A vde stack without root (its namespace in a user namespace of the
+    session's, linked through a veth pair and vde_plug's pcap://) reaches a
+    namespace plugged into the same switch; vuumount takes it down, with
+    its vde_plugs."""
+    echo = background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP, 7040)), ready="ready")
+    stack = os.path.join(own_dir, "v")
+    client = [SYSTEM_PYTHON, *py("""
+        s = connect(sys.argv[1], 7040)
+        s.sendall(b'rootless\\n')
+        say(recvline(s).decode().strip(), s.getsockname()[0])
+    """, LAN_IP)[1:]]                   # a Python every user can run
+    r = as_nobody(unprivileged, [f"--stack={stack}=vde:{vde_lan.url},ip=10.9.0.4/24,mtu=1400", "--",
+                                 "sh", "-c", f"vustack {stack} ip -br addr show vde0; "
+                                 f'vustack {stack} "$0" "$@"', *client])
+    lines = assert_ok(r).splitlines()
+    assert re.match(r"vde0@vde0p\s+UP\s+10\.9\.0\.4/24", lines[0]), lines
+    assert lines[-1] == "echo:rootless 10.9.0.4", lines
+    assert echo.expect("conn") == "conn 10.9.0.4"
+    assert not processes_with(f"{vde_lan.url} =")
