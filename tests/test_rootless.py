@@ -221,3 +221,17 @@ def test_vde_stack_without_root(vde_lan, background, unprivileged, own_dir):
     assert lines[-1] == "echo:rootless 10.9.0.4", lines
     assert echo.expect("conn") == "conn 10.9.0.4"
     assert not processes_with(f"{vde_lan.url} =")
+
+
+def test_vumount_cannot_reach_other_users_namespaces(netns, unprivileged, own_dir):
+    """From inside an unprivileged session, vumount of root's namespaces
+    (a named one, pid 1's) is refused, and nothing is mounted."""
+    ns = netns()
+    script = "; ".join(f"vumount -t netns {source} {own_dir}/x; echo status=$?"
+                       for source in (ns, "/proc/1/ns/net"))
+    r = as_nobody(unprivileged, ["--", "sh", "-c", script + f"; ls {own_dir}"])
+    out = assert_ok(r)
+    assert out.split() == ["status=1", "status=1"], (out, r.stderr)
+    errors = r.stderr.strip().splitlines()
+    assert f"netns:{ns}: cannot enter the namespace: Operation not permitted" in errors[0], errors
+    assert "/proc/1/ns/net: Permission denied" in errors[1], errors
