@@ -601,7 +601,10 @@ def test_interactive_bash_ctrl_c_reaches_foreground_job():
         _stop_a_job(child, prompt, "z2")
         child.sendline("kill %1")
         child.expect_exact(prompt)
-        _say(child, "wait; jobs; echo jo''bs-done", r"jobs-done")
+        # bash sends SIGTERM and SIGCONT; the job is gone once bash has
+        # reaped it, which may take it a moment: give it up to 5 s.
+        _say(child, "for i in $(seq 50); do [ -z \"$(jobs -s)\" ] && break; sleep 0.1; done; "
+                    "wait; jobs; echo jo''bs-done", r"jobs-done")
         assert "Stopped" not in child.before
         child.expect_exact(prompt)
 
