@@ -171,4 +171,4 @@ def unprivileged():
 
 
 # The VDE networks (tests/vdenet.py) --------------------------------------------
-from vdenet import background, vde_lan, vde_switch  # noqa: E402,F401  (fixtures)
+from vdenet import as_user, background, vde_lan, vde_switch  # noqa: E402,F401  (fixtures)

@@ -22,7 +22,7 @@ from vdenet import (CLIENT, CURL, LAN_IP, LAN_IP6, LWIP_IP, LWIP_IP6, Lan, ONE_S
 
 # 1, 2. Unmodified programs ---------------------------------------------------
 
-def test_curl_on_lwip_fetches_from_namespace(vde_lan, background, tmp_path):
+def test_curl_on_lwip_fetches_from_namespace(vde_lan, background, tmp_path, as_user):
     directory, name, content = site(tmp_path)
     server = background(vde_lan.ns_argv(http_server(directory, LAN_IP, 8000)), ready="Serving")
     r = lwip_run([*CURL, f"http://{LAN_IP}:8000/{name}"], vde_lan.stack())
@@ -30,7 +30,7 @@ def test_curl_on_lwip_fetches_from_namespace(vde_lan, background, tmp_path):
     assert f'{LWIP_IP} - - [' in server.stderr_with(f"GET /{name} ")
 
 
-def test_http_server_on_lwip_serves_namespace_curl(vde_lan, background, tmp_path):
+def test_http_server_on_lwip_serves_namespace_curl(vde_lan, background, tmp_path, as_user):
     directory, name, content = site(tmp_path)
     server = background(lwip_argv(http_server(directory, "0.0.0.0", 8001), vde_lan.stack()),
                         ready="Serving")
@@ -42,7 +42,7 @@ def test_http_server_on_lwip_serves_namespace_curl(vde_lan, background, tmp_path
 
 # 3. UDP ---------------------------------------------------------------------
 
-def test_udp_from_lwip_to_namespace_echo(vde_lan, background):
+def test_udp_from_lwip_to_namespace_echo(vde_lan, background, as_user):
     server = background(vde_lan.ns_argv(py(UDP_ECHO, LAN_IP, 7000)), ready="ready")
     r = lwip_run(py("""
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -58,7 +58,7 @@ def test_udp_from_lwip_to_namespace_echo(vde_lan, background):
     assert sources and all(words == [LWIP_IP, "4001", "ping"] for words in sources), out
 
 
-def test_udp_from_namespace_to_lwip_echo(vde_lan, background):
+def test_udp_from_namespace_to_lwip_echo(vde_lan, background, as_user):
     server = background(lwip_argv(py(UDP_ECHO, "0.0.0.0", 7001), vde_lan.stack()), ready="ready")
     r = vde_lan.in_ns(py("""
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -76,7 +76,7 @@ def test_udp_from_namespace_to_lwip_echo(vde_lan, background):
 
 # 4. IPv6 --------------------------------------------------------------------
 
-def test_ipv6_from_lwip_to_namespace(vde_lan, background):
+def test_ipv6_from_lwip_to_namespace(vde_lan, background, as_user):
     server = background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP6, 7006)), ready="ready")
     r = lwip_run(py(CLIENT, LAN_IP6, 7006, "six"), vde_lan.stack())
     answer = json.loads(assert_ok(r))
@@ -85,7 +85,7 @@ def test_ipv6_from_lwip_to_namespace(vde_lan, background):
     assert server.expect("conn") == f"conn {LWIP_IP6}"
 
 
-def test_ipv6_from_namespace_to_lwip(vde_lan, background):
+def test_ipv6_from_namespace_to_lwip(vde_lan, background, as_user):
     server = background(lwip_argv(py(ONE_SHOT, "::", 7007), vde_lan.stack()), ready="ready")
     r = vde_lan.in_ns(py(CLIENT, LWIP_IP6, 7007, "six"))
     answer = json.loads(assert_ok(r))
@@ -139,7 +139,7 @@ def test_lwip_on_slirp_reaches_host_loopback(background, tmp_path):
 
 # 7. Event loops ----------------------------------------------------------------
 
-def test_asyncio_on_lwip(vde_lan, background):
+def test_asyncio_on_lwip(vde_lan, background, as_user):
     background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP, 7010)), ready="ready")
     program = background(lwip_argv(py("""
         import asyncio
@@ -182,7 +182,7 @@ def test_asyncio_on_lwip(vde_lan, background):
     assert lines_of(out, "served") == [[LAN_IP, "to-async"]]
 
 
-def test_selectors_on_lwip(vde_lan, background):
+def test_selectors_on_lwip(vde_lan, background, as_user):
     background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP, 7013)), ready="ready")
     r = lwip_run(py("""
         import selectors
@@ -222,7 +222,7 @@ def test_selectors_on_lwip(vde_lan, background):
 
 # 8. fork ---------------------------------------------------------------------
 
-def test_fork_shares_lwip_connection(vde_lan, background):
+def test_fork_shares_lwip_connection(vde_lan, background, as_user):
     """The child uses the inherited connection and closes its copy; the
     parent's copy keeps the connection open until the parent closes it."""
     server = background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP, 7020)), ready="ready")
@@ -264,7 +264,7 @@ def test_fork_shares_lwip_connection(vde_lan, background):
 
 # 9. Signals during a blocking accept ------------------------------------------
 
-def test_signal_interrupts_blocking_accept(vde_lan, background):
+def test_signal_interrupts_blocking_accept(vde_lan, background, as_user):
     """A SIGALRM handler that raises gets its exception out of accept(); one
     that does not lets accept go on to return a real connection."""
     program = background(lwip_argv(py("""
@@ -471,7 +471,7 @@ def test_vumount_lwip_needs_a_userspace_session(vde_lan):
 
 # The calls vupy serves on a proxy -----------------------------------------------
 
-def test_proxy_socket_semantics(vde_lan, background):
+def test_proxy_socket_semantics(vde_lan, background, as_user):
     """Non-blocking connect (EINPROGRESS, writable when done, SO_ERROR 0),
     half-close with shutdown(SHUT_WR), and for UDP: FIONREAD as the next
     datagram's size, MSG_PEEK, MSG_TRUNC, sendmsg/recvmsg with addresses."""
@@ -546,7 +546,7 @@ def test_several_ipv4_addresses(vde_lan, background):
     assert addresses[2:] == [f"{LWIP_IP}/24", "10.9.0.3/24"], addresses
 
 
-def test_many_closes_do_not_stall_data(vde_lan, background):
+def test_many_closes_do_not_stall_data(vde_lan, background, as_user):
     """Closing many sockets while vupy has no call to make on the stack (the
     worker's reports of them wait) does not hold up data on the others."""
     echo = background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP, 7030)), ready="ready")

@@ -14,11 +14,11 @@ import textwrap
 import pytest
 
 from conftest import PYTHON, VUPY, VUSTACK, run
-from vdenet import (LAN_IP, LAN_IP6, LWIP_IP, PROGRAM_SECONDS, TCP_ECHO, UDP_ECHO, assert_ok,
-                    lines_of, processes_with, py)
+from vdenet import (LAN_IP, LAN_IP6, LWIP_IP, PROGRAM_SECONDS, STACK, STACK_DIR, TCP_ECHO, UDP_ECHO, assert_ok,
+                    lines_of, lwip_argv, lwip_run, processes_with, py)
 
 VDE_IP, VDE_IP6 = "10.9.0.4", "fd09::4"
-VSTACK = "/dev/net/v"
+VSTACK = os.path.join(STACK_DIR, "v")
 
 
 def with_venv_path():
@@ -26,10 +26,9 @@ def with_venv_path():
     return dict(os.environ, PATH=os.path.dirname(VUPY) + os.pathsep + os.environ["PATH"])
 
 
-def vde_session(stacks, argv, **kw):
-    """Run argv with the first of `stacks` (--stack arguments) as its default."""
-    return run([VUPY, "run", *[f"--stack={s}" for s in stacks], "--", VUSTACK, VSTACK, *argv],
-               timeout=PROGRAM_SECONDS, **kw)
+def vde_session(stack, argv):
+    """Run argv with `stack` (a --stack argument of VSTACK) as its default."""
+    return lwip_run(argv, stack, default=VSTACK)
 
 
 ASK = "say(recvline(connect(sys.argv[1], int(sys.argv[2]))).decode().strip())"
@@ -40,17 +39,17 @@ SEND_LINE = """
 """
 
 
-def test_vde_stack_reaches_a_namespace_on_the_switch(vde_lan, background):
+def test_vde_stack_reaches_a_namespace_on_the_switch(vde_lan, background, as_user):
     """Addresses from the SPEC, on vde0, and TCP over IPv4 and IPv6 to a
     namespace plugged into the same switch."""
     echo4 = background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP, 7100)), ready="ready")
     echo6 = background(vde_lan.ns_argv(py(TCP_ECHO, LAN_IP6, 7101)), ready="ready")
     stack = vde_lan.stack(VSTACK, f"{VDE_IP}/24", f"{VDE_IP6}/64", module="vde")
-    out = assert_ok(vde_session([stack], ["ip", "-br", "addr", "show", "vde0"]))
-    assert re.search(rf"^vde0\s+\S+\s+{VDE_IP}/24 {VDE_IP6}/64 fe80::", out, re.M), out
-    out = assert_ok(vde_session([stack], py(SEND_LINE, LAN_IP, 7100, "four")))
+    out = assert_ok(vde_session(stack, ["ip", "-br", "addr", "show", "vde0"]))
+    assert re.search(rf"^vde0(@vde0p)?\s+\S+\s+{VDE_IP}/24 {VDE_IP6}/64 fe80::", out, re.M), out
+    out = assert_ok(vde_session(stack, py(SEND_LINE, LAN_IP, 7100, "four")))
     assert out.split() == ["echo:four", VDE_IP]
-    out = assert_ok(vde_session([stack], py(SEND_LINE, LAN_IP6, 7101, "six")))
+    out = assert_ok(vde_session(stack, py(SEND_LINE, LAN_IP6, 7101, "six")))
     assert out.split() == ["echo:six", VDE_IP6]
     assert echo4.expect("conn") == f"conn {VDE_IP}"
     assert echo6.expect("conn") == f"conn {VDE_IP6}"
@@ -84,10 +83,10 @@ def test_vde_lwip_and_a_namespace_share_one_ethernet(vde_lan, background):
     script = textwrap.dedent("""
         import json, socket, sys, time
         from vupy import msocket
-        l = msocket('/dev/net/v', socket.AF_INET, socket.SOCK_STREAM)
+        l = msocket(sys.argv[2], socket.AF_INET, socket.SOCK_STREAM)
         l.bind((sys.argv[1], 7103))
         l.listen(1)
-        c = msocket('/dev/net/u', socket.AF_INET, socket.SOCK_STREAM)
+        c = msocket(sys.argv[3], socket.AF_INET, socket.SOCK_STREAM)
         for _ in range(50):
             try:
                 c.connect((sys.argv[1], 7103))
@@ -100,13 +99,13 @@ def test_vde_lwip_and_a_namespace_share_one_ethernet(vde_lan, background):
         print(json.dumps([a.recv(100).decode(), c.recv(100).decode(), peer[0], c.getpeername()[0]]))
     """)
     stacks = [vde_lan.stack(VSTACK, f"{VDE_IP}/24", None, module="vde"), vde_lan.stack()]
-    r = run([VUPY, "run", *[f"--stack={s}" for s in stacks], "--", PYTHON, "-c", script, VDE_IP],
-            timeout=PROGRAM_SECONDS)
+    r = run([VUPY, "run", *[f"--stack={s}" for s in stacks], "--", PYTHON, "-c", script, VDE_IP,
+             VSTACK, STACK], timeout=PROGRAM_SECONDS)
     assert json.loads(assert_ok(r)) == ["from lwip", "from vde", LWIP_IP, VDE_IP]
     # And the namespace reaches each stack's listener.
     for stack, address in ((stacks[0], VDE_IP), (stacks[1], LWIP_IP)):
-        server = background([VUPY, "run", f"--stack={stack}", "--", VUSTACK, stack.split("=")[0],
-                             *py(TCP_ECHO, address, 7104)], ready="ready")
+        server = background(lwip_argv(py(TCP_ECHO, address, 7104), stack, default=stack.split("=")[0]),
+                            ready="ready")
         assert assert_ok(vde_lan.in_ns(py(SEND_LINE, address, 7104, "hello"))).split() == \
             ["echo:hello", LAN_IP]
         assert server.expect("conn") == f"conn {LAN_IP}"
@@ -141,7 +140,7 @@ def test_vxvde_between_two_machines(netns, background):
     say(data.decode(), peer[0])
     """, "10.10.0.2", 7105, "across", "10.10.0.3")
     # Machine A's session runs here, its vde_plug in A's namespace (netns=).
-    out = assert_ok(vde_session([f"{VSTACK}=vde:{group},netns={a},ip=10.10.0.1/24"], client)).splitlines()
+    out = assert_ok(vde_session(f"{VSTACK}=vde:{group},netns={a},ip=10.10.0.1/24", client)).splitlines()
     assert out == ["echo:across 10.10.0.1", "echo:dgram 10.10.0.3"], out
     assert server.expect("conn") == "conn 10.10.0.1"
     status, udp_out, err = udp.finish()
@@ -149,7 +148,7 @@ def test_vxvde_between_two_machines(netns, background):
     assert lines_of(udp_out, "from")[0][0] == "10.10.0.1"
 
 
-def test_vde_on_slirp_reaches_the_hosts_loopback(background):
+def test_vde_on_slirp_reaches_the_hosts_loopback(background, as_user):
     """vde0 on slirp:// (user-mode NAT, run from vupy's namespace): the
     host's 127.0.0.1 is 10.0.2.2."""
     listener = socket.socket()
@@ -157,12 +156,11 @@ def test_vde_on_slirp_reaches_the_hosts_loopback(background):
     listener.listen(1)
     port = listener.getsockname()[1]
     try:
-        client = background([VUPY, "run", f"--stack={VSTACK}=vde:slirp://,ip=10.0.2.15/24,gw=10.0.2.2",
-                             "--", VUSTACK, VSTACK, *py("""
+        client = background(lwip_argv(py("""
             s = connect('10.0.2.2', int(sys.argv[1]))
             s.sendall(b'through slirp\\n')
             say(recvline(s).decode().strip())
-        """, port)])
+        """, port), f"{VSTACK}=vde:slirp://,ip=10.0.2.15/24,gw=10.0.2.2", default=VSTACK))
         listener.settimeout(PROGRAM_SECONDS)
         conn, _ = listener.accept()
         with conn:

@@ -6,11 +6,13 @@ switch.  `background` runs a program and collects its output as it comes.
 Everything a fixture makes is removed at teardown, whatever the outcome.
 The fixtures are registered in conftest.py.
 """
+import atexit
 import os
 import queue
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import textwrap
 import threading
@@ -18,11 +20,16 @@ import time
 
 import pytest
 
-from conftest import PYTHON, VUPY, VUSTACK, run
+from conftest import NOBODY, PYTHON, SYSTEM_PYTHON, VUPY, VUSTACK, run
 
 LAN_IP, LAN_IP6 = "10.9.0.1", "fd09::1"         # the namespace's tap
 LWIP_IP, LWIP_IP6 = "10.9.0.2", "fd09::2"       # the lwIP stack under test
-STACK = "/dev/net/u"
+# The stack under test: its file in a directory every user may write, so
+# that the same path serves sessions run as root and as uid 65534.
+STACK_DIR = tempfile.mkdtemp(prefix="vupyt-stacks-")
+os.chmod(STACK_DIR, 0o1777)
+atexit.register(shutil.rmtree, STACK_DIR, True)
+STACK = os.path.join(STACK_DIR, "u")
 PROGRAM_SECONDS = 25        # any one program: a hang fails the test, never blocks the run
 READY_SECONDS = 15          # for a background program to say it is ready
 
@@ -132,9 +139,35 @@ ONE_SHOT = textwrap.dedent("""
 """)
 
 
+class Runner:
+    """Who runs the sessions of lwip_argv/lwip_run and the programs of py():
+    root by default; uid 65534 (`as_user`, with the `unprivileged` install)
+    for the tests that run both ways."""
+
+    def __init__(self):
+        self.prefix, self.vupy, self.vustack, self.python, self.env = [], VUPY, VUSTACK, PYTHON, None
+
+    def as_nobody(self, unprivileged):
+        self.prefix, self.vupy, self.vustack = NOBODY, unprivileged["vupy"], unprivileged["vustack"]
+        self.python, self.env = SYSTEM_PYTHON, unprivileged["env"]
+
+
+RUNNER = Runner()
+
+
+@pytest.fixture(params=["root", "uid 65534"])
+def as_user(request, monkeypatch):
+    """Run the test twice: sessions as root, then as uid 65534."""
+    if request.param != "root":
+        runner = Runner()
+        runner.as_nobody(request.getfixturevalue("unprivileged"))
+        monkeypatch.setattr(sys.modules[__name__], "RUNNER", runner)
+    return request.param
+
+
 def py(script, *args):
     """argv running a Python program (PRELUDE included), unbuffered."""
-    return [PYTHON, "-u", "-c", PRELUDE + textwrap.dedent(script), *map(str, args)]
+    return [RUNNER.python, "-u", "-c", PRELUDE + textwrap.dedent(script), *map(str, args)]
 
 
 def lines_of(text, word):
@@ -164,7 +197,8 @@ class Background:
     def __init__(self, argv):
         self.argv = argv
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+                                     env=RUNNER.env)
         self.lines = queue.Queue()
         self.out, self.err = [], []
         self.readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.out, True)),
@@ -374,15 +408,17 @@ def _switch_ports(lan):
         return 0
 
 
-def lwip_argv(argv, stack, *more):
-    """A session with the stack `stack` (a --stack argument, default of argv
-    through vustack) and `more` stacks, running argv."""
-    return [VUPY, "run", *[f"--stack={s}" for s in (stack, *more)], "--", VUSTACK, STACK, *argv]
+def lwip_argv(argv, stack, *more, default=STACK):
+    """A session with the stack `stack` (a --stack argument whose path is
+    `default`, argv's default through vustack) and `more` stacks, running
+    argv."""
+    return [*RUNNER.prefix, RUNNER.vupy, "run", *[f"--stack={s}" for s in (stack, *more)], "--",
+            RUNNER.vustack, default, *argv]
 
 
-def lwip_run(argv, stack):
-    """Run argv on lwIP, to its end."""
-    return run(lwip_argv(argv, stack), timeout=PROGRAM_SECONDS)
+def lwip_run(argv, stack, default=STACK):
+    """Run argv on the stack, to its end."""
+    return run(lwip_argv(argv, stack, default=default), timeout=PROGRAM_SECONDS, env=RUNNER.env)
 
 
 def assert_ok(r):
@@ -391,17 +427,20 @@ def assert_ok(r):
 
 
 def site(tmp_path):
-    """(directory, file name, content) of a file for http.server to serve."""
-    directory = tmp_path / "site"
-    directory.mkdir()
+    """(directory, file name, content) of a file for http.server to serve,
+    in a directory every user may read."""
+    directory = tempfile.mkdtemp(prefix="site-", dir=STACK_DIR)
+    os.chmod(directory, 0o755)
     content = f"lwip test file {os.getpid()} {time.time_ns()}\n"
-    (directory / "hello.txt").write_text(content)
-    return str(directory), "hello.txt", content
+    with open(os.path.join(directory, "hello.txt"), "w") as f:
+        f.write(content)
+    os.chmod(os.path.join(directory, "hello.txt"), 0o644)
+    return directory, "hello.txt", content
 
 
 def http_server(directory, host, port):
     """argv of python's http.server serving `directory` (says 'Serving HTTP on ...')."""
-    return [PYTHON, "-u", "-m", "http.server", str(port), "--bind", host, "--directory", directory]
+    return [RUNNER.python, "-u", "-m", "http.server", str(port), "--bind", host, "--directory", directory]
 
 
 CURL = ["curl", "-sS", "--max-time", "10"]
