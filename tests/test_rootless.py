@@ -13,7 +13,8 @@ import textwrap
 import pytest
 
 from conftest import NOBODY, SYSTEM_PYTHON, run
-from vdenet import LAN_IP, PROGRAM_SECONDS, TCP_ECHO, assert_ok, http_server, processes_with, py, site
+from vdenet import (LAN_IP, PROGRAM_SECONDS, TCP_ECHO, assert_ok, http_server, processes_with, py, site,
+                    two_machines, vxvde_group)
 
 NOBODY_UID = 65534
 
@@ -235,3 +236,28 @@ def test_vumount_cannot_reach_other_users_namespaces(netns, unprivileged, own_di
     errors = r.stderr.strip().splitlines()
     assert f"netns:{ns}: cannot enter the namespace: Operation not permitted" in errors[0], errors
     assert "/proc/1/ns/net: Permission denied" in errors[1], errors
+
+
+def test_vxvde_between_two_machines_without_root(netns, background, unprivileged, own_dir):
+    """Unprivileged sessions started in two "machines" (namespaces joined by
+    a veth pair): a vde stack on B and an lwip stack on A, on one vxvde://
+    group, talk TCP."""
+    a, b = two_machines(netns)
+    group = vxvde_group()
+
+    def on(machine, stack, spec, program):
+        return ["ip", "netns", "exec", machine, *NOBODY, unprivileged["vupy"], "run",
+                f"--stack={stack}={spec}", "--", unprivileged["vustack"], stack,
+                SYSTEM_PYTHON, *program[1:]]
+
+    server = background(on(b, f"{own_dir}/b", f"vde:{group},ip=10.10.0.2/24",
+                           py(TCP_ECHO, "10.10.0.2", 7050)), ready="ready")
+    client = py("""
+        s = connect(sys.argv[1], 7050)
+        s.sendall(b'over vxvde\\n')
+        say(recvline(s).decode().strip(), s.getsockname()[0])
+    """, "10.10.0.2")
+    r = run(on(a, f"{own_dir}/a", f"lwip:{group},ip=10.10.0.1/24", client), timeout=PROGRAM_SECONDS,
+            env=unprivileged["env"])
+    assert assert_ok(r).split() == ["echo:over", "vxvde", "10.10.0.1"]
+    assert server.expect("conn") == "conn 10.10.0.1"

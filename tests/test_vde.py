@@ -15,7 +15,7 @@ import pytest
 
 from conftest import PYTHON, VUPY, VUSTACK, run
 from vdenet import (LAN_IP, LAN_IP6, LWIP_IP, PROGRAM_SECONDS, STACK, STACK_DIR, TCP_ECHO, UDP_ECHO, assert_ok,
-                    lines_of, lwip_argv, lwip_run, processes_with, py)
+                    lines_of, lwip_argv, lwip_run, processes_with, py, two_machines, vxvde_group)
 
 VDE_IP, VDE_IP6 = "10.9.0.4", "fd09::4"
 VSTACK = os.path.join(STACK_DIR, "v")
@@ -117,14 +117,8 @@ def test_vxvde_between_two_machines(netns, background):
     only there), vupy sessions on each with a vde stack on the same vxvde://
     group: TCP and UDP between them.  B's sessions run in B's namespace; A's
     runs here with netns=A, which puts its vde_plug on A."""
-    a, b = netns(iface="vx0"), netns()
-    assert run(["ip", "-n", a, "link", "set", "vx0p", "netns", b]).returncode == 0
-    for ns, dev, address in ((a, "vx0", "10.77.0.1/24"), (b, "vx0p", "10.77.0.2/24")):
-        for args in (["addr", "add", address, "dev", dev], ["link", "set", dev, "up"],
-                     ["route", "add", "224.0.0.0/4", "dev", dev]):
-            r = run(["ip", "-n", ns, *args])
-            assert r.returncode == 0, (args, r.stderr)
-    group = f"vxvde://239.{os.getpid() % 250 + 1}.7.7"
+    a, b = two_machines(netns)
+    group = vxvde_group()
 
     def on_b(ip, program):
         # vupy started in machine B's namespace: vde_plug runs there.

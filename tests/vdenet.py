@@ -400,6 +400,25 @@ def vde_lan(vde_switch, netns):
         plug.wait()
 
 
+def two_machines(netns):
+    """Two namespaces standing in for two machines (made with the `netns`
+    fixture): joined by a veth pair (10.77.0.1, 10.77.0.2), with multicast
+    routed over it and nowhere else."""
+    a, b = netns(iface="vx0"), netns()
+    assert run(["ip", "-n", a, "link", "set", "vx0p", "netns", b]).returncode == 0
+    for ns, dev, address in ((a, "vx0", "10.77.0.1/24"), (b, "vx0p", "10.77.0.2/24")):
+        for args in (["addr", "add", address, "dev", dev], ["link", "set", dev, "up"],
+                     ["route", "add", "224.0.0.0/4", "dev", dev]):
+            r = run(["ip", "-n", ns, *args])
+            assert r.returncode == 0, (args, r.stderr)
+    return a, b
+
+
+def vxvde_group():
+    """A vxvde:// URL of this test run's own."""
+    return f"vxvde://239.{os.getpid() % 250 + 1}.7.7"
+
+
 def _switch_ports(lan):
     """The number of ports in use on the switch (one socket per port besides ctl)."""
     try:
