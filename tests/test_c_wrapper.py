@@ -3,11 +3,12 @@ stack per socket, inside a vupy session and outside one."""
 import errno
 import os
 import shutil
+import tempfile
 import textwrap
 
 import pytest
 
-from conftest import run, vupy
+from conftest import NOBODY, SYSTEM_PYTHON, run, vupy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(REPO, "csrc")
@@ -220,3 +221,23 @@ def test_header_compiles_as_cplusplus(tmp_path, libmsocket):
     r = run(["g++", "-Wall", "-Wextra", "-Werror", "-I", CSRC, "-o", out, str(src), libmsocket])
     assert r.returncode == 0, r.stderr
     assert run([out]).returncode == 0
+
+
+def test_c_program_in_a_session_without_root(client, unprivileged):
+    """libmsocket in a session run by uid 65534: msocket(PATH) reaches a
+    server in that session's private stack (netns:new)."""
+    directory = tempfile.mkdtemp(prefix="vupyt-c-")
+    try:
+        os.chmod(directory, 0o777)
+        program = shutil.copy(client, directory)
+        os.chmod(program, 0o755)
+        stack, ready = os.path.join(directory, "n"), os.path.join(directory, "ready")
+        server = (f"import socket; s = socket.socket(); s.bind(('127.0.0.1', {PORT})); s.listen(1); "
+                  f"open({ready!r}, 'w').close(); c, _ = s.accept(); c.sendall(b'from-private'); c.close()")
+        script = (f"vustack {stack} {SYSTEM_PYTHON} -c \"{server}\" & "
+                  f"until [ -e {ready} ]; do sleep 0.05; done; {program} {stack} {PORT}; wait")
+        r = run([*NOBODY, unprivileged["vupy"], "run", f"--stack={stack}=netns:new", "--", "sh", "-c", script],
+                env=unprivileged["env"])
+        assert (r.returncode, r.stdout.strip()) == (0, "from-private"), r.stderr
+    finally:
+        shutil.rmtree(directory)

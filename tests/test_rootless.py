@@ -39,14 +39,19 @@ def test_lwip_session_without_root(vde_lan, background, unprivileged, own_dir, t
     directory, name, content = site(tmp_path)
     background(vde_lan.ns_argv(http_server(directory, LAN_IP, 8000)), ready="Serving")
     stack = os.path.join(own_dir, "u")
-    r = as_nobody(unprivileged, [f"--stack={vde_lan.stack(stack)}", "--", "sh", "-c",
+    r = as_nobody(unprivileged, [f"--stack={vde_lan.stack(stack)}", f"--stack={own_dir}/off=null", "--",
+                                 "sh", "-c",
                                  f"id -u; id -g; id -G; ls {own_dir}; vustack {stack} ip -br addr; "
-                                 f"vustack {stack} curl -sS --max-time 10 http://{LAN_IP}:8000/{name}"])
+                                 f"vustack {own_dir}/off curl -sS http://{LAN_IP}:8000/ >/dev/null 2>&1; "
+                                 f"echo null=$?; vustack {stack} curl -sS --max-time 10 -o {own_dir}/got "
+                                 f"http://{LAN_IP}:8000/{name}; stat -c %u {own_dir}/got; cat {own_dir}/got"])
     lines = assert_ok(r).splitlines()
-    assert lines[:4] == ["65534", "65534", "65534", "u"], lines
-    assert re.match(r"vde0\s+UP\s+10\.9\.0\.2/24", lines[4]), lines
-    assert "\n".join(lines[5:]) + "\n" == content
-    assert os.listdir(own_dir) == []
+    assert lines[:5] == ["65534", "65534", "65534", "off", "u"], lines
+    assert re.match(r"vde0\s+UP\s+10\.9\.0\.2/24", lines[5]), lines
+    assert re.match(r"null=[1-9]", lines[6]), lines             # no networking on null
+    assert lines[7] == str(NOBODY_UID), lines                    # files are the user's
+    assert "\n".join(lines[8:]) + "\n" == content
+    assert os.listdir(own_dir) == ["got"]
 
 
 def test_host_stack_without_root(unprivileged):
