@@ -422,8 +422,8 @@ def test_proxy_calls_are_trapped_only_in_userspace_sessions(userspace, netns, se
     argv += ["--userspace"] if userspace else []
     r = run(argv + ["--", PYTHON, "-c", TRACE_CONNECT, "7300"], timeout=PROGRAM_SECONDS)
     assert assert_ok(r).split() == ["hello", "from", "the", "namespace", "127.0.0.1"]
-    assert "socket(inet" in r.stderr
-    connects = re.findall(r"^vupy: pid \d+: connect\(fd \d+\) -> native$", r.stderr, re.M)
+    assert "socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_TCP)" in r.stderr
+    connects = re.findall(r"^[\d:.]+ vupy: pid \d+: connect\(fd \d+\) -> native$", r.stderr, re.M)
     assert len(connects) == (1 if userspace else 0), r.stderr
 
 

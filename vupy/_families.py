@@ -60,3 +60,40 @@ def name(family):
         if number == family and word != "local":
             return word
     return str(family)
+
+
+# For traces: socket(2)'s arguments by name, as strace shows them.
+_TYPE_FLAGS = ((socket.SOCK_NONBLOCK, "SOCK_NONBLOCK"), (socket.SOCK_CLOEXEC, "SOCK_CLOEXEC"))
+
+
+def _constant(prefix, value, skip=()):
+    for key, number in vars(socket).items():
+        if key.startswith(prefix) and number == value and isinstance(number, int) and key not in skip:
+            return key
+    return str(value)
+
+
+def family_symbol(family):
+    """AF_INET for 2, and so on (the number if unknown)."""
+    return _constant("AF_", family, skip=("AF_LOCAL", "AF_ROUTE", "AF_FILE"))
+
+
+def type_symbol(type_):
+    """SOCK_STREAM|SOCK_CLOEXEC for 0x80001, and so on."""
+    if type_ < 0:
+        return str(type_)
+    words = [_constant("SOCK_", type_ & 0xF, skip=("SOCK_NONBLOCK", "SOCK_CLOEXEC"))]
+    words += [name for flag, name in _TYPE_FLAGS if type_ & flag]
+    rest = type_ & ~0xF & ~(socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    return "|".join(words + ([hex(rest)] if rest else []))
+
+
+def protocol_symbol(family, protocol):
+    """IPPROTO_TCP, NETLINK_ROUTE, ..., or the number."""
+    if protocol == 0:
+        return "0"
+    if family in (socket.AF_INET, socket.AF_INET6):
+        return _constant("IPPROTO_", protocol)
+    if family == socket.AF_NETLINK:
+        return _constant("NETLINK_", protocol)
+    return str(protocol)

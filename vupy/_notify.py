@@ -21,7 +21,7 @@ import traceback
 
 from . import _control as control
 from . import _dispatch as dispatch
-from ._families import name as family_name
+from ._families import family_symbol, protocol_symbol, type_symbol
 from ._native import ffi, lib
 from ._proxy import PROXY_CALLS, ProxyServer
 from .stack import KernelStack, ProxyStack, is_netns
@@ -460,6 +460,7 @@ class Supervisor:
         what = "msocket" if request.msocket else "socket"
         path = ""
         if request.msocket:
-            path = "NULL, " if request.path is None else f"{request.path!r}, "
-        self.trace(f"pid {call.pid}: {what}({path}{family_name(request.domain)}, "
-                   f"{request.type}, {request.protocol}) -> {outcome}")
+            path = "NULL, " if request.path is None else f"{request.path.decode(errors='replace')!r}, "
+        type_ = "SOCK_DEFAULT" if request.msocket and request.type == 0 else type_symbol(request.type)
+        self.trace(f"pid {call.pid}: {what}({path}{family_symbol(request.domain)}, {type_}, "
+                   f"{protocol_symbol(request.domain, request.protocol)}) -> {outcome}")

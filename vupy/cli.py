@@ -7,6 +7,7 @@ Every option and SPEC is checked, and every stack made, before anything is
 started; a problem is reported in one line and vupy exits with status 2.
 """
 import argparse
+import datetime
 import os
 import sys
 
@@ -50,8 +51,16 @@ def parse_default_option(text):
     return None, text, text
 
 
-def _trace(line):
-    sys.stderr.write(f"vupy: {line}\n")
+def _tracer(destination):
+    """The function that writes one trace line, with the time, to
+    `destination`: standard error for "-", else a file (appended to)."""
+    out = sys.stderr if destination == "-" else open(destination, "a", buffering=1)
+
+    def trace(line):
+        now = datetime.datetime.now().strftime("%H:%M:%S.%f")
+        out.write(f"{now} vupy: {line}\n")
+        out.flush()
+    return trace
 
 
 def list_modules():
@@ -76,7 +85,11 @@ def main(argv=None):
     p_run.add_argument("--userspace", action="store_true",
                        help="trap the calls userspace stacks need even if none is mounted at "
                             "start (for vumount -t lwip later)")
-    p_run.add_argument("-v", "--verbose", action="store_true", help="trace every routed call")
+    p_run.add_argument("--trace", nargs="?", const="-", metavar="FILE",
+                       help="one line for every trapped call (to FILE, or standard error): "
+                            "time, pid, the call, where it went, its result")
+    p_run.add_argument("-v", "--verbose", action="store_const", const="-", dest="trace",
+                       help="--trace to standard error")
     p_run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
     sub.add_parser("modules", help="list the stack modules found")
     try:
@@ -93,11 +106,14 @@ def main(argv=None):
             if paths.count(path) > 1:
                 raise UsageError(f"--stack {path}: given twice")
         default_options = [parse_default_option(text) for text in args.default]
+        try:
+            trace = None if args.trace is None else _tracer(args.trace)
+        except OSError as e:
+            raise UsageError(f"--trace={args.trace}: {e.strerror}") from None
         stacks, defaults = prepare(stack_options, default_options)
     except (UsageError, SessionError) as e:
         print(f"vupy: {e}", file=sys.stderr)
         return USAGE_ERROR
-    trace = _trace if args.verbose else None
     try:
         return run(args.argv, stacks, defaults, trace, args.userspace)
     except SessionError as e:

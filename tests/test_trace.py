@@ -1,0 +1,61 @@
+"""vupy run --trace[=FILE]: one line per trapped call, strace-like: the time,
+the pid, the call with its arguments by name, where it went, its result."""
+import os
+import re
+import textwrap
+
+from conftest import PYTHON, run, vupy
+
+LINE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{6}) vupy: pid (\d+): (.*)$")
+
+PROGRAM = textwrap.dedent("""
+    import os, socket, vupy
+    print(os.getpid(), flush=True)
+    vupy.msocket("/dev/net/n", socket.AF_INET6, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK).close()
+    try:
+        vupy.msocket("/dev/net/off", socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    except OSError:
+        pass
+    vupy.set_default("/dev/net/n")
+    socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+""")
+
+
+def _calls(text, pid):
+    """The trace lines of process pid, as their call-and-outcome part."""
+    found = []
+    for line in text.splitlines():
+        m = LINE.match(line)
+        assert m, f"not a trace line: {line!r}"
+        if int(m.group(2)) == pid:
+            found.append(m.group(3))
+    return found
+
+
+def test_trace_to_a_file_names_every_call(tmp_path):
+    out = tmp_path / "trace"
+    r = vupy(f"--trace={out}", "--stack", "/dev/net/n=netns:new", "--stack", "/dev/net/off=null",
+             "--", PYTHON, "-c", PROGRAM)
+    assert r.returncode == 0, r.stderr
+    assert "vupy:" not in r.stderr                 # all of it went to the file
+    calls = _calls(out.read_text(), int(r.stdout.split()[0]))
+    assert calls == [
+        "msocket('/dev/net/n', AF_INET6, SOCK_DGRAM|SOCK_NONBLOCK, 0) -> /dev/net/n: fd 3",
+        "msocket('/dev/net/off', AF_INET, SOCK_STREAM, IPPROTO_TCP) -> /dev/net/off: EAFNOSUPPORT",
+        "msocket('/dev/net/n', AF_UNSPEC, SOCK_DEFAULT, 0) -> default /dev/net/n",
+        "socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, 0) -> /dev/net/n: fd 3",
+    ], calls
+
+
+def test_verbose_traces_to_standard_error():
+    r = vupy("-v", "--", PYTHON, "-c", "import os, socket; print(os.getpid()); socket.socket()")
+    assert r.returncode == 0, r.stderr
+    assert _calls(r.stderr, int(r.stdout)) == ["socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, 0) -> host: fd 3"]
+
+
+def test_trace_file_that_cannot_be_opened_is_refused_before_starting(tmp_path):
+    marker = tmp_path / "started"
+    r = run([os.path.join(os.path.dirname(PYTHON), "vupy"), "run", "--trace=/nonexistent-vupyt/trace",
+             "--", "touch", str(marker)])
+    assert r.returncode == 2 and not marker.exists()
+    assert r.stderr.strip() == "vupy: --trace=/nonexistent-vupyt/trace: No such file or directory"
