@@ -146,6 +146,12 @@ class Native:
 NATIVE = Native()
 
 
+def c_int(value):
+    """A system call argument (64 bits) as the kernel reads an int parameter."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
 def may_read(creds, target):
     """Read permission on a stack file from its mode bits, as the kernel
     judges them: owner, else group, else other; CAP_DAC_OVERRIDE and

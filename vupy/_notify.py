@@ -21,6 +21,7 @@ import traceback
 
 from . import _control as control
 from . import _dispatch as dispatch
+from ._dispatch import c_int
 from ._families import family_symbol, protocol_symbol, type_symbol
 from ._native import ffi, lib
 from ._proxy import PROXY_CALLS, ProxyServer
@@ -74,12 +75,6 @@ def _proc_self(path, tid, tgid):
         if path == link or path.startswith(link + b"/"):
             return real + path[len(link):]
     return path
-
-
-def _int(value):
-    """A syscall argument as the kernel reads an int parameter."""
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value & 0x80000000 else value
 
 
 class Supervisor:
@@ -283,13 +278,13 @@ class Supervisor:
                     path = n if n < 0 else ffi.buffer(self.pathbuf, n)[:]
                     if isinstance(path, int):
                         path = -path
-                return dispatch.Call(_int(args[1]), _int(args[2]), _int(args[3]),
+                return dispatch.Call(c_int(args[1]), c_int(args[2]), c_int(args[3]),
                                      msocket=True, path=path), path is not None
             if call.nr & ~X32_SYSCALL_BIT == NR_SOCKET:
-                return dispatch.Call(_int(args[0]), _int(args[1]), _int(args[2])), False
+                return dispatch.Call(c_int(args[0]), c_int(args[1]), c_int(args[2])), False
         elif call.arch == AUDIT_ARCH_I386:
             if call.nr == NR_I386_SOCKET:
-                return dispatch.Call(_int(args[0]), _int(args[1]), _int(args[2])), False
+                return dispatch.Call(c_int(args[0]), c_int(args[1]), c_int(args[2])), False
             if call.nr == NR_I386_SOCKETCALL:
                 n = lib.vupy_read_mem(call.pid, args[1] & 0xFFFFFFFF, self.argbuf,
                                       SOCKETCALL_ARGS.size)

@@ -31,6 +31,7 @@ import stat
 import struct
 
 from . import _dispatch as dispatch
+from ._dispatch import c_int
 from ._native import ffi, lib
 from .stack import ProxyStack
 
@@ -105,11 +106,6 @@ def _pending_signals(tid):
     return bool(waiting & ~fields.get(b"SigBlk", 0) & ~fields.get(b"SigIgn", 0))
 
 
-def _int(value):
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value & 0x80000000 else value
-
-
 class ProxyServer:
     def __init__(self, listener, table, session_defaults, trace=None):
         self.listener = listener
@@ -137,7 +133,7 @@ class ProxyServer:
     def handle(self, raw):
         """Serve one trapped call: a call on anything but a proxy goes on at
         once (CONTINUE), with as little work as possible on the way."""
-        fd = _int(raw.args[0])
+        fd = c_int(raw.args[0])
         try:
             st = os.stat(f"/proc/{raw.pid}/fd/{fd}")
         except OSError:
@@ -213,7 +209,7 @@ class ProxyServer:
 
     def _traced(self, call, sock, outcome):
         if self.trace is not None:
-            self.trace(f"pid {call.pid}: {NAME[call.nr]}(fd {_int(call.args[0])}, proxy {sock}) "
+            self.trace(f"pid {call.pid}: {NAME[call.nr]}(fd {c_int(call.args[0])}, proxy {sock}) "
                        f"-> {outcome}")
 
     def read(self, call, addr, size):
@@ -229,7 +225,7 @@ class ProxyServer:
             raise CallFault(errno.EFAULT)
 
     def read_address(self, call, addr, size):
-        if size > SOCKADDR_MAX or _int(size) < 0:
+        if size > SOCKADDR_MAX or c_int(size) < 0:
             raise CallFault(errno.EINVAL)
         return self.read(call, addr, size)
 
@@ -246,7 +242,7 @@ class ProxyServer:
 
     def copy(self, call):
         """Our own copy of the caller's proxy."""
-        fd = lib.vupy_getfd(call.tgid, _int(call.args[0]))
+        fd = lib.vupy_getfd(call.tgid, c_int(call.args[0]))
         if fd < 0:
             raise CallFault(-fd)
         return fd
@@ -292,7 +288,7 @@ class ProxyServer:
         self.answer(call, error=err)
 
     def _listen(self, call, proxy, sock):
-        proxy.stack.listen(sock, _int(call.args[1]))
+        proxy.stack.listen(sock, c_int(call.args[1]))
         self._traced(call, sock, "0")
         self.answer(call)
 
@@ -306,7 +302,7 @@ class ProxyServer:
             os.close(fd)     # a parked call keeps a copy of its own
 
     def _accept4(self, call, proxy, sock):
-        self._accept(call, proxy, sock, _int(call.args[3]))
+        self._accept(call, proxy, sock, c_int(call.args[3]))
 
     def _take_connection(self, call, proxy, sock, listening, flags):
         try:
@@ -344,7 +340,7 @@ class ProxyServer:
         self.answer(call)
 
     def _getsockopt(self, call, proxy, sock):
-        level, name = _int(call.args[1]), _int(call.args[2])
+        level, name = c_int(call.args[1]), c_int(call.args[2])
         value_at, size_at = call.args[3], call.args[4]
         if level == socket.SOL_SOCKET and name in SO_RCVTIMEO + SO_SNDTIMEO:
             return self.answer(call, cont=True)     # the proxy's own: it is what waits
@@ -361,10 +357,10 @@ class ProxyServer:
         self.answer(call)
 
     def _setsockopt(self, call, proxy, sock):
-        level, name = _int(call.args[1]), _int(call.args[2])
+        level, name = c_int(call.args[1]), c_int(call.args[2])
         if level == socket.SOL_SOCKET and name in SO_RCVTIMEO + SO_SNDTIMEO:
             return self.answer(call, cont=True)
-        size = _int(call.args[4])
+        size = c_int(call.args[4])
         if not 0 <= size <= OPTVAL_MAX:
             raise CallFault(errno.EINVAL)
         proxy.stack.setsockopt(sock, level, name, self.read(call, call.args[3], size))
@@ -408,7 +404,7 @@ class ProxyServer:
         size = call.args[2]
         data = self.read(call, call.args[1], min(size, DATAGRAM_MAX + 1 if not proxy.stream else STREAM_CHUNK))
         address = self.read_address(call, call.args[4], call.args[5])
-        self._send(call, proxy, sock, data, _int(call.args[3]), address)
+        self._send(call, proxy, sock, data, c_int(call.args[3]), address)
 
     def _sendmsg(self, call, proxy, sock):
         name, namelen, iov, iovlen, _control, _controllen, _flags = MSGHDR.unpack(
@@ -416,7 +412,7 @@ class ProxyServer:
         address = self.read_address(call, name, namelen) if name else b""
         data = b"".join(self.read(call, base, length) for base, length in
                         self._iovecs(call, iov, iovlen, DATAGRAM_MAX + 1 if not proxy.stream else STREAM_CHUNK))
-        self._send(call, proxy, sock, data, _int(call.args[2]), address)
+        self._send(call, proxy, sock, data, c_int(call.args[2]), address)
 
     def _send(self, call, proxy, sock, data, flags, address):
         if not proxy.stream:
@@ -460,7 +456,7 @@ class ProxyServer:
         return out
 
     def _recvfrom(self, call, proxy, sock):
-        self._receive(call, proxy, sock, [(call.args[1], call.args[2])], _int(call.args[3]),
+        self._receive(call, proxy, sock, [(call.args[1], call.args[2])], c_int(call.args[3]),
                       call.args[4], call.args[5], None)
 
     def _recvmsg(self, call, proxy, sock):
@@ -468,7 +464,7 @@ class ProxyServer:
         name, _namelen, iov, iovlen, _control, _controllen, _flags = MSGHDR.unpack(
             self.read(call, msg, MSGHDR.size))
         self._receive(call, proxy, sock, self._iovecs(call, iov, iovlen, STREAM_CHUNK * 64),
-                      _int(call.args[2]), name, msg + 8, msg)
+                      c_int(call.args[2]), name, msg + 8, msg)
 
     def _receive(self, call, proxy, sock, iovecs, flags, name, namelen_at, msg):
         fd = self.copy(call)
