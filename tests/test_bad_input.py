@@ -9,7 +9,7 @@ import errno
 import os
 import textwrap
 
-from conftest import PYTHON, vupy
+from conftest import PYTHON, run, vupy
 from vupy._dispatch import MSOCKET_ERRORS
 
 # What socket(2) itself may answer once a stack is chosen (docs/msocket.2.md).
@@ -96,3 +96,72 @@ def test_msocket_with_arbitrary_arguments(netns, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     calls, served = r.stdout.split()
     assert int(calls) >= 1500 and served == "True", r.stdout
+
+
+RACE = r"""
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static char path[64] = "/dev/net/a";
+static volatile int done;
+
+static void *rewrite(void *arg)
+{
+	(void)arg;
+	for (unsigned long i = 0; !done; i++)
+		memcpy(path, i & 1 ? "/dev/net/bb" : "/dev/net/a\0", 12);
+	return NULL;
+}
+
+int main(void)
+{
+	pthread_t t;
+	int enoent = 0, other = 0;
+	pthread_create(&t, NULL, rewrite, NULL);
+	for (int i = 0; i < 5000; i++) {
+		int fd = syscall(-5, path, AF_INET, SOCK_DGRAM, 0);
+		if (fd < 0) {
+			if (errno == ENOENT) enoent++; else other++;
+			continue;
+		}
+		int ns = ioctl(fd, 0x894C);   /* SIOCGSKNS */
+		struct stat st;
+		fstat(ns, &st);
+		printf("%lu\n", (unsigned long)st.st_ino);
+		close(ns);
+		close(fd);
+	}
+	done = 1;
+	pthread_join(t, NULL);
+	printf("enoent %d other %d\n", enoent, other);
+	return 0;
+}
+"""
+
+
+def test_path_rewritten_while_the_call_is_in_flight(netns, tmp_path):
+    """Another thread rewrites the path between "/dev/net/a" and
+    "/dev/net/bb" while msocket reads it: each socket belongs to a or to bb
+    (the stack named in what vupy read), a torn read names no stack
+    (ENOENT), and nothing else happens."""
+    a, b = netns(), netns()
+    source = tmp_path / "race.c"
+    source.write_text(RACE)
+    program = str(tmp_path / "race")
+    r = run(["gcc", "-O2", "-pthread", "-o", program, str(source)])
+    assert r.returncode == 0, r.stderr
+    r = vupy("--stack", f"/dev/net/a=netns:{a}", "--stack", f"/dev/net/bb=netns:{b}", "--", program,
+             timeout=300)
+    assert r.returncode == 0, r.stderr
+    *inodes, summary = r.stdout.splitlines()
+    seen = set(map(int, inodes))
+    assert seen <= {os.stat(f"/run/netns/{n}").st_ino for n in (a, b)}, seen
+    assert len(inodes) > 0 and summary.startswith("enoent ") and summary.endswith(" other 0"), summary
