@@ -209,3 +209,28 @@ def test_msocket_with_sock_default_sets_the_default_and_returns_no_socket(two):
         print(where())
     """)
     assert out == ["None", ino(a)]
+
+
+def test_a_deep_process_tree_keeps_its_defaults(two):
+    """100 levels of fork: each process inherits its parent's defaults as
+    they were at the fork, though every ancestor changes its own right
+    after (level 50 picks the other stack for the levels below it)."""
+    a, b, options = two
+    out = in_session(options, """
+        import os
+        vupy.set_default('/dev/net/a')
+        r, w = os.pipe()
+        for level in range(100):
+            if level == 50:
+                vupy.set_default('/dev/net/b')
+            if os.fork():
+                vupy.set_default('/dev/net/a' if level >= 50 else '/dev/net/b')
+                os.close(w)
+                os.read(r, 1)      # until the deepest one is done
+                os._exit(0) if level else None
+                break
+        else:
+            print(where(), flush=True)
+            os.close(w)
+    """)
+    assert out == [ino(b)], out
