@@ -16,6 +16,7 @@ stack, and with vupy: it exits when its control socket closes.  Programs get
 proxy descriptors (see "Proxy stacks" in vupy/stack.py); the protocol with
 the worker is csrc/lwip_worker.h.
 """
+import collections
 import errno
 import ipaddress
 import os
@@ -42,6 +43,7 @@ REP = struct.Struct("=IiqII")       # seq err val event len
  VW_GETSOCKOPT, VW_SETSOCKOPT, VW_SENDTO, VW_INFO) = range(1, 12)
 VW_READY, VW_CLOSED = 1, 2
 MAX_REPLY = REP.size + 65600
+Reply = collections.namedtuple("Reply", "seq err val event len")
 
 OPTIONS = {"ip", "gw", "ip6", "mac", "mtu"}
 NETLINK_ROUTE = 0
@@ -152,13 +154,13 @@ class LwipStack(ProxyStack):
         finally:
             theirs.close()
         event = self._next(READY_SECONDS)
-        if event is None or event[0] != 0 or event[1].event != VW_READY:
-            reason = "no answer" if event is None else event[2].decode(errors="replace")
+        if event is None or event[0].seq != 0 or event[0].event != VW_READY:
+            reason = "no answer" if event is None else event[1].decode(errors="replace")
             self.close()
             raise StackError(f"lwip:{self.url}: the stack did not start: {reason}")
-        if event[1].err:
+        if event[0].err:
             self.close()
-            raise StackError(f"lwip:{self.url}: {event[2].decode(errors='replace')}")
+            raise StackError(f"lwip:{self.url}: {event[1].decode(errors='replace')}")
         self._links = parse_links(self._call(VW_INFO)[1].decode())
         self.netlink = rtnetlink.Responder(self.links)
         self.netlink_socks = set()
@@ -167,8 +169,8 @@ class LwipStack(ProxyStack):
     # The worker's protocol ----------------------------------------------------
 
     def _next(self, timeout):
-        """(seq, reply, payload, fds) of the worker's next message, or None if
-        the worker is gone or silent."""
+        """(Reply, payload, fds) of the worker's next message, or None if the
+        worker is gone or silent."""
         if self.ctl is None or not select.select([self.ctl], [], [], timeout)[0]:
             return None
         try:
@@ -177,8 +179,8 @@ class LwipStack(ProxyStack):
             return None
         if len(data) < REP.size:
             return None
-        rep = REP.unpack_from(data)
-        return rep[0], _Reply(*rep), data[REP.size:REP.size + rep[4]], fds
+        rep = Reply(*REP.unpack_from(data))
+        return rep, data[REP.size:REP.size + rep.len], fds
 
     def _call(self, op, sock=0, a=0, b=0, c=0, payload=b""):
         """The worker's (value, payload, descriptor) for one request; OSError
@@ -194,10 +196,10 @@ class LwipStack(ProxyStack):
             message = self._next(REPLY_SECONDS)
             if message is None:
                 self._lost()
-            seq, rep, data, fds = message
-            if seq == 0:
+            rep, data, fds = message
+            if rep.seq == 0:
                 self._event(rep)
-            if seq != self.seq:
+            if rep.seq != self.seq:
                 for fd in fds:
                     os.close(fd)
                 continue
@@ -309,9 +311,9 @@ class LwipStack(ProxyStack):
             message = self._next(0)
             if message is None:
                 break
-            if message[0] == 0:
-                self._event(message[1])
-            for fd in message[3]:
+            if message[0].seq == 0:
+                self._event(message[0])
+            for fd in message[2]:
                 os.close(fd)
         if self.netlink is not None:
             for sock in self.netlink.closed():
@@ -345,10 +347,3 @@ class LwipStack(ProxyStack):
             self.ctl.close()        # the worker exits when it sees this
             self.ctl = None
         end_helper(self.worker, REPLY_SECONDS)
-
-
-class _Reply:
-    __slots__ = ("seq", "err", "val", "event", "len")
-
-    def __init__(self, seq, err, val, event, length):
-        self.seq, self.err, self.val, self.event, self.len = seq, err, val, event, length
