@@ -7,7 +7,9 @@ CC ?= cc
 CFLAGS ?= -O2 -Wall -Wextra
 DEBS := gcc make pkg-config libseccomp-dev python3-dev python3-venv iproute2 \
         curl socat util-linux procps gcc-multilib libc6-dev-i386 \
-        liblwip-dev libvdeplug-dev vdeplug vde-switch libvdeplug-slirp libvdeplug-pcap ethtool
+        liblwip-dev libvdeplug-dev vdeplug vde-switch libvdeplug-slirp libvdeplug-pcap ethtool \
+        wget netcat-openbsd iputils-ping dnsutils dnsmasq-base iperf3 openssh-client \
+        openssh-server nodejs
 
 .PHONY: all deps venv lib test demo bench install clean
 

@@ -24,7 +24,7 @@ ffibuilder.cdef(
 ffibuilder.set_source(
     "vupy._native",
     '#include <sys/mount.h>\n#include <sys/prctl.h>\n#include "supervisor.h"',
-    sources=[os.path.relpath(os.path.join(HERE, "supervisor.c"))],
+    sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("supervisor.c", "fastpath.c")],
     include_dirs=[os.path.relpath(HERE)],
     libraries=["seccomp"],
     extra_compile_args=["-O2", "-Wall", "-std=gnu11"],

@@ -64,6 +64,19 @@ int vupy_make_socket(int nsfd, uint64_t nsino, int domain, int type, int protoco
 int vupy_setns(int fd, int nstype);
 int vupy_unshare(int flags);
 int vupy_syscall4(long nr, long a, long b, long c, long d);
+
+/* The fast path (csrc/fastpath.c): routes learnt by the Python dispatcher,
+ * used in C for later socket(2) calls of the same thread. */
+#define VUPY_SERVE_TIMEOUT 0      /* results of vupy_serve */
+#define VUPY_SERVE_CALL 1
+#define VUPY_SERVE_READY 2
+#define VUPY_SERVE_HANGUP 3
+void vupy_route_learn(uint32_t tid, int domain, int nsfd, uint64_t nsino,
+		      const struct vupy_creds *creds);
+void vupy_route_forget(uint32_t tid);
+void vupy_route_forget_all(void);
+int vupy_serve(int listener, int events_fd, const int *fds, const short *events, int nfds,
+	       int timeout_ms, struct vupy_call *call);
 /* cffi: end */
 
 #endif

@@ -30,6 +30,7 @@ import ipaddress
 import os
 import re
 import secrets
+import shutil
 import socket
 import struct
 import subprocess
@@ -221,11 +222,14 @@ class Plug:
         self.url = url
         self.stopping = False
         self.down = threading.Event()
-        try:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.PIPE)
-        except FileNotFoundError:
-            raise StackError("vde: vde_plug not found (Debian package vdeplug)") from None
+        if shutil.which("vde_plug") is None:
+            raise StackError("vde: vde_plug not found (Debian package vdeplug)")
+        # vde_plug dies with the thread that starts it, and so with vupy
+        # even if vupy is killed: it would otherwise spin on a tap whose
+        # namespace is gone.
+        self.process = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", *argv],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
         deadline = time.monotonic() + PLUG_SECONDS
         while not ready():
             if self.process.poll() is not None or time.monotonic() > deadline:

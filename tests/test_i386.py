@@ -1,6 +1,7 @@
-"""i386 programs cannot make a socket that bypasses routing: socket(2)
-(nr 359) and socketcall(SYS_SOCKET) (nr 102) are trapped like the x86_64
-call and routed to the default stack."""
+"""i386 and x32 programs cannot make a socket that bypasses routing: i386
+socket(2) (nr 359) and socketcall(SYS_SOCKET) (nr 102), and x32 socket(2)
+(41 with the x32 bit) are trapped like the x86_64 call and routed to the
+default stack."""
 import os
 import shutil
 import subprocess
@@ -41,3 +42,32 @@ def test_i386_sockets_fail_on_a_null_default(i386_binary):
     assert r.returncode == 0, r.stderr
     err = f"err:{__import__('errno').EAFNOSUPPORT}"
     assert r.stdout.splitlines() == [f"libc {err}", f"socket {err}", f"socketcall {err}"]
+
+
+X32_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c", "x32_socket.c")
+
+
+@pytest.fixture(scope="module")
+def x32_caller(tmp_path_factory):
+    """An x86-64 program calling socket(2) by its x32 number: the kernel
+    here has no x32 ABI (CONFIG_X86_X32_ABI), so x32 binaries cannot run,
+    but the number reaches the filter all the same."""
+    out = str(tmp_path_factory.mktemp("x32") / "x32_socket")
+    r = subprocess.run(["gcc", "-O2", "-o", out, X32_SOURCE], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_x32_socket_is_routed_to_the_default_stack(netns, x32_caller):
+    ns = netns()
+    native = run([x32_caller])
+    assert native.returncode == 0 and native.stdout.startswith(("errno", "ns:")), native
+    r = vupy("--stack", f"/dev/net/a=netns:{ns}", "--default", "/dev/net/a", "--", x32_caller)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [f"ns:{os.stat(f'/run/netns/{ns}').st_ino}"]
+
+
+def test_x32_socket_fails_on_a_null_default(x32_caller):
+    r = vupy("--stack", "/dev/net/off=null", "--default", "/dev/net/off", "--", x32_caller)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["errno", str(__import__("errno").EAFNOSUPPORT)]

@@ -17,6 +17,7 @@ import socket
 import stat
 import struct
 import sys
+import threading
 import traceback
 
 from . import _control as control
@@ -94,6 +95,9 @@ class Supervisor:
         self.stat = ffi.new("struct vupy_stat *")
         self.namespaces = {}                    # nsfs inode -> KernelStack
         self.argbuf = ffi.new("char[]", SOCKETCALL_ARGS.size)
+        # Set once the session's stacks are closed: this thread lives until
+        # then, since the helpers it started end with it (see _session.py).
+        self.released = threading.Event()
 
     # The loop ---------------------------------------------------------------
 
@@ -113,56 +117,53 @@ class Supervisor:
             os.close(self.listener)
             if self.proxy is not None:
                 self.proxy.close()
+            self.released.wait()
 
     def _serve(self):
-        poller = select.poll()
-        poller.register(self.listener, select.POLLIN)
-        if self.events is not None:
-            poller.register(self.events.fileno(), select.POLLIN)
+        poller = select.poll()      # what vupy_serve watches besides the listener
+        events = {} if self.events is None else {self.events.fileno(): select.POLLIN}
         proxy = self.proxy
         table = self.table
         parked = {}                 # {fd: events} of the parked calls' proxies
         exits = {}                  # the pidfds watched, without process events
-        watched = {}
+        watched = self._watch(poller, {}, events)
+        fds, masks = ffi.new("int[]", list(watched)), ffi.new("short[]", list(watched.values()))
         call = self.call
         while True:
             if (proxy is not None and parked.keys() != proxy.parked.keys()) or \
                     exits.keys() != table.exit_fds.keys():
                 parked = {} if proxy is None else proxy.watched()
                 exits = dict(table.exit_fds)
-                watched = self._watch(poller, watched, {**parked, **dict.fromkeys(exits, select.POLLIN)})
-            ready = poller.poll(PARKED_CHECK_MS if parked else None)
+                watched = self._watch(poller, watched,
+                                      {**events, **parked, **dict.fromkeys(exits, select.POLLIN)})
+                fds, masks = ffi.new("int[]", list(watched)), ffi.new("short[]", list(watched.values()))
+            rc = lib.vupy_serve(self.listener, next(iter(events), -1), fds, masks, len(watched),
+                                PARKED_CHECK_MS if parked else -1, call)
             if parked:
                 proxy.expire()
-            for fd, mask in ready:
-                if fd in exits:
-                    if fd in table.exit_fds:
-                        table.ended(fd)
-                    continue
-                if fd in parked:
+            if rc == lib.VUPY_SERVE_CALL:
+                self.drain()
+                self.handle(call)
+            elif rc == lib.VUPY_SERVE_READY:
+                for fd, _ in poller.poll(0):
+                    if fd in exits:
+                        if fd in table.exit_fds:
+                            table.ended(fd)
+                        continue
                     self.drain()
-                    if fd in proxy.parked:
+                    if fd in parked and fd in proxy.parked:
                         proxy.wake(fd)
-                    continue
-                if fd != self.listener:
-                    self.drain()
-                    continue
-                if mask & select.POLLIN:
-                    rc = lib.vupy_notif_recv(self.listener, call)
-                    if rc == 0:
-                        self.drain()
-                        self.handle(call)
-                    elif rc not in (-errno.EINTR, -errno.ENOENT):
-                        raise OSError(-rc, "seccomp NOTIF_RECV: " + os.strerror(-rc))
-                elif mask & (select.POLLHUP | select.POLLERR):
-                    # The last process under the filter is gone (NOTIF_RECV
-                    # would now fail with ENOENT forever).
-                    return
+            elif rc == lib.VUPY_SERVE_HANGUP:
+                # The last process under the filter is gone (NOTIF_RECV
+                # would now fail with ENOENT forever).
+                return
+            elif rc < 0:
+                raise OSError(-rc, "seccomp listener: " + os.strerror(-rc))
 
     @staticmethod
     def _watch(poller, before, now):
-        """Poll the descriptors of `now` ({fd: events}: parked calls'
-        proxies, pidfds) instead of those of `before`."""
+        """Poll the descriptors of `now` ({fd: events}: process events,
+        parked calls' proxies, pidfds) instead of those of `before`."""
         for fd in before.keys() - now.keys():
             poller.unregister(fd)
         for fd, events in now.items():
@@ -206,7 +207,7 @@ class Supervisor:
             lib.vupy_respond(self.listener, call.id, 0, 0, 1)
             return
         if call.nr & ~X32_SYSCALL_BIT in CREDS_NRS.get(call.arch, ()):
-            self.table.creds.pop(call.pid, None)
+            self.table.forget_creds(call.pid)
             lib.vupy_respond(self.listener, call.id, 0, 0, 1)
             return
         parsed = self.parse(call)
@@ -215,6 +216,8 @@ class Supervisor:
         request, via_memory = parsed
         known = self.table.lookup(call.pid)
         if known is None:
+            if lib.vupy_notif_id_valid(self.listener, call.id) < 0:
+                return      # the caller was killed, and its end already seen
             why = ("no known ancestor" if self.events is None else
                    "process events overflowed" if self.events.lost else "process events missing")
             sys.stderr.write(f"vupy: no record of process {call.pid} ({why}): EIO\n")
@@ -353,7 +356,7 @@ class Supervisor:
         except OSError:
             rc = rc or -errno.ESRCH
         if rc < 0:
-            self.fail(call, errno.ESRCH if rc == -errno.ENOENT else -rc)
+            self.fail(call, errno.ESRCH if rc == -errno.ENOENT else self._own_error(call, -rc))
             return None
         if userns != self.userns:
             # Capabilities count only in the caller's own user namespace and
@@ -399,8 +402,10 @@ class Supervisor:
                                         decision.protocol)
             except OSError as e:
                 self._trace(call, request, f"{self._name(decision.stack)}: {errno.errorcode.get(e.errno)}")
-                return self.fail(call, e.errno)
+                return self.fail(call, self._own_error(call, e.errno))
             self.inject(call, request, fd, decision.cloexec, self._name(decision.stack))
+            if request.path is None and not via_memory:
+                self._learn(call, decision, creds)
         elif request.msocket or via_memory:
             # Left to the caller's own namespace, but there is no system call
             # to continue (msocket) or its arguments are in memory that may
@@ -411,8 +416,8 @@ class Supervisor:
                 return
             try:
                 nsfd = os.open(b"/proc/%d/ns/net" % call.pid, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                return self.fail(call, errno.ESRCH)
+            except OSError as e:
+                return self.fail(call, errno.ESRCH if e.errno == errno.ENOENT else self._own_error(call, e.errno))
             try:
                 fd = lib.vupy_make_socket(nsfd, 0, request.domain,
                                           request.type & ~socket.SOCK_CLOEXEC,
@@ -420,11 +425,22 @@ class Supervisor:
             finally:
                 os.close(nsfd)
             if fd < 0:
-                return self.fail(call, -fd)
+                return self.fail(call, self._own_error(call, -fd))
             self.inject(call, request, fd, bool(request.type & socket.SOCK_CLOEXEC), "native")
         else:
             self._trace(call, request, "native")
             lib.vupy_respond(self.listener, call.id, 0, 0, 1)
+
+    def _learn(self, call, decision, creds):
+        """Let the fast path (csrc/fastpath.c) repeat this decision for the
+        thread's next socket(2) calls of the family: only where it would be
+        the same, a kernel stack's plain socket(), with credentials kept
+        exact by process events, and with nothing to trace."""
+        stack = decision.stack
+        if (self.events is not None and not self.events.lost and self.trace is None
+                and call.arch == AUDIT_ARCH_X86_64 and isinstance(stack, KernelStack)
+                and type(stack).socket is KernelStack.socket and stack.nsfd >= 0):
+            lib.vupy_route_learn(call.pid, decision.domain, stack.nsfd, stack.nsino, creds)
 
     def inject(self, call, request, fd, cloexec, where):
         try:
@@ -439,6 +455,16 @@ class Supervisor:
 
     def fail(self, call, err):
         lib.vupy_respond(self.listener, call.id, 0, err, 0)
+
+    @staticmethod
+    def _own_error(call, err):
+        """`err`, met by vupy itself while serving `call`: if it is vupy that
+        is out of descriptors, the user is told (the caller sees only the
+        errno, as if it were its own)."""
+        if err in (errno.EMFILE, errno.ENFILE):
+            sys.stderr.write(f"vupy: out of file descriptors ({errno.errorcode[err]}) while serving "
+                             f"process {call.pid}: its call fails with that errno\n")
+        return err
 
     # Tracing ------------------------------------------------------------------
 

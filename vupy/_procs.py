@@ -24,6 +24,8 @@ import select
 import socket
 import struct
 
+from ._native import lib
+
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1
 CN_VAL_PROC = 1
@@ -91,6 +93,7 @@ class ProcessEvents:
             except OSError as e:
                 if e.errno == errno.ENOBUFS:
                     self.lost = True
+                    lib.vupy_route_forget_all()     # and learns no more
                     continue
                 raise
             offset = 0
@@ -103,7 +106,7 @@ class ProcessEvents:
                 elif what == PROC_EVENT_EXIT:
                     table.exited(*PID_EVENT.unpack_from(buf, data))
                 elif what in CREDS_EVENTS:
-                    table.creds.pop(PID_EVENT.unpack_from(buf, data)[0], None)
+                    table.forget_creds(PID_EVENT.unpack_from(buf, data)[0])
                 offset += (length + 3) & ~3
                 if length == 0:
                     break
@@ -136,6 +139,7 @@ class ProcessTable:
     def add(self, tgid, defaults):
         self.defaults[tgid] = defaults
         self.threads.pop(tgid, None)
+        lib.vupy_route_forget(tgid)
         if not self.exact and tgid not in self.exit_fds.values():
             try:
                 self.exit_fds[os.pidfd_open(tgid)] = tgid
@@ -166,15 +170,15 @@ class ProcessTable:
             # its parent, so only the child's tgid says whose thread it is.
             if child_tgid in self.defaults:
                 self.threads[child_tid] = child_tgid
-                self.creds.pop(child_tid, None)
+                self.forget_creds(child_tid)
             return
         defaults = self.defaults.get(parent_tgid)
         if defaults is not None:
-            self.creds.pop(child_tid, None)
+            self.forget_creds(child_tid)
             self.add(child_tgid, defaults)
 
     def exited(self, tid, tgid):
-        self.creds.pop(tid, None)
+        self.forget_creds(tid)
         if tid != tgid:
             self.threads.pop(tid, None)
         elif tgid in self.defaults and not _other_threads(tgid):
@@ -215,6 +219,13 @@ class ProcessTable:
 
     def set(self, tgid, defaults):
         self.defaults[tgid] = defaults
+        lib.vupy_route_forget_all()     # (for each thread of tgid: rare enough)
+
+    def forget_creds(self, tid):
+        """tid's credentials may have changed: read them afresh next time,
+        and let the fast path (csrc/fastpath.c) forget its routes."""
+        self.creds.pop(tid, None)
+        lib.vupy_route_forget(tid)
 
     def users(self, stack, session_defaults):
         """How many processes have `stack` as a default, their own or the

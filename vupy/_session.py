@@ -11,16 +11,23 @@ Order of a session, and why:
 3. vupy subscribes to process events (see _procs.py) and becomes a child
    subreaper, so that orphans of the session are reparented to it and it
    can end them with the session.
-4. COMMAND is forked; the child installs the filter (which, in a session
-   with userspace stacks, also traps the calls of proxy descriptors: see
-   _proxy.py), vupy takes a copy of the listener (pidfd_getfd), and the
-   child executes COMMAND.
+4. A keeper is forked, and COMMAND is forked from it; the child installs
+   the filter (which, in a session with userspace stacks, also traps the
+   calls of proxy descriptors: see _proxy.py), vupy takes a copy of the
+   listener (pidfd_getfd), and the child executes COMMAND.  The keeper is
+   a subreaper too, so everything COMMAND starts stays below it; should
+   vupy die (even by SIGKILL), the keeper learns of it (PR_SET_PDEATHSIG)
+   and kills every process below it at once: no process of the session
+   runs on unsupervised, and trapped calls made in the meantime fail with
+   ENOSYS, since the listener is gone.  When COMMAND ends, the keeper
+   passes its wait status to vupy and exits.
 5. The main thread waits for signals: SIGCHLD reaps, and SIGINT, SIGTERM,
    SIGHUP and SIGQUIT sent by a process (not by the terminal, which signals
    COMMAND's process group itself) are passed on to COMMAND, and so is a
    terminal hangup when vupy leads the terminal's session.
-6. When COMMAND ends, what it left running in the session gets SIGTERM, then
-   SIGKILL after two seconds; vupy exits with COMMAND's status.
+6. When COMMAND ends, what it left running in the session (reparented to
+   vupy, a subreaper) gets SIGTERM, then SIGKILL after two seconds; vupy
+   exits with COMMAND's status.
 """
 import os
 import signal
@@ -38,6 +45,7 @@ from ._stacks import MountError, StackTable, make_stack, parse_spec, sys_mount
 CLONE_NEWNS = 0x00020000
 MS_REC = 16384
 MS_SLAVE = 1 << 19
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 SI_KERNEL = 0x80
@@ -121,9 +129,9 @@ def _reap_all():
         ended[pid] = status
 
 
-def _end_leftovers():
+def _end_leftovers(signals=(signal.SIGTERM, signal.SIGKILL)):
     pids = _descendants()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig in signals:
         for pid in pids:
             try:
                 os.kill(pid, sig)
@@ -139,8 +147,34 @@ def _end_leftovers():
             time.sleep(0.02)
 
 
+def _keep(argv, to_parent, no_new_privs, mask, features, vupy_pid):
+    """In the keeper: fork COMMAND, stay its ancestor while it runs; pass its
+    wait status to vupy ("S STATUS"), or kill every process below if vupy
+    dies first.  Every signal but SIGKILL and SIGSTOP is blocked here, so
+    that neither the terminal nor kill(1) of the process group ends the
+    keeper before COMMAND."""
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.valid_signals()))
+        _native.lib.prctl(PR_SET_PDEATHSIG, signal.SIGUSR1, 0, 0, 0)
+        _native.lib.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        command = os.fork() if os.getppid() == vupy_pid else None
+        if command == 0:
+            _start_child(argv, to_parent, no_new_privs, mask, features)
+        os.closerange(0, to_parent.fileno())
+        os.closerange(to_parent.fileno() + 1, os.sysconf("SC_OPEN_MAX"))
+        while command is not None and os.getppid() == vupy_pid:
+            status = _reap_all().get(command)
+            if status is not None:
+                os.write(to_parent.fileno(), b"S %d\n" % status)
+                os._exit(0)
+            signal.sigwaitinfo({signal.SIGCHLD, signal.SIGUSR1})
+        _end_leftovers((signal.SIGKILL,))   # vupy is gone
+    finally:
+        os._exit(0)
+
+
 def _start_child(argv, to_parent, no_new_privs, mask, features):
-    """In the forked child: install the filter, hand over the listener, exec."""
+    """In COMMAND's process: install the filter, hand over the listener, exec."""
     try:
         # Python ignores these two; an ignored signal stays ignored across
         # execve, and COMMAND must start with the dispositions it would have.
@@ -153,7 +187,7 @@ def _start_child(argv, to_parent, no_new_privs, mask, features):
             os._exit(125)
         # The parent takes the listener with pidfd_getfd: sendmsg may be
         # trapped already, and nobody would answer it yet.
-        os.write(to_parent.fileno(), b"%d\n" % listener)
+        os.write(to_parent.fileno(), b"L %d %d\n" % (os.getpid(), listener))
         os.read(to_parent.fileno(), 1)
         os.close(listener)
         to_parent.close()
@@ -196,47 +230,72 @@ def run(argv, stacks, session_defaults, trace=None, userspace=False):
     no_new_privs = 0 if capable(CAP_SYS_ADMIN) else 1
     userspace = userspace or stacks.has_proxy_stacks()
     stacks.serves_proxies = userspace
-    pid = os.fork()
-    if pid == 0:
+    vupy_pid = os.getpid()
+    keeper = os.fork()
+    if keeper == 0:
         parent_end.close()
-        _start_child(argv, child_end, no_new_privs, mask,
-                     (_native.lib.VUPY_TRAP_PROXY_CALLS if userspace else 0)
-                     | (0 if table.exact else _native.lib.VUPY_TRAP_EXITS))
+        _keep(argv, child_end, no_new_privs, mask,
+              (_native.lib.VUPY_TRAP_PROXY_CALLS if userspace else 0)
+              | (0 if table.exact else _native.lib.VUPY_TRAP_EXITS), vupy_pid)
     child_end.close()
-    table.add(pid, Defaults())
-    try:
-        number = os.read(parent_end.fileno(), 32)
-        listener = _native.lib.vupy_getfd(pid, int(number)) if number else -1
+    with parent_end:
+        line = os.read(parent_end.fileno(), 64).split()
+        if line[:1] != [b"L"]:  # COMMAND said why on stderr, and ended
+            return _exit_code(_wait_command(waited, keeper, None, parent_end, False, line))
+        command = int(line[1])
+        table.add(command, Defaults())
+        listener = _native.lib.vupy_getfd(command, int(line[2]))
+        if listener < 0:
+            os.kill(command, signal.SIGKILL)
+            raise SessionError(f"cannot take the seccomp listener: {os.strerror(-listener)}")
         os.write(parent_end.fileno(), b"!")
-    finally:
-        parent_end.close()
-    if listener < 0:  # the child said why on stderr
-        _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status)
-    if _native.lib.vupy_set_sync_wakeup(listener) < 0 and trace:
-        trace("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP not available")
-    supervisor = Supervisor(listener, table, events, stacks, session_defaults, trace, userspace)
-    thread = threading.Thread(target=supervisor.run, name="vupy-notify", daemon=True)
-    thread.start()
+        if _native.lib.vupy_set_sync_wakeup(listener) < 0 and trace:
+            trace("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP not available")
+        supervisor = Supervisor(listener, table, events, stacks, session_defaults, trace, userspace)
+        thread = threading.Thread(target=supervisor.run, name="vupy-notify", daemon=True)
+        thread.start()
+        status = _wait_command(waited, keeper, command, parent_end, os.getsid(0) == vupy_pid)
+    _end_leftovers()
+    # Helpers that the supervisor thread started (vde_plug of a stack that
+    # vumount made) die with that thread (PR_SET_PDEATHSIG): the stacks end
+    # them first.
+    stacks.close()
+    supervisor.released.set()
+    thread.join(timeout=GRACE_SECONDS)
+    if events is not None:
+        events.close()
+    return _exit_code(status)
 
-    session_leader = os.getsid(0) == os.getpid()
-    status = None
-    while status is None:
+
+def _wait_command(waited, keeper, command, parent_end, session_leader, line=()):
+    """Wait for COMMAND's end and return its wait status, passing on the
+    signals of FORWARDED meanwhile (see the module's docstring, step 5).
+    The keeper reports the status (`line`, if already read); if the keeper
+    itself was killed, COMMAND is reparented to vupy and reaped here."""
+    while True:
         info = signal.sigwaitinfo(waited)
         if info.si_signo == signal.SIGCHLD:
-            status = _reap_all().get(pid)
-        elif info.si_code != SI_KERNEL or (info.si_signo == signal.SIGHUP and session_leader):
+            ended = _reap_all()
+            if command in ended:
+                return ended[command]
+            if keeper in ended:
+                line = line or os.read(parent_end.fileno(), 64).split()
+                if line[:1] == [b"S"]:
+                    return int(line[1])
+                if command is None:
+                    return ended[keeper]
+        elif command is not None and (info.si_code != SI_KERNEL
+                                      or (info.si_signo == signal.SIGHUP and session_leader)):
             # From a process (kill(1)), not from the terminal: the terminal
             # signals COMMAND's process group itself.  Except a hangup, which
             # the kernel sends to the session leader alone: when that is
             # vupy, COMMAND learns of it only from vupy.
             try:
-                os.kill(pid, info.si_signo)
+                os.kill(command, info.si_signo)
             except ProcessLookupError:
                 pass
-    _end_leftovers()
-    thread.join(timeout=GRACE_SECONDS)
-    if events is not None:
-        events.close()
+
+
+def _exit_code(status):
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code

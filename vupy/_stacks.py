@@ -288,6 +288,7 @@ class StackTable:
         self.unnamed.append(stack)
 
     def close(self):
+        """Close every stack (once: a second call finds none)."""
         for mount in list(self.by_path.values()) + self.detached:
             mount.stack.close()
         if not self.private:
@@ -298,3 +299,4 @@ class StackTable:
                     pass
         for stack in self.unnamed:
             stack.close()
+        self.by_path, self.detached, self.unnamed = {}, [], []

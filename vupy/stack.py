@@ -192,6 +192,7 @@ class KernelStack(Stack):
 
     def close(self):
         if self.nsfd >= 0:
+            _native.lib.vupy_route_forget_all()     # routes name the descriptor
             os.close(self.nsfd)
             self.nsfd = -1
 

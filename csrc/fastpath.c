@@ -1,0 +1,195 @@
+/* The fast path of the notification loop: socket(2) calls that the Python
+ * dispatcher has already routed once for the same thread are served here,
+ * in C, without going back to Python.
+ *
+ * The Python dispatcher decides; this file only repeats a decision.  After
+ * the dispatcher made a socket for thread T on a kernel stack that T's
+ * default for the family names (vupy/_notify.py, Supervisor._learn), it
+ * records the route: (T, family) -> the stack's namespace descriptor, and
+ * T's credentials.  vupy_serve() receives each notification and, if it is
+ * socket(2) (or msocket with a NULL path) of x86-64 code from a thread
+ * with a route for the family, makes the socket in that namespace with
+ * those credentials and injects it (ADDFD+SEND), as the dispatcher would.
+ * Everything else goes back to Python.
+ *
+ * A route stays true only while the dispatcher's view does, so:
+ *  - the dispatcher forgets T's routes whenever it forgets T's credentials
+ *    or T ends (process events), and every route when a default changes or
+ *    a stack is closed;
+ *  - a call is served here only if no process event is waiting after it
+ *    was received: the event that would invalidate a route (T's end before
+ *    its tid was reused, T's exec or setuid) always comes before the
+ *    call, so it is waiting, and the call goes to Python, which takes the
+ *    events in first.
+ * Routes are learnt only in sessions with process events and no trace.
+ */
+#define _GNU_SOURCE
+#include "supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/audit.h>
+#include <sys/socket.h>
+
+#define ROUTE_SLOTS 1024          /* threads remembered, by tid modulo */
+#define MAX_WATCHED 1024          /* descriptors vupy_serve polls besides the listener */
+#define NR_SOCKET 41              /* x86-64 */
+#define SOCK_PROBE (-1)           /* VUOS's probe type: the dispatcher answers EINVAL */
+
+/* The families of kernel stacks (vupy/stack.py KERNEL_FAMILIES). */
+static const int families[] = { AF_INET, AF_INET6, AF_NETLINK, AF_PACKET };
+#define NFAMILIES (sizeof(families) / sizeof(families[0]))
+
+struct route {
+	uint32_t tid;             /* 0: a free slot */
+	int nsfd[NFAMILIES];      /* -1: no route for the family */
+	uint64_t nsino[NFAMILIES];
+	struct vupy_creds creds;
+};
+
+static struct route routes[ROUTE_SLOTS];
+
+static int family_index(int domain)
+{
+	for (unsigned i = 0; i < NFAMILIES; i++)
+		if (families[i] == domain)
+			return (int)i;
+	return -1;
+}
+
+void vupy_route_learn(uint32_t tid, int domain, int nsfd, uint64_t nsino,
+		      const struct vupy_creds *creds)
+{
+	struct route *r = &routes[tid % ROUTE_SLOTS];
+	int i = family_index(domain);
+
+	if (i < 0 || tid == 0)
+		return;
+	if (r->tid != tid || memcmp(&r->creds, creds, sizeof(*creds)) != 0) {
+		r->tid = tid;
+		for (unsigned j = 0; j < NFAMILIES; j++)
+			r->nsfd[j] = -1;
+		r->creds = *creds;
+	}
+	r->nsfd[i] = nsfd;
+	r->nsino[i] = nsino;
+}
+
+void vupy_route_forget(uint32_t tid)
+{
+	struct route *r = &routes[tid % ROUTE_SLOTS];
+
+	if (r->tid == tid)
+		r->tid = 0;
+}
+
+void vupy_route_forget_all(void)
+{
+	for (unsigned i = 0; i < ROUTE_SLOTS; i++)
+		routes[i].tid = 0;
+}
+
+static int readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
+/* Serve `call` if a route says how; 0 if it must go to Python. */
+static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
+{
+	const struct route *r = &routes[call->pid % ROUTE_SLOTS];
+	int domain, type, protocol, i, fd, rc;
+
+	if (r->tid != call->pid || call->arch != AUDIT_ARCH_X86_64)
+		return 0;
+	if (call->nr == NR_SOCKET) {
+		domain = (int)call->args[0];
+		type = (int)call->args[1];
+		protocol = (int)call->args[2];
+	} else if (call->nr == VUPY_NR_MSOCKET && call->args[0] == 0) {
+		domain = (int)call->args[1];
+		type = (int)call->args[2];
+		protocol = (int)call->args[3];
+		if (type == 0)    /* SOCK_DEFAULT: a change of default */
+			return 0;
+	} else {
+		return 0;
+	}
+	i = family_index(domain);
+	if (i < 0 || r->nsfd[i] < 0 || type == SOCK_PROBE || readable(events_fd))
+		return 0;
+	fd = vupy_make_socket(r->nsfd[i], r->nsino[i], domain, type & ~SOCK_CLOEXEC,
+			      protocol, &r->creds);
+	if (fd < 0) {
+		vupy_respond(listener, call->id, 0, -fd, 0);
+		return 1;
+	}
+	rc = vupy_addfd_send(listener, call->id, fd, (type & SOCK_CLOEXEC) ? O_CLOEXEC : 0);
+	close(fd);
+	/* ENOENT: the caller is gone.  Anything else (EMFILE, ...) is the
+	 * caller's error to see. */
+	if (rc < 0 && rc != -ENOENT)
+		vupy_respond(listener, call->id, 0, -rc, 0);
+	return 1;
+}
+
+/* Wait for the next trapped call that needs Python, serving the others.
+ * Polls the listener and `fds` (with `events`); returns VUPY_SERVE_CALL
+ * with `call` filled, VUPY_SERVE_READY when one of `fds` is ready (the
+ * caller polls them itself), VUPY_SERVE_HANGUP when the last process under
+ * the filter is gone, VUPY_SERVE_TIMEOUT after timeout_ms (-1: never), or
+ * a negative errno. */
+int vupy_serve(int listener, int events_fd, const int *fds, const short *events, int nfds,
+	       int timeout_ms, struct vupy_call *call)
+{
+	struct pollfd p[1 + MAX_WATCHED];
+	struct timespec now, end;
+	int n, rc, wait_ms = timeout_ms;
+
+	if (nfds > MAX_WATCHED)
+		return -E2BIG;
+	p[0] = (struct pollfd){ .fd = listener, .events = POLLIN };
+	for (int i = 0; i < nfds; i++)
+		p[1 + i] = (struct pollfd){ .fd = fds[i], .events = events[i] };
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += timeout_ms / 1000;
+	end.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	for (;;) {
+		if (timeout_ms >= 0) {
+			/* The time left: calls served here do not push it back. */
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			wait_ms = (int)((end.tv_sec - now.tv_sec) * 1000
+					+ (end.tv_nsec - now.tv_nsec) / 1000000);
+			if (wait_ms < 0)
+				wait_ms = 0;
+		}
+		n = poll(p, (nfds_t)(1 + nfds), wait_ms);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return VUPY_SERVE_TIMEOUT;
+		for (int i = 1; i <= nfds; i++)
+			if (p[i].revents)
+				return VUPY_SERVE_READY;
+		if (p[0].revents & POLLIN) {
+			rc = vupy_notif_recv(listener, call);
+			if (rc == -EINTR || rc == -ENOENT)
+				continue;  /* the caller was interrupted, or is gone */
+			if (rc < 0)
+				return rc;
+			if (!serve_fast(listener, events_fd, call))
+				return VUPY_SERVE_CALL;
+		} else if (p[0].revents & (POLLHUP | POLLERR)) {
+			return VUPY_SERVE_HANGUP;
+		}
+	}
+}

@@ -1,0 +1,107 @@
+"""Run the compatibility checks (checks.py) and report them.
+
+    python tests/compat/run.py [--markdown FILE] [--wrong-stack] [CHECK...]
+
+Runs every check (or those named by id, such as `curl` or `ping-root`), as
+root, each in a namespace of its own that vupy is given as the default
+stack, and prints one line per check.  --markdown FILE writes the table of
+docs/compatibility.md.  --wrong-stack gives vupy another namespace than
+the peers': every check must then fail.  The exit status is 0 when every
+check passed (with --wrong-stack: failed), 1 otherwise.
+"""
+import argparse
+import os
+import platform
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from compat.checks import CHECKS, perform  # noqa: E402
+from compat.lab import ADDRESS, PREFIX_LEN, STACK, find_vupy  # noqa: E402
+
+INTRO = """\
+# Compatibility
+
+Real programs, unmodified, each run under vupy with a network namespace as
+its default stack:
+
+    vupy run --stack {stack}=netns:NAMESPACE --default {stack} -- PROGRAM ...
+
+Each check makes a namespace of its own (`ip netns add`, named `vupyt-PID-N`)
+with `lo` up and a veth pair whose end `vupyt0` holds {address}/{prefix_len},
+an address no other namespace has; the program's peers (servers, clients)
+run inside it with `ip netns exec`, on that address or on the namespace's
+loopback, on ports nothing uses on the host.  So a check passes only if the
+program's sockets were the namespace's.  Every check also fails when vupy is
+given another namespace than the peers' (`--wrong-stack`); `make test` runs
+both ways (`tests/test_compat.py`).
+
+Generated as root on {system}, Linux {kernel}, by
+
+    .venv/bin/python tests/compat/run.py --markdown docs/compatibility.md
+
+| program | version | result | notes |
+| --- | --- | --- | --- |
+"""
+
+
+def system_name():
+    try:
+        with open("/etc/os-release") as f:
+            fields = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+        return fields["PRETTY_NAME"].strip('"')
+    except (OSError, KeyError):
+        return platform.system()
+
+
+def cell(text):
+    return text.replace("|", "\\|")
+
+
+def markdown(results):
+    rows = "".join(f"| {cell(r.name)} | {cell(r.version)} | {'pass' if r.passed else '**fail**'} "
+                   f"| {cell(r.note)} |\n" for r in results)
+    return INTRO.format(stack=STACK, address=ADDRESS, prefix_len=PREFIX_LEN,
+                        system=system_name(), kernel=platform.release()) + rows
+
+
+def _terminate(signo, frame):
+    sys.exit(128 + signo)       # unwinds through every Lab, which cleans up
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markdown", metavar="FILE", help="write the results as a Markdown page")
+    parser.add_argument("--wrong-stack", action="store_true",
+                        help="give vupy another namespace than the peers': every check must fail")
+    parser.add_argument("checks", nargs="*", metavar="CHECK", help="check ids (default: all)")
+    args = parser.parse_args()
+    unknown = set(args.checks) - {c.id for c in CHECKS}
+    if unknown:
+        parser.error(f"no such check: {' '.join(sorted(unknown))} (known: {' '.join(c.id for c in CHECKS)})")
+    if args.markdown and args.wrong_stack:
+        parser.error("--markdown describes the real runs: not with --wrong-stack")
+    if os.geteuid() != 0:
+        parser.error("must run as root (it makes namespaces)")
+    if not find_vupy():
+        parser.error("no vupy next to this Python or on PATH")
+    for signo in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signo, _terminate)
+
+    results = []
+    for check in CHECKS:
+        if args.checks and check.id not in args.checks:
+            continue
+        result = perform(check, args.wrong_stack)
+        print(f"{'pass' if result.passed else 'FAIL'}  {result.name} {result.version}: {result.note}",
+              flush=True)
+        results.append(result)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(results))
+    return 0 if all(r.passed != args.wrong_stack for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The fast path (csrc/fastpath.c) repeats the dispatcher's decision for a
+thread's later socket() calls; these tests change, between two calls of the
+same thread, each thing the decision depends on, and check that the second
+call follows the change: the default stack, the caller's credentials (by a
+trapped call and by a process event alone), and the process (fork, exec).
+"""
+import os
+import textwrap
+
+from conftest import PYTHON, VUPY, run
+
+PRELUDE = """
+    import errno, fcntl, os, socket, sys
+    import vupy
+    def where(*args):
+        try:
+            with socket.socket(*args) as s:
+                return 'ns %d' % os.fstat(fcntl.ioctl(s.fileno(), 0x894C)).st_ino
+        except OSError as e:
+            return errno.errorcode[e.errno]
+"""
+
+
+def _session(a, b, script, *args):
+    return run([VUPY, "run", "--stack", f"/dev/net/a=netns:{a}", "--stack", f"/dev/net/b=netns:{b}",
+                "--default", "/dev/net/a", "--", PYTHON, "-c", textwrap.dedent(PRELUDE + script), *args])
+
+
+def _inode(ns):
+    return os.stat(f"/run/netns/{ns}").st_ino
+
+
+def test_a_new_default_is_followed_at_once(netns):
+    a, b = netns(), netns()
+    r = _session(a, b, """
+    print(where(), where())
+    vupy.set_default('/dev/net/b', socket.AF_INET)
+    print(where(), where(socket.AF_INET6))
+    vupy.set_default(None, socket.AF_INET)
+    print(where())
+    """)
+    assert r.returncode == 0, r.stderr
+    ns_a, ns_b = f"ns {_inode(a)}", f"ns {_inode(b)}"
+    assert r.stdout.splitlines() == [f"{ns_a} {ns_a}", f"{ns_b} {ns_a}", ns_a]
+
+
+ICMP = "socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP"
+
+
+def test_new_credentials_are_used_at_once(netns):
+    """Stack a lets only group 0 make ICMP datagram sockets
+    (ping_group_range): after the caller drops to uid/gid 65534 its next
+    one is refused, whether the change was trapped (setgroups) or only
+    reported by a process event (setresgid, setresuid)."""
+    a, b = netns(), netns()
+    assert run(["ip", "netns", "exec", a, "sysctl", "-q", "net.ipv4.ping_group_range=0 0"]).returncode == 0
+    for drop in ("os.setgroups([]); os.setgid(65534); os.setuid(65534)",
+                 "os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)"):
+        r = _session(a, b, f"""
+    print(where({ICMP}), where({ICMP}))
+    {drop}
+    print(where({ICMP}))
+    """)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split("\n")[1:] == ["EACCES", ""], (drop, r.stdout)
+
+
+def test_children_and_exec_keep_their_own_defaults(netns):
+    """A parent's route is not its child's: the child, after the parent's
+    sockets, changes its own default, and an exec keeps it."""
+    a, b = netns(), netns()
+    r = _session(a, b, """
+    print(where(), flush=True)
+    pid = os.fork()
+    if pid == 0:
+        vupy.set_default('/dev/net/b', socket.AF_INET)
+        print(where(), flush=True)
+        os.execv(sys.executable, [sys.executable, '-c', sys.argv[1]])
+    os.waitpid(pid, 0)
+    print(where())
+    """, textwrap.dedent(PRELUDE) + "print(where())")
+    assert r.returncode == 0, r.stderr
+    ns_a, ns_b = f"ns {_inode(a)}", f"ns {_inode(b)}"
+    assert r.stdout.splitlines() == [ns_a, ns_b, ns_b, ns_a]
