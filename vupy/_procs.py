@@ -48,12 +48,13 @@ def _subscribe():
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
                          NETLINK_CONNECTOR)
     try:
-        try:
-            # Every fork on the machine comes through here: a deep buffer,
-            # so that a burst elsewhere does not overflow it.
-            sock.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE
-        except OSError:
-            pass
+        # Every fork on the machine comes through here: a deep buffer, so
+        # that a burst elsewhere does not overflow it.  Without CAP_NET_ADMIN
+        # there is none (an unprivileged user may subscribe since Linux 6.6,
+        # but gets rmem_max, 208 KiB by default, which a burst of a few
+        # hundred forks fills): then no events at all, rather than events
+        # that lose forks (see ProcessTable).
+        sock.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE
         sock.bind((0, CN_IDX_PROC))
         op = struct.pack("=I", PROC_CN_MCAST_LISTEN)
         cn = CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(op), 0) + op
