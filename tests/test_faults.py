@@ -6,7 +6,6 @@ the user is told is checked.
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 
