@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,7 +37,6 @@
 #include <sys/socket.h>
 
 #define ROUTE_SLOTS 1024          /* threads remembered, by tid modulo */
-#define MAX_WATCHED 1024          /* descriptors vupy_serve polls besides the listener */
 #define NR_SOCKET 41              /* x86-64 */
 #define SOCK_PROBE (-1)           /* VUOS's probe type: the dispatcher answers EINVAL */
 
@@ -139,24 +139,12 @@ static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 	return 1;
 }
 
-/* Wait for the next trapped call that needs Python, serving the others.
- * Polls the listener and `fds` (with `events`); returns VUPY_SERVE_CALL
- * with `call` filled, VUPY_SERVE_READY when one of `fds` is ready (the
- * caller polls them itself), VUPY_SERVE_HANGUP when the last process under
- * the filter is gone, VUPY_SERVE_TIMEOUT after timeout_ms (-1: never), or
- * a negative errno. */
-int vupy_serve(int listener, int events_fd, const int *fds, const short *events, int nfds,
-	       int timeout_ms, struct vupy_call *call)
+static int serve(int listener, int events_fd, struct pollfd *p, int nfds, int timeout_ms,
+		 struct vupy_call *call)
 {
-	struct pollfd p[1 + MAX_WATCHED];
 	struct timespec now, end;
 	int n, rc, wait_ms = timeout_ms;
 
-	if (nfds > MAX_WATCHED)
-		return -E2BIG;
-	p[0] = (struct pollfd){ .fd = listener, .events = POLLIN };
-	for (int i = 0; i < nfds; i++)
-		p[1 + i] = (struct pollfd){ .fd = fds[i], .events = events[i] };
 	clock_gettime(CLOCK_MONOTONIC, &end);
 	end.tv_sec += timeout_ms / 1000;
 	end.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
@@ -192,4 +180,26 @@ int vupy_serve(int listener, int events_fd, const int *fds, const short *events,
 			return VUPY_SERVE_HANGUP;
 		}
 	}
+}
+
+/* Wait for the next trapped call that needs Python, serving the others.
+ * Polls the listener and `fds` (with `events`); returns VUPY_SERVE_CALL
+ * with `call` filled, VUPY_SERVE_READY when one of `fds` is ready (the
+ * caller polls them itself), VUPY_SERVE_HANGUP when the last process under
+ * the filter is gone, VUPY_SERVE_TIMEOUT after timeout_ms (-1: never), or
+ * a negative errno. */
+int vupy_serve(int listener, int events_fd, const int *fds, const short *events, int nfds,
+	       int timeout_ms, struct vupy_call *call)
+{
+	struct pollfd *p = calloc((size_t)nfds + 1, sizeof(*p));
+	int rc;
+
+	if (p == NULL)
+		return -ENOMEM;
+	p[0] = (struct pollfd){ .fd = listener, .events = POLLIN };
+	for (int i = 0; i < nfds; i++)
+		p[1 + i] = (struct pollfd){ .fd = fds[i], .events = events[i] };
+	rc = serve(listener, events_fd, p, nfds, timeout_ms, call);
+	free(p);
+	return rc;
 }
