@@ -40,7 +40,8 @@ from ._dispatch import Defaults
 from ._notify import Supervisor
 from ._procs import ProcessEvents, ProcessTable, children, status_field
 from .stack import CAP_SYS_ADMIN, capable
-from ._stacks import MountError, StackTable, make_stack, parse_spec, sys_mount
+from ._stacks import MountError, StackTable, parse_spec, sys_mount
+from .modules.host import HostModule
 
 CLONE_NEWNS = 0x00020000
 MS_REC = 16384
@@ -79,7 +80,9 @@ def prepare(stack_options, default_options):
     privileged = capable(CAP_SYS_ADMIN)
     stacks = StackTable((os.getuid(), os.getgid()), private=privileged)
     try:
-        host = make_stack("host", "", {})
+        # The built-in module's, whatever is registered under "host": and
+        # no entry-point scan when there is no --stack.
+        host = HostModule().create("", {})
         host.label = "host"
         stacks.keep(host)
         if privileged:

@@ -17,7 +17,6 @@ import errno
 import os
 import stat
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 
 from . import _native
 from .stack import ProxyStack, StackError
@@ -42,6 +41,8 @@ class MountError(Exception):
 
 def find_modules():
     """name -> entry point, for every module registered under vupy.stacks."""
+    # Imported here: it takes longer than the rest of vupy's start-up.
+    from importlib.metadata import entry_points
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
