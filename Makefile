@@ -60,10 +60,12 @@ test: venv lib
 demo: venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash demo/demo.sh
 
+# Every benchmark (bench/all.py), its results and the machine in bench/results.json.
+# compileall first, as pip does for a regular install: the start-up figure
+# is then vupy's, not the bytecode compiler's (PYTHONDONTWRITEBYTECODE).
 bench: venv
-	$(VENV)/bin/python bench/socket_create.py --json bench/results.json
-	$(VENV)/bin/python bench/kernel_calls.py --json bench/results-kernel-calls.json
-	$(VENV)/bin/python bench/userspace_stack.py --json bench/results-userspace.json
+	$(VENV)/bin/python -m compileall -q vupy modules
+	$(VENV)/bin/python bench/all.py --json bench/results.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info vupy/_native.* vupy/lib vupy/include csrc/*.o csrc/libmsocket.*

@@ -1,0 +1,261 @@
+/* loops: time one system call (or pair) in a tight loop, for bench/.
+ *
+ *     loops ITERATIONS WARMUP socket  inet|unix stream|dgram
+ *     loops ITERATIONS WARMUP msocket PATH inet|unix stream|dgram
+ *     loops ITERATIONS WARMUP getpid
+ *     loops ITERATIONS WARMUP stat    PATH
+ *     loops ITERATIONS WARMUP fanout  PROCESSES
+ *
+ * socket   socket(FAMILY, TYPE, 0) + close()
+ * msocket  syscall(-5, PATH, FAMILY, TYPE, 0) + close(): VUOS's msocket,
+ *          which vupy serves (ENOSYS outside a session)
+ * getpid   syscall(SYS_getpid)
+ * stat     stat(PATH)
+ * fanout   PROCESSES children, forked first and held at a pipe, then
+ *          released at once; each makes ITERATIONS sockets (socket(AF_INET,
+ *          SOCK_STREAM, 0) + close()) and exits.  Timed from the release to
+ *          the last child reaped; the time printed is per socket.  A child
+ *          whose socket fails, or whose last socket is not of the namespace
+ *          of the parent's sockets, makes the run fail.  WARMUP is unused.
+ *          After printing, the program waits for EOF on stdin, so that
+ *          whoever runs it can look at the session (the supervisor's memory)
+ *          before it ends.
+ *
+ * Prints one line: "NS_PER_ITERATION NETNS_INODE SECCOMP_MODE".  The time
+ * is the mean wall-clock time (CLOCK_MONOTONIC, so that a trapped call's
+ * time in the supervisor counts) of one iteration over ITERATIONS, after
+ * WARMUP untimed ones (page faults, the supervisor's first setns).
+ * NETNS_INODE is the network namespace (SIOCGSKNS, 0 if the kernel will not
+ * say) of a socket made after the loop: by the loop's own call for socket
+ * and msocket, by socket(AF_INET, SOCK_DGRAM, 0) otherwise.  SECCOMP_MODE
+ * is the Seccomp: field of /proc/self/status (2: under a filter).  With
+ * these the benchmark checks that the loop ran where it claims.  Any failing
+ * call ends the run with status 1: fast failures must never be reported as
+ * a time.
+ *
+ * The same protocol as bench/pyloop.py.  Compiled by bench/benchlib.py into
+ * a temporary directory; not installed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/sockios.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SIOCGSKNS
+#define SIOCGSKNS 0x894C
+#endif
+#define NR_MSOCKET (-5)
+
+enum workload { SOCKET, MSOCKET, GETPID, STAT, FANOUT };
+
+static enum workload workload;
+static const char *path;
+static int family = AF_INET, type = SOCK_DGRAM;
+
+static void die(const char *what)
+{
+	fprintf(stderr, "loops: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: loops ITERATIONS WARMUP socket inet|unix stream|dgram\n"
+			"       loops ITERATIONS WARMUP msocket PATH inet|unix stream|dgram\n"
+			"       loops ITERATIONS WARMUP getpid | stat PATH | fanout PROCESSES\n");
+	exit(2);
+}
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The socket the workload makes, or the probe socket of the others. */
+static int make_socket(void)
+{
+	int fd;
+	if (workload == MSOCKET)
+		fd = (int)syscall(NR_MSOCKET, path, family, type, 0);
+	else if (workload == SOCKET)
+		fd = socket(family, type, 0);
+	else
+		fd = socket(AF_INET, workload == FANOUT ? SOCK_STREAM : SOCK_DGRAM, 0);
+	if (fd < 0)
+		die(workload == MSOCKET ? "msocket" : "socket");
+	return fd;
+}
+
+static unsigned long long netns_of(int fd)
+{
+	unsigned long long inode = 0;
+	int nsfd = ioctl(fd, SIOCGSKNS);
+	if (nsfd >= 0) {
+		struct stat st;
+		if (fstat(nsfd, &st) == 0)
+			inode = (unsigned long long)st.st_ino;
+		close(nsfd);
+	}
+	return inode;
+}
+
+static int seccomp_mode(void)
+{
+	char line[256];
+	int mode = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		die("/proc/self/status");
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "Seccomp: %d", &mode) == 1)
+			break;
+	fclose(f);
+	return mode;
+}
+
+static void once(void)
+{
+	struct stat st;
+	switch (workload) {
+	case SOCKET:
+	case MSOCKET:
+		close(make_socket());
+		break;
+	case GETPID:
+		syscall(SYS_getpid);
+		break;
+	case STAT:
+		if (stat(path, &st) < 0)
+			die(path);
+		break;
+	case FANOUT:
+		break;
+	}
+}
+
+/* The children of fanout: the time from their release to the last reaped. */
+static long long fanout(long processes, long sockets, unsigned long long netns)
+{
+	int go[2];
+	if (pipe(go) < 0)
+		die("pipe");
+	for (long i = 0; i < processes; i++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			die("fork");
+		if (pid == 0) {
+			char c;
+			close(go[1]);
+			if (read(go[0], &c, 1) != 0)    /* EOF: released */
+				_exit(1);
+			int status = 0;
+			for (long j = 0; j < sockets; j++) {
+				int fd = make_socket();
+				if (j == sockets - 1 && netns_of(fd) != netns)
+					status = 3;
+				close(fd);
+			}
+			_exit(status);
+		}
+	}
+	close(go[0]);
+	long long t0 = now_ns();
+	close(go[1]);
+	long failed = 0;
+	int status;
+	for (long i = 0; i < processes; i++) {
+		if (wait(&status) < 0)
+			die("wait");
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			failed++;
+	}
+	long long t1 = now_ns();
+	if (failed) {
+		fprintf(stderr, "loops: %ld of %ld children failed or made sockets elsewhere\n",
+			failed, processes);
+		exit(1);
+	}
+	return t1 - t0;
+}
+
+static int parse_family_type(char **argv)
+{
+	if (!strcmp(argv[0], "inet"))
+		family = AF_INET;
+	else if (!strcmp(argv[0], "unix"))
+		family = AF_UNIX;
+	else
+		return -1;
+	if (!strcmp(argv[1], "stream"))
+		type = SOCK_STREAM;
+	else if (!strcmp(argv[1], "dgram"))
+		type = SOCK_DGRAM;
+	else
+		return -1;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 4)
+		usage();
+	long n = atol(argv[1]), warmup = atol(argv[2]), processes = 0;
+	const char *name = argv[3];
+	int rest = argc - 4;
+	char **args = argv + 4;
+	if (!strcmp(name, "socket") && rest == 2 && parse_family_type(args) == 0)
+		workload = SOCKET;
+	else if (!strcmp(name, "msocket") && rest == 3 && parse_family_type(args + 1) == 0)
+		workload = MSOCKET, path = args[0];
+	else if (!strcmp(name, "getpid") && rest == 0)
+		workload = GETPID;
+	else if (!strcmp(name, "stat") && rest == 1)
+		workload = STAT, path = args[0];
+	else if (!strcmp(name, "fanout") && rest == 1 && (processes = atol(args[0])) > 0)
+		workload = FANOUT;
+	else
+		usage();
+	if (n <= 0 || warmup < 0) {
+		fprintf(stderr, "loops: ITERATIONS must be > 0, WARMUP >= 0\n");
+		return 2;
+	}
+
+	long long elapsed;
+	if (workload == FANOUT) {
+		int fd = make_socket();
+		unsigned long long netns = netns_of(fd);
+		close(fd);
+		elapsed = fanout(processes, n, netns);
+		n *= processes;
+	} else {
+		for (long i = 0; i < warmup; i++)
+			once();
+		long long t0 = now_ns();
+		for (long i = 0; i < n; i++)
+			once();
+		elapsed = now_ns() - t0;
+	}
+
+	int fd = make_socket();
+	unsigned long long inode = netns_of(fd);
+	close(fd);
+	printf("%.1f %llu %d\n", (double)elapsed / (double)n, inode, seccomp_mode());
+	fflush(stdout);
+	if (workload == FANOUT) {
+		char buf[64];
+		while (read(0, buf, sizeof buf) > 0)
+			;
+	}
+	return 0;
+}
