@@ -23,7 +23,6 @@ its socket is ("kind": "unix-proxy" for a vupy proxy, listed in
 namespace ("own_netns") and Seccomp: mode; the server what it counted and
 whom it served.
 """
-import fcntl
 import json
 import os
 import socket
@@ -31,9 +30,10 @@ import struct
 import sys
 import time
 
+from pyloop import netns_of, seccomp_mode   # bench/, this script's directory
+
 CHUNK = 256 * 1024
 SIZE = 64
-SIOCGSKNS = 0x894C
 UDP_TIMEOUT = struct.pack("ll", 10, 0)      # struct timeval: 10 s
 
 
@@ -70,22 +70,8 @@ def kind(s):
         next(f)
         if any(len(fields) > 6 and fields[6] == str(ino) for fields in map(str.split, f)):
             return "unix-proxy", 0
-    try:
-        nsfd = fcntl.ioctl(s.fileno(), SIOCGSKNS)
-    except OSError:
-        return "unknown", 0
-    try:
-        return "kernel", os.fstat(nsfd).st_ino
-    finally:
-        os.close(nsfd)
-
-
-def seccomp_mode():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("Seccomp:"):
-                return int(line.split()[1])
-    return -1
+    inode = netns_of(s)
+    return ("kernel", inode) if inode else ("unknown", 0)
 
 
 def server(workload, addr, port, count, warmup):

@@ -6,13 +6,14 @@ loopback, so a server in namespace A is reachable only through stack A.
 """
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
 
 import pytest
+
+from compat.lab import remove_namespace
 
 BIN = os.path.dirname(sys.executable)
 VUPY = os.path.join(BIN, "vupy")
@@ -72,13 +73,7 @@ def netns():
 
     yield make
     for name in made:
-        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
-        for pid in pids.stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        remove_namespace(name)
 
 
 @pytest.fixture

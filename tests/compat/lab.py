@@ -79,7 +79,8 @@ def _ip(*args):
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=PROGRAM_SECONDS)
 
 
-def _remove_namespace(name):
+def remove_namespace(name):
+    """Kill every process in namespace `name`, then delete it."""
     pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
     for pid in pids.stdout.split():
         try:
@@ -142,7 +143,7 @@ class Lab:
     def _namespace(self, cleanup):
         name = f"vupyt-{os.getpid()}-{next(_serial)}"
         _ip("netns", "add", name)
-        cleanup.callback(_remove_namespace, name)
+        cleanup.callback(remove_namespace, name)
         self.namespaces.append(name)
         _ip("-n", name, "link", "set", "lo", "up")
         return name
