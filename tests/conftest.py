@@ -14,6 +14,7 @@ import textwrap
 import pytest
 
 from compat.lab import remove_namespace
+from vupy._procs import children
 
 BIN = os.path.dirname(sys.executable)
 VUPY = os.path.join(BIN, "vupy")
@@ -48,6 +49,16 @@ def run(argv, **kw):
 
 def vupy(*args, **kw):
     return run([VUPY, "run", *args], **kw)
+
+
+def descendants(pid):
+    """Every process below pid, from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        below = children(todo.pop())
+        found += below
+        todo += below
+    return found
 
 
 def _ip(*args):

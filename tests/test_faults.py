@@ -9,7 +9,7 @@ import subprocess
 import textwrap
 import time
 
-from conftest import PYTHON, VUPY, run
+from conftest import PYTHON, VUPY, descendants, run
 from vdenet import STACK, _gone, _wait_for
 
 SECONDS = 30
@@ -122,26 +122,6 @@ def _programs(session, ns):
         assert result == ["ns", str(_ns_inode(ns))], (tag, result)
         programs[tag] = int(pid)
     return programs
-
-
-def descendants(pid):
-    """Every process below pid."""
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{parent}/task/{task}/children") as f:
-                    below = [int(c) for c in f.read().split()]
-            except OSError:
-                continue
-            found.extend(below)
-            todo.extend(below)
-    return found
 
 
 def _parent(pid):

@@ -50,7 +50,7 @@ import time
 
 import pytest
 
-from conftest import BIN, NOBODY, SYSTEM_PYTHON, VUPY, run, vupy
+from conftest import BIN, NOBODY, SYSTEM_PYTHON, VUPY, descendants, run, vupy
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c", "load.c")
 HOST = os.stat("/proc/self/ns/net").st_ino
@@ -131,30 +131,6 @@ def ppid(pid):
 def started(pid):
     st = stat(pid)
     return st and st[2]
-
-
-def children(pid):
-    found = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                found.extend(int(c) for c in f.read().split())
-        except OSError:
-            pass
-    return found
-
-
-def descendants(pid):
-    found, todo = [], [pid]
-    while todo:
-        below = children(todo.pop())
-        found += below
-        todo += below
-    return found
 
 
 def figures(pid):
