@@ -9,6 +9,9 @@ and so cannot change under us), or a socket made on the stack and put into
 the caller with ADDFD+SEND.  Calls are handled inline, one at a time; none
 of the work waits on another process, so no target waits behind another.
 An exception while handling a call answers the caller EIO (fail closed).
+The waiting and receiving are C (csrc/fastpath.c, vupy_serve), which also
+serves, without coming back here, the socket(2) calls that repeat a route
+this loop learnt (`_learn`; docs/architecture.md, "The fast path").
 """
 import errno
 import os
@@ -124,14 +127,13 @@ class Supervisor:
         events = {} if self.events is None else {self.events.fileno(): select.POLLIN}
         proxy = self.proxy
         table = self.table
-        parked = {}                 # {fd: events} of the parked calls' proxies
-        exits = {}                  # the pidfds watched, without process events
-        watched = self._watch(poller, {}, events)
-        fds, masks = ffi.new("int[]", list(watched)), ffi.new("short[]", list(watched.values()))
+        parked = None               # {fd: events} of the parked calls' proxies
+        exits = None                # the pidfds watched, without process events
+        watched = {}
         call = self.call
         while True:
-            if (proxy is not None and parked.keys() != proxy.parked.keys()) or \
-                    exits.keys() != table.exit_fds.keys():
+            if parked is None or (proxy is not None and parked.keys() != proxy.parked.keys()) \
+                    or exits.keys() != table.exit_fds.keys():
                 parked = {} if proxy is None else proxy.watched()
                 exits = dict(table.exit_fds)
                 watched = self._watch(poller, watched,
