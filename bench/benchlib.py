@@ -282,6 +282,7 @@ class Mode(NamedTuple):
     options: object         # vupy run options; None: natively
     netns: int              # the namespace of its sockets
     seccomp: int            # its Seccomp: field
+    under: tuple = ()       # another command to run it under, instead of vupy
 
 
 def native_mode():
@@ -322,7 +323,9 @@ class Loops:
         def run_one(loop):
             mode = modes[loop.mode]
             argv = self.argv(loop.language, iterations, warmup, *loop.workload)
-            if mode.options is not None:
+            if mode.under:
+                argv = [*mode.under, *argv]
+            elif mode.options is not None:
                 argv = session(argv, *mode.options)
             ns, problems = self.check(run_once(pin(argv, loop.cpus)), mode)
             return ns / 1000, problems
