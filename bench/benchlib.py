@@ -642,6 +642,21 @@ def loop_parser(module, rounds, iterations, warmup):
     return p
 
 
+def connection_parser(module, rounds, mib, workloads):
+    """The command line of a connection benchmark (bench/peer.py at both
+    ends): parser()'s, --bytes, --iterations, --warmup and --workloads."""
+    p = parser(module, rounds)
+    p.add_argument("--bytes", type=positive, default=mib, metavar="MIB",
+                   help=f"MiB per bulk transfer (default {mib})")
+    p.add_argument("--iterations", type=positive, default=20000,
+                   help="timed round trips per run (default 20000)")
+    p.add_argument("--warmup", type=int, default=1000,
+                   help="untimed round trips before the timed ones (default 1000)")
+    p.add_argument("--workloads", default=",".join(workloads),
+                   help=f"comma list of workloads (default {','.join(workloads)})")
+    return p
+
+
 def pinned_cpu(args):
     return args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))
 

@@ -45,15 +45,7 @@ ADDRESS, PORT = "127.0.0.1", 5201
 
 
 def parser():
-    p = benchlib.parser(sys.modules[__name__], rounds=5)
-    p.add_argument("--bytes", type=benchlib.positive, default=512, metavar="MIB",
-                   help="MiB per bulk transfer (default 512)")
-    p.add_argument("--iterations", type=benchlib.positive, default=20000,
-                   help="timed round trips per run (default 20000)")
-    p.add_argument("--warmup", type=int, default=1000,
-                   help="untimed round trips before the timed ones (default 1000)")
-    p.add_argument("--workloads", default=",".join(WORKLOADS),
-                   help=f"comma list of workloads (default {','.join(WORKLOADS)})")
+    p = benchlib.connection_parser(sys.modules[__name__], rounds=5, mib=512, workloads=WORKLOADS)
     p.add_argument("--cpu", type=int, default=None,
                    help="CPU for the pinned runs (default: the first one this script may use)")
     return p

@@ -268,17 +268,9 @@ def one_run(net, path, workload, args):
 # Main -------------------------------------------------------------------
 
 def parser():
-    p = benchlib.parser(sys.modules[__name__], rounds=3)
-    p.add_argument("--bytes", type=benchlib.positive, default=256, metavar="MIB",
-                   help="MiB per bulk transfer (default 256)")
-    p.add_argument("--iterations", type=benchlib.positive, default=20000,
-                   help="timed round trips per rtt run (default 20000)")
-    p.add_argument("--warmup", type=int, default=1000,
-                   help="untimed round trips before the timed ones (default 1000)")
+    p = benchlib.connection_parser(sys.modules[__name__], rounds=3, mib=256, workloads=WORKLOADS)
     p.add_argument("--paths", default=",".join(PATHS),
                    help=f"comma list of paths (default {','.join(PATHS)})")
-    p.add_argument("--workloads", default=",".join(WORKLOADS),
-                   help=f"comma list of workloads (default {','.join(WORKLOADS)})")
     p.add_argument("--cpus", default=None, metavar="LIST",
                    help="run every process (client, server and so vupy and its lwIP "
                         "worker, vde_switch, vde_plug) under taskset -c LIST "
