@@ -470,8 +470,9 @@ static void unbecome(int switched)
 }
 
 /* fstatat(2) with a caller's credentials, so that the kernel checks search
- * permission on every directory of the path as it would for the caller. */
-int vupy_stat_as(int dirfd, const char *path, const struct vupy_creds *creds,
+ * permission on every directory of the path as it would for the caller;
+ * lstat's view of a final symbolic link if nofollow. */
+int vupy_stat_as(int dirfd, const char *path, int nofollow, const struct vupy_creds *creds,
 		 struct vupy_stat *out)
 {
 	struct stat st;
@@ -479,7 +480,7 @@ int vupy_stat_as(int dirfd, const char *path, const struct vupy_creds *creds,
 
 	if (switched < 0)
 		return switched;
-	if (fstatat(dirfd, path, &st, 0) < 0)
+	if (fstatat(dirfd, path, &st, nofollow ? AT_SYMLINK_NOFOLLOW : 0) < 0)
 		rc = -errno;
 	unbecome(switched);
 	if (rc < 0)

@@ -57,7 +57,7 @@ struct vupy_stat {
 	uint32_t mode, uid, gid;
 };
 
-int vupy_stat_as(int dirfd, const char *path, const struct vupy_creds *creds,
+int vupy_stat_as(int dirfd, const char *path, int nofollow, const struct vupy_creds *creds,
 		 struct vupy_stat *out);
 int vupy_make_socket(int nsfd, uint64_t nsino, int domain, int type, int protocol,
 		     const struct vupy_creds *creds);

@@ -60,7 +60,7 @@ PY
 say "vupy run --stack /dev/net/red=netns:$red --stack /dev/net/blue=netns:$blue -- sh"
 vupy run --stack "/dev/net/red=netns:$red" --stack "/dev/net/blue=netns:$blue" -- sh -c "
 	set -e
-	echo '\$ ls -l /dev/net'; ls -l /dev/net
+	echo '\$ vumount   # the stacks: names, not files'; vumount
 	echo; echo '\$ python3 client.py   # vupy.msocket on each stack'
 	python3 '$work/client.py'
 	echo; echo '\$ vustack /dev/net/red ip -br addr'; vustack /dev/net/red ip -br addr
@@ -70,5 +70,5 @@ vupy run --stack "/dev/net/red=netns:$red" --stack "/dev/net/blue=netns:$blue" -
 	echo; echo '\$ curl http://127.0.0.1:8000/   # the host stack has no such server'
 	curl -s http://127.0.0.1:8000/ || echo \"curl: exit \$? (nothing listens there on the host)\"
 "
-say "outside the session, /dev/net is unchanged:"
+say "outside the session, and inside it, /dev/net holds no stack file:"
 ls -l /dev/net

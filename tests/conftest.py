@@ -4,6 +4,8 @@ inside them, and the commands under test.
 Every namespace is named vupyt-PID-N; traffic stays on each namespace's own
 loopback, so a server in namespace A is reachable only through stack A.
 """
+import errno
+import hashlib
 import os
 import shutil
 import subprocess
@@ -63,6 +65,43 @@ def descendants(pid):
 
 def _ip(*args):
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=TIMEOUT)
+
+
+DATA_WRITER = textwrap.dedent("""
+    import hashlib, os, socket, sys, vupy
+    directory = sys.argv[1]
+    data = os.urandom(8 << 20)
+    with open(os.path.join(directory, "data.bin"), "wb") as f:
+        f.write(data)
+    os.mkdir(os.path.join(directory, "new"))
+    with open(os.path.join(directory, "keep"), "a") as f:
+        f.write("more\\n")
+    try:
+        vupy.msocket(os.path.join(directory, "st"), socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as e:
+        print("stack", e.errno)
+    print(sorted(os.listdir(directory)))
+    print(hashlib.sha256(data).hexdigest())
+""")
+
+
+def files_kept(directory, run_session, python=(PYTHON,)):
+    """Write into `directory` (a pathlib.Path), which holds the stack name
+    `st`, in a session started by `run_session(argv)`, with the Python
+    command `python`; check that all of it is there afterwards and that no
+    file named `st` ever was."""
+    keep = directory / "keep"
+    keep.write_text("kept\n")
+    os.chown(keep, directory.stat().st_uid, directory.stat().st_gid)
+    r = run_session(["--stack", f"{directory}/st=null", "--", *python, "-c", DATA_WRITER,
+                     str(directory)])
+    assert r.returncode == 0, r.stderr
+    stack, listing, digest = r.stdout.splitlines()
+    assert stack == f"stack {errno.EAFNOSUPPORT}"       # the name is the null stack's
+    assert listing == str(["data.bin", "keep", "new"])  # and no file is
+    assert sorted(os.listdir(directory)) == ["data.bin", "keep", "new"]
+    assert hashlib.sha256((directory / "data.bin").read_bytes()).hexdigest() == digest
+    assert (directory / "keep").read_text() == "kept\nmore\n"
 
 
 @pytest.fixture

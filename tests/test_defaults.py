@@ -158,7 +158,7 @@ def test_vustack_options_after_stack_belong_to_command(two):
     _, _, options = two
     r = vupy(*options, "--", VUSTACK, "/dev/net/a", "ls", "-l", "/dev/net")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("total") and " a\n" in r.stdout and " tun\n" in r.stdout
+    assert r.stdout.startswith("total") and " tun\n" in r.stdout
 
 
 def test_vustack_lists_served_families(two):

@@ -5,6 +5,7 @@ import socket
 import pytest
 
 from vupy import _dispatch as d
+from vupy._stacks import Scope
 
 INET, INET6, UNIX, UNSPEC = socket.AF_INET, socket.AF_INET6, socket.AF_UNIX, socket.AF_UNSPEC
 STREAM = socket.SOCK_STREAM
@@ -17,7 +18,7 @@ class FakeStack:
 
 A, B, HOST = FakeStack(), FakeStack(), FakeStack()
 INET_ONLY = FakeStack((INET,))
-SESSION = {f: HOST for f in HOST.families}
+SESSION = Scope(defaults={f: HOST for f in HOST.families})
 ROOT = d.Creds(0, 0, (), (1 << 41) - 1)
 NOBODY = d.Creds(65534, 65534, (), 0)
 
@@ -31,38 +32,38 @@ def msock(path, domain=INET, type_=STREAM):
 
 
 def test_socket_goes_to_session_default_when_process_has_none():
-    assert d.decide(d.Call(INET, STREAM, 0), d.Defaults(), SESSION) == d.Create(HOST, INET, STREAM, 0, False)
+    assert d.decide(d.Call(INET, STREAM, 0), d.Defaults(None, SESSION)) == d.Create(HOST, INET, STREAM, 0, False)
 
 
 def test_socket_goes_to_process_default():
-    defaults = d.Defaults({INET: A})
-    assert d.decide(d.Call(INET, STREAM, 0), defaults, SESSION).stack is A
-    assert d.decide(d.Call(INET6, STREAM, 0), defaults, SESSION).stack is HOST
+    defaults = d.Defaults({INET: A}, SESSION)
+    assert d.decide(d.Call(INET, STREAM, 0), defaults).stack is A
+    assert d.decide(d.Call(INET6, STREAM, 0), defaults).stack is HOST
 
 
 def test_unrouted_family_is_left_to_the_callers_kernel():
-    assert d.decide(d.Call(UNIX, STREAM, 0), d.Defaults(), SESSION) is d.NATIVE
+    assert d.decide(d.Call(UNIX, STREAM, 0), d.Defaults(None, SESSION)) is d.NATIVE
 
 
 def test_cloexec_becomes_a_descriptor_flag_nonblock_stays_in_type():
     call = d.Call(INET, STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK, 0)
-    decision = d.decide(call, d.Defaults(), SESSION)
+    decision = d.decide(call, d.Defaults(None, SESSION))
     assert decision.type == STREAM | socket.SOCK_NONBLOCK
     assert decision.cloexec
 
 
 @pytest.mark.parametrize("err", [errno.EFAULT, errno.ENAMETOOLONG])
 def test_unreadable_path_fails_with_its_errno(err):
-    assert d.decide(msock(err), d.Defaults(), SESSION, None, ROOT) == d.Fail(err)
+    assert d.decide(msock(err), d.Defaults(None, SESSION), None, ROOT) == d.Fail(err)
 
 
 @pytest.mark.parametrize("err", [errno.ENOENT, errno.ENOTDIR, errno.ELOOP])
 def test_path_resolution_errors_pass_through(err):
-    assert d.decide(msock(b"/x"), d.Defaults(), SESSION, err, ROOT) == d.Fail(err)
+    assert d.decide(msock(b"/x"), d.Defaults(None, SESSION), err, ROOT) == d.Fail(err)
 
 
 def test_path_that_is_not_a_stack_is_eopnotsupp():
-    assert d.decide(msock(b"/etc/passwd"), d.Defaults(), SESSION, None, ROOT) == d.Fail(errno.EOPNOTSUPP)
+    assert d.decide(msock(b"/etc/passwd"), d.Defaults(None, SESSION), None, ROOT) == d.Fail(errno.EOPNOTSUPP)
 
 
 @pytest.mark.parametrize(
@@ -77,51 +78,71 @@ def test_path_that_is_not_a_stack_is_eopnotsupp():
         (ROOT, 0, 0, 0o000, True),          # CAP_DAC_OVERRIDE
     ],
 )
-def test_stack_file_read_permission(creds, uid, gid, mode, allowed):
-    decision = d.decide(msock(b"/dev/net/a"), d.Defaults(), SESSION, target(A, uid, gid, mode), creds)
+def test_stack_read_permission(creds, uid, gid, mode, allowed):
+    decision = d.decide(msock(b"/dev/net/a"), d.Defaults(None, SESSION), target(A, uid, gid, mode), creds)
     assert (decision == d.Fail(errno.EACCES)) != allowed
 
 
 def test_namespace_file_needs_cap_sys_admin():
     t = target(A, mode=0o444, namespace_file=True)
-    assert d.decide(msock(b"/run/netns/x"), d.Defaults(), SESSION, t, NOBODY) == d.Fail(errno.EACCES)
-    assert isinstance(d.decide(msock(b"/run/netns/x"), d.Defaults(), SESSION, t, ROOT), d.Create)
+    assert d.decide(msock(b"/run/netns/x"), d.Defaults(None, SESSION), t, NOBODY) == d.Fail(errno.EACCES)
+    assert isinstance(d.decide(msock(b"/run/netns/x"), d.Defaults(None, SESSION), t, ROOT), d.Create)
 
 
 def test_family_the_stack_does_not_serve_is_eafnosupport():
-    assert d.decide(msock(b"/s", INET6), d.Defaults(), SESSION, target(INET_ONLY), ROOT) == d.Fail(errno.EAFNOSUPPORT)
+    assert d.decide(msock(b"/s", INET6), d.Defaults(None, SESSION), target(INET_ONLY), ROOT) == d.Fail(errno.EAFNOSUPPORT)
 
 
 def test_sock_default_for_unserved_family_is_eafnosupport():
     call = msock(b"/s", INET6, d.SOCK_DEFAULT)
-    assert d.decide(call, d.Defaults(), SESSION, target(INET_ONLY), ROOT) == d.Fail(errno.EAFNOSUPPORT)
+    assert d.decide(call, d.Defaults(None, SESSION), target(INET_ONLY), ROOT) == d.Fail(errno.EAFNOSUPPORT)
 
 
 def test_probe_type_is_einval_on_served_family():
-    assert d.decide(msock(b"/s", INET, -1), d.Defaults(), SESSION, target(), ROOT) == d.Fail(errno.EINVAL)
-    assert d.decide(msock(b"/s", UNIX, -1), d.Defaults(), SESSION, target(), ROOT) == d.Fail(errno.EAFNOSUPPORT)
+    assert d.decide(msock(b"/s", INET, -1), d.Defaults(None, SESSION), target(), ROOT) == d.Fail(errno.EINVAL)
+    assert d.decide(msock(b"/s", UNIX, -1), d.Defaults(None, SESSION), target(), ROOT) == d.Fail(errno.EAFNOSUPPORT)
 
 
 def test_sock_default_unspec_selects_every_served_family():
-    decision = d.decide(msock(b"/s", UNSPEC, d.SOCK_DEFAULT), d.Defaults(), SESSION, target(INET_ONLY), ROOT)
+    decision = d.decide(msock(b"/s", UNSPEC, d.SOCK_DEFAULT), d.Defaults(None, SESSION), target(INET_ONLY), ROOT)
     assert decision == d.SetDefault((INET,), INET_ONLY)
 
 
 def test_sock_default_with_null_path_restores_session_default():
-    assert d.decide(msock(None, INET, d.SOCK_DEFAULT), d.Defaults({INET: A}), SESSION) == d.SetDefault((INET,), None)
-    assert d.decide(msock(None, UNSPEC, d.SOCK_DEFAULT), d.Defaults({INET: A}), SESSION) == d.SetDefault(None, None)
+    assert d.decide(msock(None, INET, d.SOCK_DEFAULT), d.Defaults({INET: A}, SESSION)) == d.SetDefault((INET,), None)
+    assert d.decide(msock(None, UNSPEC, d.SOCK_DEFAULT), d.Defaults({INET: A}, SESSION)) == d.SetDefault(None, None)
 
 
 def test_msocket_null_path_uses_process_default():
-    assert d.decide(msock(None, INET), d.Defaults({INET: B}), SESSION).stack is B
+    assert d.decide(msock(None, INET), d.Defaults({INET: B}, SESSION)).stack is B
 
 
 def test_defaults_are_copied_not_shared_on_change():
-    parent = d.Defaults({INET: A})
+    parent = d.Defaults({INET: A}, SESSION)
     child = parent
     parent = parent.with_stack((INET,), B)
     assert child.get(INET) is A and parent.get(INET) is B
     assert parent.with_stack((INET,), None).get(INET) is None
+
+
+def test_back_to_the_session_default_keeps_the_scope():
+    inner = Scope(SESSION, {INET: B})
+    defaults = d.Defaults({INET: A}, inner)
+    assert defaults.cleared() == d.Defaults(None, inner)
+    assert d.decide(d.Call(INET, STREAM, 0), defaults.cleared()).stack is B
+    assert d.decide(d.Call(INET6, STREAM, 0), defaults.cleared()) is d.NATIVE
+
+
+def test_a_nested_scope_sees_its_names_first_then_the_enclosing_ones():
+    outer = Scope()
+    outer.mounts[(1, 2, b"a")] = "outer a"
+    outer.mounts[(1, 2, b"b")] = "outer b"
+    inner = Scope(outer)
+    inner.mounts[(1, 2, b"a")] = "inner a"
+    assert (inner.lookup((1, 2, b"a")), inner.lookup((1, 2, b"b"))) == ("inner a", "outer b")
+    assert outer.lookup((1, 2, b"a")) == "outer a" and inner.lookup((1, 2, b"c")) is None
+    assert sorted(inner.visible()) == ["inner a", "outer b"]
+    assert (outer.depth, inner.depth, Scope(inner).depth) == (1, 2, 3)
 
 
 def test_errno_table_names_every_errno_decide_returns():

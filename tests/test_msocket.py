@@ -68,6 +68,29 @@ def test_relative_path_resolves_against_callers_cwd(netns, probe):
     assert out == [ns_inode(ns)]
 
 
+def test_any_spelling_that_reaches_the_stacks_directory_names_it(netns, probe, tmp_path):
+    """A stack is its directory and its name: a symbolic link to the
+    directory, a relative path, a link to the stack's path all name it; a
+    dangling link is ENOENT, a loop of links ELOOP, and a file created at
+    the stack's path later does not take its name away."""
+    ns = netns()
+    d = tmp_path / "d"
+    d.mkdir()
+    (tmp_path / "dirlink").symlink_to(d)
+    (tmp_path / "stacklink").symlink_to(d / "s")
+    (tmp_path / "relative").symlink_to("d/s")
+    (tmp_path / "dangling").symlink_to(d / "nothing")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    steps = [f"{tmp_path}/dirlink/s", "d/s", f"{tmp_path}/stacklink", f"{tmp_path}/relative",
+             f"{tmp_path}/dangling", f"{tmp_path}/loop"]
+    script = " ".join(f"msock {step} inet stream" for step in steps)
+    r = vupy("--stack", f"{d}/s=netns:{ns}", "--", "sh", "-c",
+             f"cd {tmp_path} && {PYTHON} {probe} {script} && touch {d}/s && "
+             f"{PYTHON} {probe} msock {d}/s inet stream")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [ns_inode(ns)] * 4 + [name(errno.ENOENT), name(errno.ELOOP), ns_inode(ns)]
+
+
 def test_namespace_file_is_a_stack_path(netns, probe):
     ns = netns()
     out = session(probe, {}, "msock", f"/run/netns/{ns}", "inet", "stream",
@@ -91,20 +114,18 @@ def test_sock_nonblock_and_cloexec_take_effect(netns):
 
 # Permissions, judged with the caller's credentials ------------------------------
 
-def test_unreadable_stack_file_is_eacces_for_another_uid(netns, probe):
+def test_unreadable_stack_is_eacces_for_another_uid(netns, probe):
     ns = netns()
-    script = (f"chmod 600 /dev/net/a && {' '.join(NOBODY)} {SYSTEM_PYTHON} {probe} "
-              f"msock /dev/net/a inet stream && chmod 644 /dev/net/a && "
-              f"{' '.join(NOBODY)} {SYSTEM_PYTHON} {probe} msock /dev/net/a inet stream")
-    r = vupy("--stack", f"/dev/net/a=netns:{ns}", "--", "sh", "-c", script)
+    r = vupy("--stack", f"/dev/net/a=netns:{ns},mode=0600", "--stack", f"/dev/net/b=netns:{ns}",
+             "--", *NOBODY, SYSTEM_PYTHON, probe, "msock", "/dev/net/a", "inet", "stream",
+             "msock", "/dev/net/b", "inet", "stream")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [name(errno.EACCES), "ok"]
 
 
 def test_vustack_refuses_unreadable_stack_with_eacces(netns):
     ns = netns()
-    script = f"chmod 600 /dev/net/a && {' '.join(NOBODY)} {VUSTACK} /dev/net/a true"
-    r = vupy("--stack", f"/dev/net/a=netns:{ns}", "--", "sh", "-c", script)
+    r = vupy("--stack", f"/dev/net/a=netns:{ns},mode=0600", "--", *NOBODY, VUSTACK, "/dev/net/a", "true")
     assert r.returncode != 0
     assert os.strerror(errno.EACCES) in r.stderr
 

@@ -1,8 +1,9 @@
 """vupy run by an ordinary user (uid 65534, as `setpriv` makes it): what works
 without privileges (its own namespace, userspace stacks on VDE networks,
-stack files where the user may write, vustack, vumount), and what is
-refused, before the session starts, with the reason."""
+stack paths anywhere, vustack, vumount), and what is refused, before the
+session starts, with the reason."""
 import os
+import pathlib
 import re
 import shutil
 import socket
@@ -12,7 +13,7 @@ import textwrap
 
 import pytest
 
-from conftest import NOBODY, SYSTEM_PYTHON, run
+from conftest import NOBODY, SYSTEM_PYTHON, files_kept, run
 from vdenet import (LAN_IP, PROGRAM_SECONDS, TCP_ECHO, assert_ok, http_server, processes_with, py, site,
                     two_machines, vxvde_group)
 
@@ -35,22 +36,22 @@ def as_nobody(unprivileged, argv):
 
 def test_lwip_session_without_root(vde_lan, background, unprivileged, own_dir, tmp_path):
     """An lwip stack on a vde:// switch: curl through it, ip addr shows it,
-    the program keeps its identity, the stack file goes with the session."""
+    the program keeps its identity, no file is made for the stack."""
     directory, name, content = site(tmp_path)
     background(vde_lan.ns_argv(http_server(directory, LAN_IP, 8000)), ready="Serving")
     stack = os.path.join(own_dir, "u")
     r = as_nobody(unprivileged, [f"--stack={vde_lan.stack(stack)}", f"--stack={own_dir}/off=null", "--",
                                  "sh", "-c",
-                                 f"id -u; id -g; id -G; ls {own_dir}; vustack {stack} ip -br addr; "
+                                 f"id -u; id -g; id -G; vustack {stack} ip -br addr; "
                                  f"vustack {own_dir}/off curl -sS http://{LAN_IP}:8000/ >/dev/null 2>&1; "
                                  f"echo null=$?; vustack {stack} curl -sS --max-time 10 -o {own_dir}/got "
                                  f"http://{LAN_IP}:8000/{name}; stat -c %u {own_dir}/got; cat {own_dir}/got"])
     lines = assert_ok(r).splitlines()
-    assert lines[:5] == ["65534", "65534", "65534", "off", "u"], lines
-    assert re.match(r"vde0\s+UP\s+10\.9\.0\.2/24", lines[5]), lines
-    assert re.match(r"null=[1-9]", lines[6]), lines             # no networking on null
-    assert lines[7] == str(NOBODY_UID), lines                    # files are the user's
-    assert "\n".join(lines[8:]) + "\n" == content
+    assert lines[:3] == ["65534", "65534", "65534"], lines
+    assert re.match(r"vde0\s+UP\s+10\.9\.0\.2/24", lines[3]), lines
+    assert re.match(r"null=[1-9]", lines[4]), lines             # no networking on null
+    assert lines[5] == str(NOBODY_UID), lines                    # files are the user's
+    assert "\n".join(lines[6:]) + "\n" == content
     assert os.listdir(own_dir) == ["got"]
 
 
@@ -72,6 +73,30 @@ def test_host_stack_without_root(unprivileged):
         with conn:
             assert conn.recv(100) == b"owner %d" % NOBODY_UID
     assert_ok(r)
+
+
+def test_root_command_lines_run_unchanged_without_root(unprivileged, probe):
+    """Stack paths anywhere, /dev/net included, as in a root session:
+    --stack and --default, vustack, vumount, vuumount and msocket."""
+    r = as_nobody(unprivileged, [
+        "--stack", "/dev/net/vupyt-n=netns:new", "--default", "/dev/net/vupyt-n", "--", "sh", "-c",
+        f"vustack; vustack /dev/net/vupyt-n ip -br link; vumount -t netns new /dev/net/vupyt-m && "
+        f"vumount | cut -d' ' -f1; {SYSTEM_PYTHON} {probe} sock inet stream msock /dev/net/vupyt-m "
+        f"inet stream && vuumount /dev/net/vupyt-m && {SYSTEM_PYTHON} {probe} msock /dev/net/vupyt-m "
+        f"inet stream"])
+    lines = assert_ok(r).splitlines()
+    assert lines[0].split() == ["inet", "/dev/net/vupyt-n", "(session", "default)"], lines
+    assert lines[4].split()[0] == "lo", lines
+    assert lines[5:8] == ["PATH", "/dev/net/vupyt-n", "/dev/net/vupyt-m"], lines
+    own, other = lines[8:10]
+    assert own.startswith("ns:") and other.startswith("ns:") and own != other, lines
+    host = f"ns:{os.stat('/proc/self/ns/net').st_ino}"
+    assert host not in (own, other) and lines[10:] == ["ENOENT"], lines
+
+
+def test_files_written_beside_a_stack_are_kept_without_root(unprivileged, own_dir):
+    files_kept(pathlib.Path(own_dir), lambda argv: as_nobody(unprivileged, argv),
+               ["env", f"PYTHONPATH={unprivileged['lib']}", SYSTEM_PYTHON])
 
 
 def test_netns_new_without_root(unprivileged, own_dir):
@@ -97,8 +122,6 @@ def test_netns_new_without_root(unprivileged, own_dir):
 
 
 @pytest.mark.parametrize("spec, says", [
-    ("/dev/net/x=null", "/dev/net/x: Permission denied (without root, stack files go in a "
-                        "directory you may write"),
     ("{dir}/n=netns:{ns}", "netns:{ns}: cannot enter the namespace: Operation not permitted "
                            "(a vupy without root can use its own namespace, netns:new"),
     ("{dir}/v=vde:vde:///tmp/nothing,netns=x", "vde:vde:///tmp/nothing: netns= needs root"),
@@ -146,11 +169,12 @@ def test_namespace_files_the_user_cannot_enter_give_errors(netns, unprivileged):
     assert out.keys() == set(paths) and set(out.values()) <= {"EPERM", "EACCES"}, out
 
 
-def test_two_stacks_in_one_program_without_root(unprivileged, own_dir):
-    """The core scenario, unprivileged: one program listens on 127.0.0.1:8000
-    of two private stacks through vupy.msocket and reaches each server only
+def test_two_stacks_in_one_program_without_root(unprivileged):
+    """The core scenario, unprivileged, with the command line of a root
+    session: one program listens on 127.0.0.1:8000 of two private stacks
+    named in /dev/net through vupy.msocket and reaches each server only
     through its own stack."""
-    a, b = os.path.join(own_dir, "a"), os.path.join(own_dir, "b")
+    a, b = "/dev/net/vupyt-a", "/dev/net/vupyt-b"
     script = textwrap.dedent("""
         import socket, sys, vupy
         a, b = sys.argv[1:3]

@@ -7,7 +7,7 @@ sets.  The layers, top to bottom:
 
 session (vupy/_session.py)
     Starts COMMAND under a seccomp user-notification filter, gives the
-    session its stack files, passes signals on, ends what COMMAND leaves.
+    session its stacks, passes signals on, ends what COMMAND leaves.
 notification loop (vupy/_notify.py, csrc/supervisor.c)
     Kernel mechanics: receives each trapped call, reads the caller's memory
     and credentials, answers with an errno or injects a socket (ADDFD).

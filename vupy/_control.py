@@ -17,21 +17,31 @@ EINVAL (not a request), EPERM (mount and umount are for the session owner's
 uid and root).  Errors of the operation come in the reply as
 {"errno": N, "error": "message"}.
 
-Operations:
+Operations (PATHs are resolved as the caller would, see vupy/_paths.py; each
+acts in the caller's scope, see vupy/_stacks.py):
     {"op": "mount", "type": T, "source": S, "options": "k=v,...", "path": P}
     {"op": "umount", "path": P, "lazy": bool}
-    {"op": "list"}      -> {"stacks": [{path, type, source, options, users, detached}]}
+    {"op": "list"}      -> {"stacks": [{path, type, source, options, mode, uid, gid,
+                            users, detached}]}
     {"op": "defaults"}  -> {"defaults": [[family, stack name, from the session], ...]}
+    {"op": "depth"}     -> {"depth": 1 in a session, 2 in one nested in it, ...}
+    {"op": "nest", "stacks": [[P, SPEC], ...], "defaults": [[FAMILIES or null, P, TEXT], ...],
+     "userspace": bool} -> {"depth": N}: a nested session (`vupy run` inside a
+                        session): a new scope with these stacks and defaults,
+                        which the caller and its later children belong to
+    {"op": "end"}       the caller's nested session is over: its stacks go
 """
 import errno
 import json
+import os
 
 from . import _families
-from ._stacks import MountError, parse_options
+from ._dispatch import Defaults
+from ._stacks import MountError, apply_defaults, name_key, parse_options, parse_spec
 
 NR_CONTROL = -1000
 MAX_REQUEST = 65536
-MANAGING = ("mount", "umount")
+MANAGING = ("mount", "umount", "nest")
 
 
 class ControlError(Exception):
@@ -50,69 +60,131 @@ def parse_request(data):
     return request
 
 
-def in_use_by_session(stack, session_defaults):
-    """Whether `stack` is a session default: then it lives as long as the
-    session, whatever the processes do."""
-    return any(s is stack for s in session_defaults.values())
+def in_use_by_session(stack, stacks):
+    """Whether `stack` is a session default of a live scope: then it lives as
+    long as the scope, whatever the processes do."""
+    return any(s is stack for scope in stacks.scopes() for s in scope.defaults.values())
 
 
-def users_of(stack, table, session_defaults):
-    """What keeps a detached stack alive: processes, or the session."""
-    return table.users(stack, session_defaults) or in_use_by_session(stack, session_defaults)
-
-
-def keeps_alive(stack, table, session_defaults):
-    """What keeps a detached stack alive: its users, or sockets that die with it."""
-    return users_of(stack, table, session_defaults) or stack.open_sockets()
+def keeps_alive(stack, table, stacks):
+    """What keeps a detached stack alive: processes that use it as a default,
+    a session, or its sockets that die with it."""
+    return table.users(stack) or in_use_by_session(stack, stacks) or stack.open_sockets()
 
 
 def may_manage(euid, owner_uid):
     return euid in (owner_uid, 0)
 
 
-def handle(request, stacks, table, session_defaults, tgid):
-    """The reply (a dict) to one request of process `tgid`."""
+class Caller:
+    """Who made a control call: its process, its Defaults, and its view of
+    paths (`key(path)` and `free_name(path)`: see vupy/_paths.py, bound
+    to the caller; each returns a key or an errno)."""
+
+    def __init__(self, tgid, defaults, key, free_name):
+        self.tgid = tgid
+        self.defaults = defaults
+        self.key = key
+        self.free_name = free_name
+
+
+def handle(request, stacks, table, caller):
+    """The reply (a dict) to one request of `caller` (a Caller)."""
     op = request["op"]
+    scope = caller.defaults.scope
     try:
         if op == "mount":
             path = _text(request, "path")
             options = parse_options(_text(request, "options", ""), "-o")
-            stacks.mount(path, _text(request, "type"), _text(request, "source", ""), options)
+            stacks.mount(scope, path, name_key(caller.free_name(path), path),
+                         _text(request, "type"), _text(request, "source", ""), options)
             return {"path": path}
         if op == "umount":
             path = _text(request, "path")
-            mount = stacks.by_path.get(path)
+            key = name_key(caller.key(path), path)
+            mount = scope.mounts.get(key)
             if mount is None:
-                raise MountError(errno.EINVAL, f"{path}: not a mounted stack")
+                raise MountError(errno.EINVAL, f"{path}: " + (
+                    "not a mounted stack" if scope.lookup(key) is None
+                    else "mounted by an enclosing session, not by this one"))
             lazy = bool(request.get("lazy"))
-            if in_use_by_session(mount.stack, session_defaults) and not lazy:
+            if in_use_by_session(mount.stack, stacks) and not lazy:
                 # Processes can go back to the session default at any time
                 # (msocket(NULL, ..., SOCK_DEFAULT)): it must stay.
                 raise MountError(errno.EBUSY, f"{path}: a session default (vupy run --default); "
                                               "vuumount -l detaches its name")
-            stacks.unmount(path, users_of(mount.stack, table, session_defaults), lazy,
-                           mount.stack.open_sockets())
+            stacks.unmount(scope, mount, table.users(mount.stack), lazy, mount.stack.open_sockets())
             return {"path": path}
         if op == "list":
             rows = []
-            for mount in list(stacks.by_path.values()) + stacks.detached:
+            for mount in scope.visible() + stacks.detached:
                 rows.append({"path": mount.path, "type": mount.type, "source": mount.source,
                              "options": ",".join(f"{k}={v}" for k, v in mount.options.items()),
-                             "users": table.users(mount.stack, session_defaults),
+                             "mode": mount.mode, "uid": mount.uid, "gid": mount.gid,
+                             "users": table.users(mount.stack),
                              "detached": mount.detached})
             return {"stacks": rows}
         if op == "defaults":
-            defaults = table.defaults.get(tgid)
-            rows = []
-            for family in sorted(set(session_defaults) | {f for f, _ in defaults.items()}):
-                own = defaults.get(family)
-                stack = own if own is not None else session_defaults.get(family)
-                rows.append([_families.name(family), stacks.name_of(stack),
-                             own is None])
-            return {"defaults": rows}
+            own = dict(caller.defaults.items())
+            return {"defaults": [[_families.name(family), stacks.name_of(stack), family not in own]
+                                 for family, stack in sorted(caller.defaults.effective().items())]}
+        if op == "depth":
+            return {"depth": scope.depth}
+        if op == "nest":
+            return {"depth": _nest(request, stacks, table, caller).depth}
+        if op == "end":
+            if scope.owner_tgid != caller.tgid:
+                raise MountError(errno.EINVAL, "not the vupy of a nested session")
+            stacks.end(scope, lambda stack: keeps_alive(stack, table, stacks))
+            return {}
         raise MountError(errno.EINVAL, f"unknown operation {op!r}")
     except MountError as e:
         return {"errno": e.errno, "error": str(e)}
+
+
+def _nest(request, stacks, table, caller):
+    """A nested session's scope, with its stacks and defaults, for the
+    caller and its later children; nothing made if anything fails."""
+    if request.get("userspace") and not stacks.serves_proxies:
+        raise MountError(errno.EOPNOTSUPP, "--userspace: the enclosing session does not trap the "
+                                           "calls userspace stacks need: start it with "
+                                           "`vupy run --userspace`")
+    parent = caller.defaults.scope
+    try:
+        owner = os.pidfd_open(caller.tgid)
+    except OSError as e:
+        raise MountError(e.errno, f"cannot follow process {caller.tgid}: {e.strerror}") from None
+    scope = stacks.nest(parent, {}, owner, caller.tgid)
+    try:
+        for path, spec in _pairs(request, "stacks"):
+            stacks.mount(scope, path, name_key(caller.free_name(path), path), *parse_spec(spec))
+        scope.defaults = apply_defaults(caller.defaults.effective(), scope, caller.key,
+                                        _triples(request, "defaults"))
+    except BaseException:
+        stacks.end(scope, lambda stack: False)
+        raise
+    if not table.exact:
+        table.adopt(caller.tgid)        # its unknown children stay where they were
+    table.set(caller.tgid, Defaults(None, scope))
+    return scope
+
+
+def _pairs(request, key):
+    value = request.get(key, [])
+    if not isinstance(value, list) or not all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v) for v in value):
+        raise MountError(errno.EINVAL, f"{key!r} must be a list of [PATH, SPEC]")
+    return value
+
+
+def _triples(request, key):
+    value = request.get(key, [])
+    if not isinstance(value, list) or not all(
+            isinstance(v, list) and len(v) == 3 and isinstance(v[1], str) and isinstance(v[2], str)
+            and (v[0] is None or isinstance(v[0], list) and all(type(f) is int for f in v[0]))
+            for v in value):
+        raise MountError(errno.EINVAL, f"{key!r} must be a list of [FAMILIES, PATH, TEXT]")
+    return value
 
 
 def _text(request, key, default=None):

@@ -35,11 +35,12 @@ CAP_DAC_READ_SEARCH = 2
 MSOCKET_ERRORS = (
     (errno.EFAULT, "path points outside the caller's accessible memory"),
     (errno.ENAMETOOLONG, "path has no NUL in its first PATH_MAX (4096) bytes"),
-    (errno.ENOENT, "path does not exist (also an empty path); ENOTDIR and ELOOP as for stat(2)"),
-    (errno.EOPNOTSUPP, "path exists but is neither a stack file nor a network namespace"),
-    (errno.EACCES, "the caller may not search a directory of path, or may not read the stack file "
-                   "(mode bits, caller's fs ids and groups); for a namespace file, also without "
-                   "CAP_SYS_ADMIN"),
+    (errno.ENOENT, "path is neither a stack's name nor an existing file (also an empty path); "
+                   "ENOTDIR and ELOOP as for stat(2)"),
+    (errno.EOPNOTSUPP, "path exists but is neither a stack's name nor a network namespace"),
+    (errno.EACCES, "the caller may not search a directory of path, or may not read the stack "
+                   "(its mode bits, as for a file: caller's fs ids and groups); for a namespace "
+                   "file, also without CAP_SYS_ADMIN"),
     (errno.EAFNOSUPPORT, "the stack does not serve domain (also with SOCK_DEFAULT; "
                          "domain AF_UNSPEC with a socket type)"),
     (errno.EINVAL, "type is -1 and the stack serves domain (VUOS's probe)"),
@@ -65,7 +66,8 @@ class Call:
 
 @dataclass(frozen=True)
 class Target:
-    """What a path resolved to: a stack, and the file's owner and mode."""
+    """What a path resolved to: a stack, and the owner and mode that msocket
+    checks (the mount's options, or a namespace file's own)."""
 
     stack: object
     uid: int
@@ -86,16 +88,19 @@ class Creds:
 
 
 class Defaults:
-    """A process's default stacks: an immutable map from family to stack.
+    """A process's default stacks: an immutable map from family to stack,
+    and the scope the process belongs to (see vupy/_stacks.py), whose
+    `defaults` are the session defaults for the families the map leaves out.
 
-    Families with no entry use the session's defaults.  Copying is free
-    (processes share the object until one of them changes a default).
+    Copying is free (processes share the object until one of them changes a
+    default).
     """
 
-    __slots__ = ("_map",)
+    __slots__ = ("_map", "scope")
 
-    def __init__(self, mapping=None):
+    def __init__(self, mapping=None, scope=None):
         self._map = dict(mapping or {})
+        self.scope = scope
 
     def get(self, family):
         return self._map.get(family)
@@ -110,10 +115,18 @@ class Defaults:
                 new.pop(family, None)
             else:
                 new[family] = stack
-        return Defaults(new)
+        return Defaults(new, self.scope)
+
+    def cleared(self):
+        """Every family back to the session default."""
+        return Defaults(None, self.scope)
+
+    def effective(self):
+        """family -> stack, the session defaults included."""
+        return {**self.scope.defaults, **self._map}
 
     def __eq__(self, other):
-        return isinstance(other, Defaults) and self._map == other._map
+        return isinstance(other, Defaults) and self._map == other._map and self.scope is other.scope
 
 
 # Decisions ----------------------------------------------------------------
@@ -153,8 +166,8 @@ def c_int(value):
 
 
 def may_read(creds, target):
-    """Read permission on a stack file from its mode bits, as the kernel
-    judges them: owner, else group, else other; CAP_DAC_OVERRIDE and
+    """Read permission on a stack from its mode bits, as the kernel judges
+    a file's: owner, else group, else other; CAP_DAC_OVERRIDE and
     CAP_DAC_READ_SEARCH bypass."""
     if creds.capable(CAP_DAC_OVERRIDE) or creds.capable(CAP_DAC_READ_SEARCH):
         return True
@@ -165,18 +178,17 @@ def may_read(creds, target):
     return bool(target.mode & 0o004)
 
 
-def default_stack(family, defaults, session_defaults):
+def default_stack(family, defaults):
     """The stack a socket of `family` goes to when no path is given."""
     stack = defaults.get(family)
-    return stack if stack is not None else session_defaults.get(family)
+    return stack if stack is not None else defaults.scope.defaults.get(family)
 
 
-def decide(call, defaults, session_defaults, target=None, creds=None):
-    """The decision for one call.
+def decide(call, defaults, target=None, creds=None):
+    """The decision for one call of a process whose Defaults are `defaults`.
 
     `target` is the resolution of ``call.path`` (a Target, or an errno) when
-    the path is bytes; `session_defaults` maps family -> stack for families
-    whose process default is unset.
+    the path is bytes.
     """
     if isinstance(call.path, int):
         return Fail(call.path)
@@ -194,7 +206,7 @@ def decide(call, defaults, session_defaults, target=None, creds=None):
         # msocket(NULL, domain, SOCK_DEFAULT, 0): back to the session default.
         families = None if call.domain == socket.AF_UNSPEC else (call.domain,)
         return SetDefault(families, None)
-    stack = default_stack(call.domain, defaults, session_defaults)
+    stack = default_stack(call.domain, defaults)
     if stack is None:
         return NATIVE
     return _on_stack(call, stack)

@@ -17,7 +17,6 @@ import errno
 import os
 import select
 import socket
-import stat
 import struct
 import sys
 import threading
@@ -28,8 +27,9 @@ from . import _dispatch as dispatch
 from ._dispatch import c_int
 from ._families import family_symbol, protocol_symbol, type_symbol
 from ._native import ffi, lib
+from ._paths import PATH_MAX, Resolver
 from ._proxy import PROXY_CALLS, ProxyServer
-from .stack import KernelStack, ProxyStack, is_netns
+from .stack import KernelStack, ProxyStack
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 AUDIT_ARCH_I386 = 0x40000003
@@ -40,7 +40,6 @@ NR_CONTROL = control.NR_CONTROL
 NR_I386_SOCKET = 359
 NR_I386_SOCKETCALL = 102
 SYS_SOCKET = 1            # socketcall(2) call number
-PATH_MAX = 4096
 O_CLOEXEC = 0o2000000
 SOCKETCALL_ARGS = struct.Struct("=iii")
 CREDS_CALLS = ("capset", "setgroups", "setgroups32", "unshare", "setns")
@@ -72,31 +71,18 @@ PROXY_NRS = {
 }
 
 
-def _proc_self(path, tid, tgid):
-    """/proc/self and /proc/thread-self would name vupy: name the caller."""
-    for link, real in ((b"/proc/self", b"/proc/%d" % tgid),
-                       (b"/proc/thread-self", b"/proc/%d/task/%d" % (tgid, tid))):
-        if path == link or path.startswith(link + b"/"):
-            return real + path[len(link):]
-    return path
-
-
 class Supervisor:
-    def __init__(self, listener, table, events, stacks, session_defaults, trace=None,
-                 proxies=False):
+    def __init__(self, listener, table, events, stacks, trace=None, proxies=False):
         self.listener = listener
-        self.proxy = ProxyServer(listener, table, session_defaults, trace) if proxies else None
+        self.proxy = ProxyServer(listener, table, trace) if proxies else None
         self.table = table
         self.events = events
         self.stacks = stacks                    # the session's StackTable
-        self.session_defaults = session_defaults
+        self.paths = Resolver()
         self.trace = trace
-        self.nsfs_dev = os.stat("/proc/self/ns/net").st_dev
         self.userns = os.stat("/proc/self/ns/user").st_ino
         self.call = ffi.new("struct vupy_call *")
         self.pathbuf = ffi.new("char[]", PATH_MAX)
-        self.stat = ffi.new("struct vupy_stat *")
-        self.namespaces = {}                    # nsfs inode -> KernelStack
         self.argbuf = ffi.new("char[]", SOCKETCALL_ARGS.size)
         # Set once the session's stacks are closed: this thread lives until
         # then, since the helpers it started end with it (see _session.py).
@@ -120,6 +106,7 @@ class Supervisor:
             os.close(self.listener)
             if self.proxy is not None:
                 self.proxy.close()
+            self.paths.close()
             self.released.wait()
 
     def _serve(self):
@@ -174,13 +161,21 @@ class Supervisor:
         return now
 
     def drain(self):
-        """Take in the process events; free lazily unmounted stacks whose
-        last user is gone."""
+        """Take in the process events; end the nested sessions whose vupy is
+        gone; free lazily unmounted stacks whose last user is gone."""
         if self.events is not None:
             self.events.drain(self.table)
-        if self.stacks.detached:
-            self.stacks.collect(lambda stack: control.keeps_alive(stack, self.table,
-                                                                   self.session_defaults))
+        stacks = self.stacks
+        if stacks.nested:
+            owners = {scope.owner: scope for scope in stacks.nested}
+            for fd in select.select(list(owners), [], [], 0)[0]:
+                if not owners[fd].ended:
+                    stacks.end(owners[fd], self._keeps_alive)
+        if stacks.detached:
+            stacks.collect(self._keeps_alive)
+
+    def _keeps_alive(self, stack):
+        return control.keeps_alive(stack, self.table, self.stacks)
 
     def handle(self, call):
         try:
@@ -230,10 +225,10 @@ class Supervisor:
             raw = self.creds_of(call)
             if raw is None:
                 return
-            target = self.resolve(call.pid, tgid, request.path, raw)
+            target = self.paths.resolve(call.pid, tgid, request.path, raw, defaults.scope)
             creds = dispatch.Creds(raw.fsuid, raw.fsgid, tuple(raw.groups[0:raw.ngroups]),
                                    raw.cap_effective)
-        decision = dispatch.decide(request, defaults, self.session_defaults, target, creds)
+        decision = dispatch.decide(request, defaults, target, creds)
         if via_memory or target is not None:
             # What was read must belong to this very call: if the caller
             # died and its pid was reused, the request is gone.
@@ -263,8 +258,12 @@ class Supervisor:
             return self.fail(call, e.errno)
         if request["op"] in control.MANAGING and not control.may_manage(creds.euid, self.stacks.owner[0]):
             return self.fail(call, errno.EPERM)
-        reply = control.encode(control.handle(request, self.stacks, self.table,
-                                              self.session_defaults, known[0]))
+        tgid, defaults = known
+        paths = self.paths
+        caller = control.Caller(tgid, defaults,
+                                lambda path: paths.key(call.pid, tgid, os.fsencode(path), creds),
+                                lambda path: paths.free_name(call.pid, tgid, os.fsencode(path), creds))
+        reply = control.encode(control.handle(request, self.stacks, self.table, caller))
         if len(reply) > reply_size:
             return self.fail(call, errno.ERANGE)
         if lib.vupy_write_mem(call.pid, reply_at, reply, len(reply)) != len(reply):
@@ -299,52 +298,6 @@ class Supervisor:
                 return dispatch.Call(domain, type_, protocol), True
         return errno.ENOSYS
 
-    def resolve(self, tid, tgid, path, creds):
-        """A Target, None (not a stack) or an errno, for a path as the caller
-        would resolve it: absolute paths from its root, relative ones from
-        its cwd, with its credentials (so search permission on each
-        directory is the kernel's own check, done for the caller).
-
-        The walk starts from a descriptor of the caller's root or cwd, not
-        from a "/proc/TID/root/..." string, so a path of up to PATH_MAX bytes
-        stays within PATH_MAX.  /proc/self and /proc/thread-self at the start
-        of a path name the caller, not vupy."""
-        if not path:
-            return errno.ENOENT
-        absolute = path[:1] == b"/"
-        if absolute:
-            path = _proc_self(path, tid, tgid)
-        try:
-            base = os.open(b"/proc/%d/%s" % (tid, b"root" if absolute else b"cwd"),
-                           os.O_PATH | os.O_CLOEXEC)
-        except OSError:
-            return errno.ESRCH
-        try:
-            relative = (path.lstrip(b"/") or b".") if absolute else path
-            rc = lib.vupy_stat_as(base, relative, creds, self.stat)
-            if rc < 0:
-                return -rc
-            st = self.stat
-            mount = self.stacks.lookup((st.dev, st.ino))
-            if mount is not None:
-                return dispatch.Target(mount.stack, st.uid, st.gid, st.mode)
-            if st.dev != self.nsfs_dev or not stat.S_ISREG(st.mode):
-                return None
-            stack = self.namespaces.get(st.ino)
-            if stack is None:
-                try:
-                    fd = os.open(relative, os.O_RDONLY | os.O_CLOEXEC, dir_fd=base)
-                except OSError as e:
-                    return e.errno
-                if not is_netns(fd):
-                    os.close(fd)
-                    return None
-                # Kept for the session: a process may make it its default.
-                stack = self.namespaces[st.ino] = KernelStack(fd)
-            return dispatch.Target(stack, st.uid, st.gid, st.mode, namespace_file=True)
-        finally:
-            os.close(base)
-
     def creds_of(self, call):
         """The caller's credentials, from the cache or /proc (None, and the
         call answered, if they cannot be read)."""
@@ -377,7 +330,7 @@ class Supervisor:
             self.fail(call, decision.errno)
         elif kind is dispatch.SetDefault:
             if decision.families is None:
-                new = dispatch.Defaults()
+                new = defaults.cleared()
             else:
                 new = defaults.with_stack(decision.families, decision.stack)
             if not self.table.exact:

@@ -228,16 +228,11 @@ class ProcessTable:
         self.creds.pop(tid, None)
         lib.vupy_route_forget(tid)
 
-    def users(self, stack, session_defaults):
-        """How many processes have `stack` as a default, their own or the
-        session's (for a family they have not set)."""
-        session = {family for family, s in session_defaults.items() if s is stack}
-        count = 0
-        for defaults in self.defaults.values():
-            own = dict(defaults.items())
-            if any(s is stack for s in own.values()) or session - own.keys():
-                count += 1
-        return count
+    def users(self, stack):
+        """How many processes have `stack` as a default, their own or their
+        scope's session default (for a family they have not set)."""
+        return sum(1 for defaults in self.defaults.values()
+                   if any(s is stack for s in defaults.effective().values()))
 
 
 def status_field(pid, key):

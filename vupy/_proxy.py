@@ -107,10 +107,9 @@ def _pending_signals(tid):
 
 
 class ProxyServer:
-    def __init__(self, listener, table, session_defaults, trace=None):
+    def __init__(self, listener, table, trace=None):
         self.listener = listener
         self.table = table
-        self.session_defaults = session_defaults
         self.trace = trace
         self.proxies = {}        # inode of the program's end -> Proxy
         self.parked = {}         # our copy of the proxy -> (Call, events, resume)
@@ -385,8 +384,7 @@ class ProxyServer:
         stack = proxy.stack if proxy is not None else None
         if stack is None:
             known = self.table.lookup(call.pid)
-            stack = dispatch.default_stack(socket.AF_INET, known[1] if known else dispatch.Defaults(),
-                                           self.session_defaults)
+            stack = dispatch.default_stack(socket.AF_INET, known[1]) if known else None
         if not isinstance(stack, ProxyStack):
             return self.answer(call, cont=True)       # a kernel stack's own answer
         name, index = IFREQ.unpack(self.read(call, call.args[2], IFREQ.size))

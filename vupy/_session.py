@@ -3,15 +3,14 @@
 Order of a session, and why:
 
 1. Stacks are made (and every SPEC checked) before anything else, so that a
-   bad SPEC is refused before any process or namespace exists.
-2. vupy enters a mount namespace of its own, a slave of the original one, and
-   shadows each directory holding a stack file with a tmpfs in which every
-   original entry is bind-mounted back (so /dev/net/tun stays usable).  The
-   session's processes inherit this view; nobody outside sees it.
-3. vupy subscribes to process events (see _procs.py) and becomes a child
+   bad SPEC is refused before any process or namespace exists.  Their
+   PATHs are names that the supervisor resolves (vupy/_paths.py): nothing
+   is created on disk, nothing is covered, nothing a program writes can be
+   lost or hidden.
+2. vupy subscribes to process events (see _procs.py) and becomes a child
    subreaper, so that orphans of the session are reparented to it and it
    can end them with the session.
-4. A keeper is forked, and COMMAND is forked from it; the child installs
+3. A keeper is forked, and COMMAND is forked from it; the child installs
    the filter (which, in a session with userspace stacks, also traps the
    calls of proxy descriptors: see _proxy.py), vupy takes a copy of the
    listener (pidfd_getfd), and the child executes COMMAND.  The keeper is
@@ -21,11 +20,11 @@ Order of a session, and why:
    runs on unsupervised, and trapped calls made in the meantime fail with
    ENOSYS, since the listener is gone.  When COMMAND ends, the keeper
    passes its wait status to vupy and exits.
-5. The main thread waits for signals: SIGCHLD reaps, and SIGINT, SIGTERM,
+4. The main thread waits for signals: SIGCHLD reaps, and SIGINT, SIGTERM,
    SIGHUP and SIGQUIT sent by a process (not by the terminal, which signals
    COMMAND's process group itself) are passed on to COMMAND, and so is a
    terminal hangup when vupy leads the terminal's session.
-6. When COMMAND ends, what it left running in the session (reparented to
+5. When COMMAND ends, what it left running in the session (reparented to
    vupy, a subreaper) gets SIGTERM, then SIGKILL after two seconds; vupy
    exits with COMMAND's status.
 """
@@ -35,17 +34,15 @@ import socket
 import threading
 import time
 
-from . import _families, _native
+from . import _native
 from ._dispatch import Defaults
 from ._notify import Supervisor
+from ._paths import Resolver
 from ._procs import ProcessEvents, ProcessTable, children, status_field
 from .stack import CAP_SYS_ADMIN, capable
-from ._stacks import MountError, StackTable, parse_spec, sys_mount
+from ._stacks import MountError, StackTable, apply_defaults, name_key, parse_spec
 from .modules.host import HostModule
 
-CLONE_NEWNS = 0x00020000
-MS_REC = 16384
-MS_SLAVE = 1 << 19
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -57,54 +54,38 @@ class SessionError(Exception):
     """The session cannot start: the message says why."""
 
 
-def enter_mount_namespace():
-    """Give vupy (and so the session) a mount namespace of its own, a slave
-    of the original one: mounts from outside still appear in it, and the
-    stack files made in it appear nowhere else."""
-    if _native.lib.vupy_unshare(CLONE_NEWNS) < 0:
-        raise SessionError("cannot make a mount namespace for the stack files: "
-                           "vupy run needs root (CAP_SYS_ADMIN)")
-    try:
-        sys_mount(None, "/", None, MS_REC | MS_SLAVE)
-    except OSError as e:
-        raise SessionError(str(e)) from None
-
-
 def prepare(stack_options, default_options):
-    """Make the session's stacks and defaults, in a new mount namespace
-    (without CAP_SYS_ADMIN, in none: see StackTable).
+    """Make the session's stacks and defaults.
 
     `stack_options`: [(path, spec)]; `default_options`: [(families or None,
-    path, text)].  Returns (StackTable, session defaults: family -> stack);
+    path, text)].  Returns the StackTable, whose session scope holds them;
     SessionError, with everything made so far closed, on any problem."""
-    privileged = capable(CAP_SYS_ADMIN)
-    stacks = StackTable((os.getuid(), os.getgid()), private=privileged)
+    if _native.lib.vupy_self_creds() < 0:
+        raise SessionError("cannot read vupy's own credentials")
+    stacks = StackTable((os.getuid(), os.getgid()))
     try:
         # The built-in module's, whatever is registered under "host": and
         # no entry-point scan when there is no --stack.
         host = HostModule().create("", {})
         host.label = "host"
         stacks.keep(host)
-        if privileged:
-            enter_mount_namespace()
+        # The PATHs are names in vupy's own view, as a program's are in its.
+        me = os.getpid()
+        creds = _native.ffi.new("struct vupy_creds *")
+        _native.lib.vupy_read_creds(me, creds)
+        paths = Resolver()
         for path, spec in stack_options:
-            stacks.mount(path, *parse_spec(spec))
-        defaults = {family: host for family in host.families}
-        for families, path, text in default_options:
-            mount = stacks.by_path.get(path)
-            if mount is None:
-                raise SessionError(f"--default {text!r}: {path} is not a --stack PATH of this session")
-            for family in families or sorted(mount.stack.families):
-                if family not in mount.stack.families:
-                    raise SessionError(f"--default {text!r}: {path} does not serve "
-                                       f"{_families.name(family)}")
-                defaults[family] = mount.stack
+            key = name_key(paths.free_name(me, me, os.fsencode(path), creds), path)
+            stacks.mount(stacks.session, path, key, *parse_spec(spec))
+        stacks.session.defaults = apply_defaults(
+            {family: host for family in host.families}, stacks.session,
+            lambda path: paths.key(me, me, os.fsencode(path), creds), default_options)
     except BaseException as e:
         stacks.close()
         if isinstance(e, MountError):
             raise SessionError(str(e)) from None
         raise
-    return stacks, defaults
+    return stacks
 
 
 def _descendants():
@@ -206,11 +187,10 @@ def _start_child(argv, to_parent, no_new_privs, mask, features):
         os._exit(125)
 
 
-def run(argv, stacks, session_defaults, trace=None, userspace=False):
+def run(argv, stacks, trace=None, userspace=False):
     """Run argv in a session; return its exit status.
 
-    `stacks`: the StackTable from `prepare`; `session_defaults`: family -> stack;
-    `userspace`: trap the calls of proxy descriptors even if no userspace
+    `stacks`: the StackTable from `prepare`; `userspace`: trap the calls of proxy descriptors even if no userspace
     stack is mounted yet (they are trapped anyway if one is).
     """
     events = None
@@ -224,8 +204,6 @@ def run(argv, stacks, session_defaults, trace=None, userspace=False):
                 trace(f"no process events ({e.strerror}): following forks without them")
     table = ProcessTable(exact=events is not None)
     _native.lib.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    if _native.lib.vupy_self_creds() < 0:
-        raise SessionError("cannot read vupy's own credentials")
 
     waited = set(FORWARDED) | {signal.SIGCHLD}
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
@@ -246,7 +224,7 @@ def run(argv, stacks, session_defaults, trace=None, userspace=False):
         if line[:1] != [b"L"]:  # COMMAND said why on stderr, and ended
             return _exit_code(_wait_command(waited, keeper, None, parent_end, False, line))
         command = int(line[1])
-        table.add(command, Defaults())
+        table.add(command, Defaults(None, stacks.session))
         listener = _native.lib.vupy_getfd(command, int(line[2]))
         if listener < 0:
             os.kill(command, signal.SIGKILL)
@@ -254,7 +232,7 @@ def run(argv, stacks, session_defaults, trace=None, userspace=False):
         os.write(parent_end.fileno(), b"!")
         if _native.lib.vupy_set_sync_wakeup(listener) < 0 and trace:
             trace("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP not available")
-        supervisor = Supervisor(listener, table, events, stacks, session_defaults, trace, userspace)
+        supervisor = Supervisor(listener, table, events, stacks, trace, userspace)
         thread = threading.Thread(target=supervisor.run, name="vupy-notify", daemon=True)
         thread.start()
         status = _wait_command(waited, keeper, command, parent_end, os.getsid(0) == vupy_pid)

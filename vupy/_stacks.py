@@ -1,12 +1,23 @@
 """The session's stacks: modules found through entry points, stacks made
-from SPECs, and the stack files that name them.
+from SPECs, and the names that stand for them.
 
-A stack is *mounted* at a PATH: vupy creates a regular file there, in the
-session's own mount namespace (the directory holding it is shadowed by a
-tmpfs into which its original entries are bind-mounted back, so nothing
-changes outside the session and /dev/net/tun stays usable inside).  The
-dispatcher knows a stack file by its (device, inode), so renaming or
-hard-linking it keeps it a stack, and a copy is not one.
+A stack is *mounted* at a PATH, and the PATH is a name, not a file: vupy
+creates nothing on disk.  A file would have to go into a real directory
+(seen by everybody, and left behind if vupy is killed) or into a copy of
+the directory laid over it for the session (which hides, and loses at the
+end, whatever programs write there).  Instead the supervisor resolves the
+path a program gives to msocket(2) itself (vupy/_paths.py): the directory
+part as the kernel would for the caller, the last component by name.  A
+stack is thus known by its *key*: (device, inode) of its directory and its
+name, so any spelling of the path that reaches the same directory names it
+(a relative path, a symbolic link to the directory), and nothing about the
+directory changes.  Its mode, owner and group, which msocket checks as it
+would a file's, are options of the mount.
+
+Stacks live in *scopes*.  The session's scope holds the `--stack`s and
+what `vumount` adds; a `vupy run` inside the session opens a nested scope
+(see `StackTable.nest`) whose stacks only its own processes see, in front
+of the enclosing ones, and which ends with it.
 
 Stacks can be mounted when the session starts (`vupy run --stack`) and while
 it runs (`vumount`), and unmounted (`vuumount`): an unmount fails with EBUSY
@@ -15,18 +26,14 @@ name at once and frees the stack when its last user is gone.
 """
 import errno
 import os
-import stat
 from dataclasses import dataclass, field
 
-from . import _native
+from . import _families
 from .stack import ProxyStack, StackError
 
 GROUP = "vupy.stacks"
-FILE_OPTIONS = ("mode", "uid", "gid")   # options of the stack file, not of the module
+FILE_OPTIONS = ("mode", "uid", "gid")   # what msocket checks, as for a file: not the module's
 DEFAULT_MODE = 0o644
-MS_NOSUID = 2
-MS_BIND = 4096
-MS_REC = 16384
 
 
 class MountError(Exception):
@@ -94,7 +101,7 @@ def parse_options(text, where):
 
 
 def file_attributes(options, owner):
-    """Split the stack file's own options (mode, uid, gid) off `options`:
+    """Split the stack's own options (mode, uid, gid) off `options`:
     returns (mode, uid, gid, the module's options)."""
     rest = {k: v for k, v in options.items() if k not in FILE_OPTIONS}
     try:
@@ -108,6 +115,26 @@ def file_attributes(options, owner):
     return mode, uid, gid, rest
 
 
+def apply_defaults(defaults, scope, key_of, options):
+    """Session defaults: `defaults` (family -> stack) with each `--default`
+    of `options` ([(families or None, path, text)]) applied in order; its
+    path must name a stack of `scope` (the `--stack`s of the same command
+    line), `key_of(path)` being its key or an errno.  MountError naming a
+    bad option."""
+    defaults = dict(defaults)
+    for families, path, text in options:
+        mount = scope.mounts.get(key_of(path))
+        if mount is None:
+            raise MountError(errno.EINVAL, f"--default {text!r}: {path} is not a --stack PATH "
+                                           "of this session")
+        for family in families or sorted(mount.stack.families):
+            if family not in mount.stack.families:
+                raise MountError(errno.EINVAL, f"--default {text!r}: {path} does not serve "
+                                               f"{_families.name(family)}")
+            defaults[family] = mount.stack
+    return defaults
+
+
 def make_stack(module_name, source, options, modules=None):
     """A stack made by module `module_name`; MountError naming the problem."""
     module = load_module(module_name, modules)
@@ -117,16 +144,31 @@ def make_stack(module_name, source, options, modules=None):
         raise MountError(errno.EINVAL, str(e)) from None
 
 
-# Stack files ---------------------------------------------------------------
+# Mounted stacks ------------------------------------------------------------
+
+def name_key(key, path):
+    """`key` (see vupy/_paths.py: a stack's key for `path`, or an errno), or
+    MountError saying what is wrong with `path` as a stack's name."""
+    if not isinstance(key, int):
+        return key
+    why = {errno.ENOENT: f"directory {os.path.dirname(path) or '.'} does not exist",
+           errno.EEXIST: "exists: a stack's name must not be a file's, which msocket would "
+                         "no longer reach",
+           errno.EINVAL: "not a name for a stack (it ends in /, . or ..)"}
+    raise MountError(key, f"{path}: {why.get(key) or os.strerror(key)}")
+
 
 @dataclass(eq=False)
 class Mount:
-    path: str
+    path: str               # as the mounter gave it, for listings and messages
+    key: tuple              # (st_dev, st_ino of its directory, name as bytes)
     type: str
     source: str
-    options: dict
+    options: dict           # the module's
     stack: object
-    key: tuple = None        # (st_dev, st_ino) of the stack file
+    mode: int = DEFAULT_MODE
+    uid: int = 0
+    gid: int = 0
     detached: bool = field(default=False)
 
     @property
@@ -135,169 +177,152 @@ class Mount:
         return text + "".join(f",{k}={v}" for k, v in self.options.items())
 
 
-def sys_mount(source, target, fstype, flags, data=None):
-    lib, ffi = _native.lib, _native.ffi
-    rc = lib.mount(source.encode() if source else ffi.NULL, target.encode(),
-                   fstype.encode() if fstype else ffi.NULL, flags,
-                   data.encode() if data else ffi.NULL)
-    if rc < 0:
-        err = ffi.errno
-        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+@dataclass(eq=False)
+class Scope:
+    """The stacks a group of processes can name, and their session defaults.
 
+    The session's own scope has no parent; a nested `vupy run` makes one
+    whose parent is its caller's, owned by that vupy process (`owner`, a
+    pidfd) and ended when it ends.  Each process belongs to one scope (its
+    Defaults say which), copied at fork like its defaults."""
 
-def shadow(directory):
-    """Put a tmpfs over `directory` holding what it held: bind mounts of the
-    original entries (symbolic links are copied)."""
-    st = os.stat(directory)
-    old = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        entries = os.listdir(f"/proc/self/fd/{old}")
-        sys_mount("tmpfs", directory, "tmpfs", MS_NOSUID,
-               f"mode={stat.S_IMODE(st.st_mode):o},uid={st.st_uid},gid={st.st_gid}")
-        for entry in entries:
-            source = f"/proc/self/fd/{old}/{entry}"
-            target = os.path.join(directory, entry)
-            try:
-                est = os.lstat(source)
-            except FileNotFoundError:  # gone while we looked (/proc, say)
-                continue
-            if stat.S_ISLNK(est.st_mode):
-                os.symlink(os.readlink(source), target)
-            elif stat.S_ISDIR(est.st_mode):
-                os.mkdir(target)
-                sys_mount(source, target, None, MS_BIND | MS_REC)
-            else:
-                os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-                sys_mount(source, target, None, MS_BIND)
-    finally:
-        os.close(old)
+    parent: object = None
+    defaults: dict = field(default_factory=dict)    # family -> stack
+    owner: int = None           # pidfd of the nested vupy that made it
+    owner_tgid: int = None
+    mounts: dict = field(default_factory=dict)      # key -> Mount
+    ended: bool = False
+
+    def lookup(self, key):
+        """The Mount named by `key` here or in an enclosing scope."""
+        scope = self
+        while scope is not None:
+            mount = scope.mounts.get(key)
+            if mount is not None:
+                return mount
+            scope = scope.parent
+        return None
+
+    def visible(self):
+        """Every mount its processes can name, innermost first."""
+        seen, scope = {}, self
+        while scope is not None:
+            for key, mount in scope.mounts.items():
+                seen.setdefault(key, mount)
+            scope = scope.parent
+        return list(seen.values())
+
+    @property
+    def depth(self):
+        """1 for the session's scope, 2 for a session nested in it, ..."""
+        return 1 if self.parent is None else 1 + self.parent.depth
 
 
 class StackTable:
-    """The session's mounted stacks, by path and by stack file.
+    """The session's stacks: their scopes, the lazily unmounted ones still
+    in use, and the unnamed `host` default."""
 
-    `private`: the table is used inside the session's own mount namespace,
-    where stack files are made on a tmpfs over their directory and seen by
-    nobody else.  Otherwise (vupy without CAP_SYS_ADMIN) they are made in
-    the directory itself, which the user must be able to write, and
-    removed when the stack is."""
-
-    def __init__(self, owner, private=True):
+    def __init__(self, owner):
         self.owner = owner              # (uid, gid) of who runs the session
-        self.private = private
-        self.by_path = {}
-        self.by_file = {}
+        self.session = Scope()
+        self.nested = []                # the live nested scopes
         self.detached = []              # lazily unmounted, still in use
         self.unnamed = []
-        self.shadowed = set()
         # Whether the session traps the calls of proxy descriptors: None
         # until the session starts (any stack may be mounted before).
         self.serves_proxies = None
 
-    def lookup(self, key):
-        return self.by_file.get(key)
+    def scopes(self):
+        return [self.session] + self.nested
+
+    def mounts(self):
+        return [m for scope in self.scopes() for m in scope.mounts.values()] + self.detached
 
     def name_of(self, stack):
-        for mount in self.by_path.values():
+        for mount in self.mounts():
             if mount.stack is stack:
-                return mount.path
-        for mount in self.detached:
-            if mount.stack is stack:
-                return f"{mount.path} (unmounted)"
+                return mount.path + (" (unmounted)" if mount.detached else "")
         return getattr(stack, "label", None) or "stack"
 
-    def mount(self, path, type_, source, options, modules=None):
-        """Make a stack with module `type_` and create its file at `path`
-        (absolute).  `options` holds the module's options and the file's
-        own (mode, uid, gid).  MountError, with nothing changed, on failure."""
+    def mount(self, scope, path, key, type_, source, options, modules=None):
+        """Make a stack with module `type_` and name it `path` (whose key the
+        caller resolved, see vupy/_paths.py) in `scope`.  `options` holds the
+        module's options and the name's own (mode, uid, gid).  MountError,
+        with nothing changed, on failure."""
         mode, uid, gid, module_options = file_attributes(options, self.owner)
-        if path in self.by_path:
+        if key in scope.mounts:
             raise MountError(errno.EBUSY, f"{path}: a stack is mounted there already")
-        directory = os.path.dirname(path)
-        if not os.path.isabs(path) or not os.path.isdir(directory):
-            raise MountError(errno.ENOENT, f"{path}: directory {directory} does not exist")
-        if os.path.lexists(path):
-            raise MountError(errno.EEXIST, f"{path}: exists (and is not a stack)")
         stack = make_stack(type_, source, module_options, modules)
         if isinstance(stack, ProxyStack) and self.serves_proxies is False:
             stack.close()
             raise MountError(errno.EOPNOTSUPP, f"{path}: {type_} is a userspace stack, and this "
                                                "session does not trap the calls its sockets need: "
                                                "start it with `vupy run --userspace`")
-        mount = Mount(path, type_, source, module_options, stack)
-        try:
-            if self.private and directory not in self.shadowed:
-                shadow(directory)
-                self.shadowed.add(directory)
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, f"vupy stack {mount.spec}\n".encode())
-                os.fchown(fd, uid, gid)
-                os.fchmod(fd, mode)
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
-        except OSError as e:
-            stack.close()
-            hint = "" if self.private or e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) else \
-                " (without root, stack files go in a directory you may write, such as $XDG_RUNTIME_DIR)"
-            raise MountError(e.errno, f"{path}: {e.strerror}{hint}") from None
-        mount.key = (st.st_dev, st.st_ino)
-        self.by_path[path] = mount
-        self.by_file[mount.key] = mount
+        mount = Mount(path, key, type_, source, module_options, stack, mode, uid, gid)
+        scope.mounts[key] = mount
         return mount
 
-    def unmount(self, path, users, lazy, sockets=0):
-        """Remove the stack file at `path`.  `users` counts the processes
+    def unmount(self, scope, mount, users, lazy, sockets=0):
+        """Remove `mount`, a name of `scope`.  `users` counts the processes
         that use the stack, `sockets` its open sockets that die with it: EBUSY
         if there is any, unless lazy, which detaches the name now and leaves
         freeing to `collect`."""
-        mount = self.by_path.get(path)
-        if mount is None:
-            raise MountError(errno.EINVAL, f"{path}: not a mounted stack")
         if (users or sockets) and not lazy:
             what = [f"as a default by {users} process{'es' if users != 1 else ''}"] if users else []
             what += [f"by {sockets} open socket{'s' if sockets != 1 else ''}"] if sockets else []
-            raise MountError(errno.EBUSY, f"{path}: in use {' and '.join(what)} "
+            raise MountError(errno.EBUSY, f"{mount.path}: in use {' and '.join(what)} "
                                           f"(vuumount -l detaches it now, frees it later)")
-        users = users or sockets
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass  # removed by hand: the stack goes all the same
-        del self.by_path[path]
-        del self.by_file[mount.key]
-        if users:
+        del scope.mounts[mount.key]
+        self._release(mount, users or sockets)
+        return mount
+
+    def _release(self, mount, used):
+        if used:
             mount.detached = True
             self.detached.append(mount)
         else:
             mount.stack.close()
-        return mount
 
-    def collect(self, users_of):
-        """Free the detached stacks nobody uses any more."""
+    def nest(self, parent, defaults, owner, owner_tgid):
+        """A new scope inside `parent` for a nested session (see Scope)."""
+        scope = Scope(parent, defaults, owner, owner_tgid)
+        self.nested.append(scope)
+        return scope
+
+    def end(self, scope, keeps_alive):
+        """End a nested scope: its names go; each stack is freed now, or by
+        `collect` once nothing keeps it alive (`keeps_alive(stack)`); the
+        scopes nested in it end first."""
+        for inner in [s for s in self.nested if s.parent is scope]:
+            self.end(inner, keeps_alive)
+        self.nested.remove(scope)
+        scope.ended = True
+        os.close(scope.owner)
+        mounts, scope.mounts = list(scope.mounts.values()), {}
+        for mount in mounts:
+            self._release(mount, keeps_alive(mount.stack))
+        return mounts
+
+    def collect(self, keeps_alive):
+        """Free the detached stacks nothing keeps alive any more."""
         for mount in list(self.detached):
-            if not users_of(mount.stack):
+            if not keeps_alive(mount.stack):
                 self.detached.remove(mount)
                 mount.stack.close()
 
     def has_proxy_stacks(self):
-        return any(isinstance(m.stack, ProxyStack) for m in self.by_path.values())
+        return any(isinstance(m.stack, ProxyStack) for m in self.mounts())
 
     def keep(self, stack):
-        """Close `stack` with the table, though it has no file (`host`)."""
+        """Close `stack` with the table, though it has no name (`host`)."""
         self.unnamed.append(stack)
 
     def close(self):
         """Close every stack (once: a second call finds none)."""
-        for mount in list(self.by_path.values()) + self.detached:
+        for mount in self.mounts():
             mount.stack.close()
-        if not self.private:
-            for path in self.by_path:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
         for stack in self.unnamed:
             stack.close()
-        self.by_path, self.detached, self.unnamed = {}, [], []
+        for scope in self.scopes():
+            scope.mounts = {}
+        self.nested, self.detached, self.unnamed = [], [], []

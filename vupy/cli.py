@@ -27,28 +27,29 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def absolute(path):
+    """A relative PATH made absolute, as the kernel will resolve it: from
+    the current directory, with no lexical clean-up of `..`."""
+    return os.path.join(os.getcwd(), path)
+
+
 def parse_stack_option(text):
+    """'PATH=SPEC' -> (absolute PATH, SPEC)."""
     path, eq, spec = text.partition("=")
     if not eq or not path or not spec:
         raise UsageError(f"--stack {text!r}: expected PATH=SPEC")
-    if not os.path.isabs(path) or os.path.normpath(path) != path or path == "/":
-        raise UsageError(f"--stack {text!r}: PATH must be a normalised absolute file path")
-    if not os.path.isdir(os.path.dirname(path)):
-        raise UsageError(f"--stack {text!r}: directory {os.path.dirname(path)} does not exist")
-    if os.path.isdir(path):
-        raise UsageError(f"--stack {text!r}: {path} is a directory")
-    return path, spec
+    return absolute(path), spec
 
 
 def parse_default_option(text):
-    """'[FAMILIES=]PATH' -> (families or None, path, text)."""
+    """'[FAMILIES=]PATH' -> (families or None, absolute path, text)."""
     left, eq, right = text.partition("=")
     if eq and "/" not in left:
         try:
-            return _families.parse(left), right, text
+            return _families.parse(left), absolute(right), text
         except ValueError as e:
             raise UsageError(f"--default {text!r}: {e}") from None
-    return None, text, text
+    return None, absolute(text), text
 
 
 def _tracer(destination):
@@ -101,21 +102,17 @@ def main(argv=None):
         if not args.argv:
             raise UsageError("no COMMAND given (vupy run [OPTIONS] -- COMMAND [ARG...])")
         stack_options = [parse_stack_option(text) for text in args.stack]
-        paths = [path for path, _ in stack_options]
-        for path in paths:
-            if paths.count(path) > 1:
-                raise UsageError(f"--stack {path}: given twice")
         default_options = [parse_default_option(text) for text in args.default]
         try:
             trace = None if args.trace is None else _tracer(args.trace)
         except OSError as e:
             raise UsageError(f"--trace={args.trace}: {e.strerror}") from None
-        stacks, defaults = prepare(stack_options, default_options)
+        stacks = prepare(stack_options, default_options)
     except (UsageError, SessionError) as e:
         print(f"vupy: {e}", file=sys.stderr)
         return USAGE_ERROR
     try:
-        return run(args.argv, stacks, defaults, trace, args.userspace)
+        return run(args.argv, stacks, trace, args.userspace)
     except SessionError as e:
         print(f"vupy: {e}", file=sys.stderr)
         return USAGE_ERROR

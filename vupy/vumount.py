@@ -27,11 +27,11 @@ def _fail(prog, error):
 
 def list_stacks():
     rows = control({"op": "list"})["stacks"]
-    print(f"{'PATH':20} {'TYPE':8} {'SOURCE':20} {'OPTIONS':16} USERS")
+    print(f"{'PATH':20} {'TYPE':8} {'SOURCE':20} {'OPTIONS':16} {'MODE':5} {'OWNER':11} USERS")
     for row in rows:
         path = row["path"] + (" (detached)" if row["detached"] else "")
-        print(f"{path:20} {row['type']:8} {row['source'] or '-':20} "
-              f"{row['options'] or '-':16} {row['users']}")
+        print(f"{path:20} {row['type']:8} {row['source'] or '-':20} {row['options'] or '-':16} "
+              f"{row['mode']:04o}  {row['uid']}:{row['gid']:<{10 - len(str(row['uid']))}} {row['users']}")
     return 0
 
 
@@ -51,7 +51,7 @@ def vumount(argv=None):
             parser.error("mounting needs -t TYPE, SOURCE and PATH")
         source = "" if args.source == "none" else args.source
         control({"op": "mount", "type": args.type, "source": source,
-                 "options": args.options, "path": os.path.abspath(args.path)})
+                 "options": args.options, "path": os.path.join(os.getcwd(), args.path)})
     except OSError as e:
         return _fail("vumount", e)
     return 0
@@ -64,7 +64,7 @@ def vuumount(argv=None):
     parser.add_argument("path", metavar="PATH")
     args = parser.parse_args(argv)
     try:
-        control({"op": "umount", "path": os.path.abspath(args.path), "lazy": args.lazy})
+        control({"op": "umount", "path": os.path.join(os.getcwd(), args.path), "lazy": args.lazy})
     except OSError as e:
         return _fail("vuumount", e)
     return 0
