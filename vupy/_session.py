@@ -21,10 +21,12 @@ Order of a session, and why:
    runs on unsupervised, and trapped calls made in the meantime fail with
    ENOSYS, since the listener is gone.  When COMMAND ends, the keeper
    passes its wait status to vupy and exits.
-5. The main thread waits for signals: SIGCHLD reaps, and SIGINT, SIGTERM,
-   SIGHUP and SIGQUIT sent by a process (not by the terminal, which signals
+5. The main thread waits for signals (blocked from vupy's start, in every
+   thread: see block_signals): SIGCHLD reaps, and SIGINT, SIGTERM, SIGHUP
+   and SIGQUIT sent by a process (not by the terminal, which signals
    COMMAND's process group itself) are passed on to COMMAND, and so is a
-   terminal hangup when vupy leads the terminal's session.
+   terminal hangup when vupy leads the terminal's session.  One that comes
+   before COMMAND starts ends vupy (Interrupted).
 6. When COMMAND ends, what it left running in the session (reparented to
    vupy, a subreaper) gets SIGTERM, then SIGKILL after two seconds; vupy
    exits with COMMAND's status.
@@ -49,12 +51,36 @@ MS_SLAVE = 1 << 19
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+WAITED = frozenset({*FORWARDED, signal.SIGCHLD})
 SI_KERNEL = 0x80
 GRACE_SECONDS = 2.0
 
 
 class SessionError(Exception):
     """The session cannot start: the message says why."""
+
+
+class Interrupted(SessionError):
+    """A forwarded signal came before COMMAND started: vupy ends with
+    `status`, 128+N, as a shell reports a command killed by signal N."""
+
+    def __init__(self, signo):
+        super().__init__(f"{signal.Signals(signo).name} before COMMAND started: nothing was run")
+        self.status = 128 + signo
+
+
+def block_signals():
+    """Block the signals vupy's main thread waits for (WAITED); return the
+    signal mask as it was, COMMAND's.
+
+    Called first thing, before any stack or thread is made: a thread
+    inherits its creator's mask, and a signal the main thread waits for
+    must never be taken by another thread instead (a module's, such as
+    vde's plug watcher, or rtnetlink's).  There Python would handle it: a
+    SIGINT would raise KeyboardInterrupt in the main thread, a SIGCHLD be
+    lost.  Blocked everywhere, each stays pending until the main thread
+    takes it (sigwaitinfo).  Helpers unblock them (stack.start_helper)."""
+    return signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
 
 
 def enter_mount_namespace():
@@ -89,6 +115,7 @@ def prepare(stack_options, default_options):
             enter_mount_namespace()
         for path, spec in stack_options:
             stacks.mount(path, *parse_spec(spec))
+            _refuse_if_signalled()
         defaults = {family: host for family in host.families}
         for families, path, text in default_options:
             mount = stacks.by_path.get(path)
@@ -105,6 +132,14 @@ def prepare(stack_options, default_options):
             raise SessionError(str(e)) from None
         raise
     return stacks, defaults
+
+
+def _refuse_if_signalled():
+    """Interrupted if a forwarded signal is pending: it came before COMMAND
+    started, when it can only have been meant for vupy."""
+    info = signal.sigtimedwait(FORWARDED, 0)
+    if info is not None:
+        raise Interrupted(info.si_signo)
 
 
 def _descendants():
@@ -179,10 +214,15 @@ def _keep(argv, to_parent, no_new_privs, mask, features, vupy_pid):
 def _start_child(argv, to_parent, no_new_privs, mask, features):
     """In COMMAND's process: install the filter, hand over the listener, exec."""
     try:
-        # Python ignores these two; an ignored signal stays ignored across
-        # execve, and COMMAND must start with the dispositions it would have.
+        # COMMAND must start with the dispositions it would have.  Python
+        # ignores these two, and an ignored signal stays ignored across
+        # execve; it also catches SIGINT, and a SIGINT that comes before the
+        # execve (from the terminal) must act as on a program that has not
+        # set its own disposition yet, not raise KeyboardInterrupt here.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         listener = _native.lib.vupy_filter_install(no_new_privs, features)
         if listener < 0:
@@ -206,13 +246,15 @@ def _start_child(argv, to_parent, no_new_privs, mask, features):
         os._exit(125)
 
 
-def run(argv, stacks, session_defaults, trace=None, userspace=False):
+def run(argv, stacks, session_defaults, mask, trace=None, userspace=False):
     """Run argv in a session; return its exit status.
 
     `stacks`: the StackTable from `prepare`; `session_defaults`: family -> stack;
+    `mask`: COMMAND's signal mask, the one vupy started with (block_signals);
     `userspace`: trap the calls of proxy descriptors even if no userspace
     stack is mounted yet (they are trapped anyway if one is).
     """
+    _refuse_if_signalled()
     events = None
     if os.environ.get("VUPY_PROCESS_EVENTS") != "off":
         try:
@@ -227,8 +269,6 @@ def run(argv, stacks, session_defaults, trace=None, userspace=False):
     if _native.lib.vupy_self_creds() < 0:
         raise SessionError("cannot read vupy's own credentials")
 
-    waited = set(FORWARDED) | {signal.SIGCHLD}
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     no_new_privs = 0 if capable(CAP_SYS_ADMIN) else 1
     userspace = userspace or stacks.has_proxy_stacks()
@@ -244,7 +284,7 @@ def run(argv, stacks, session_defaults, trace=None, userspace=False):
     with parent_end:
         line = os.read(parent_end.fileno(), 64).split()
         if line[:1] != [b"L"]:  # COMMAND said why on stderr, and ended
-            return _exit_code(_wait_command(waited, keeper, None, parent_end, False, line))
+            return _exit_code(_wait_command(keeper, None, parent_end, False, line))
         command = int(line[1])
         table.add(command, Defaults())
         listener = _native.lib.vupy_getfd(command, int(line[2]))
@@ -257,7 +297,7 @@ def run(argv, stacks, session_defaults, trace=None, userspace=False):
         supervisor = Supervisor(listener, table, events, stacks, session_defaults, trace, userspace)
         thread = threading.Thread(target=supervisor.run, name="vupy-notify", daemon=True)
         thread.start()
-        status = _wait_command(waited, keeper, command, parent_end, os.getsid(0) == vupy_pid)
+        status = _wait_command(keeper, command, parent_end, os.getsid(0) == vupy_pid)
     _end_leftovers()
     # Helpers that the supervisor thread started (vde_plug of a stack that
     # vumount made) die with that thread (PR_SET_PDEATHSIG): the stacks end
@@ -270,13 +310,13 @@ def run(argv, stacks, session_defaults, trace=None, userspace=False):
     return _exit_code(status)
 
 
-def _wait_command(waited, keeper, command, parent_end, session_leader, line=()):
+def _wait_command(keeper, command, parent_end, session_leader, line=()):
     """Wait for COMMAND's end and return its wait status, passing on the
     signals of FORWARDED meanwhile (see the module's docstring, step 5).
     The keeper reports the status (`line`, if already read); if the keeper
     itself was killed, COMMAND is reparented to vupy and reaped here."""
     while True:
-        info = signal.sigwaitinfo(waited)
+        info = signal.sigwaitinfo(WAITED)
         if info.si_signo == signal.SIGCHLD:
             ended = _reap_all()
             if command in ended:
