@@ -9,6 +9,10 @@ process groups:
   vde_plug, the namespace holder of a vupy without root) are in sessions of
   their own, with no signal blocked, and never get it; vupy prints no
   traceback and exits with COMMAND's status;
+* a signal sent to the process group of vupy and COMMAND (kill -INT -PGID,
+  -TERM, -HUP, -QUIT), or by the terminal (^C, ^\\), reaches COMMAND exactly
+  as often as it reaches the same program run without vupy: once; one sent
+  to vupy alone is passed on, once;
 * a signal that comes while the stacks are made ends vupy before COMMAND
   starts: one line, status 128+N, every stack made so far closed.
 
@@ -17,15 +21,17 @@ that the same paths serve sessions as root and as uid 65534.
 """
 import io
 import os
+import re
 import signal
 import subprocess
 import textwrap
 import time
+import urllib.request
 
 import pexpect
 import pytest
 
-from conftest import NOBODY, PYTHON, SYSTEM_PYTHON, TIMEOUT, VUPY
+from conftest import NOBODY, PYTHON, SYSTEM_PYTHON, TIMEOUT, VUPY, descendants
 from vdenet import LAN_IP, PRELUDE, STACK_DIR, TCP_ECHO, py
 from vupy._procs import children
 
@@ -168,6 +174,141 @@ def test_ctrl_c_leaves_rootless_netns_working(unprivileged):
     assert _ctrl_c_then_new_connection(child, [os.path.basename(SYSTEM_PYTHON)]) == "after"
 
 
+# ------------------------------------------------------- delivery counts
+
+QUIET_SECONDS = 1.0
+
+# Counts the deliveries of the signal named argv[1] with a handler; once one
+# has come, and then QUIET_SECONDS pass without another, prints the count.
+# With argv[2] "own-group", it leads a process group of its own.
+COUNTER = textwrap.dedent(f"""
+    import os, signal, sys, time
+    if sys.argv[2:] == ['own-group'] and os.getpgrp() != os.getpid():
+        os.setpgid(0, 0)
+    count = 0
+    def counted(signo, frame):
+        global count
+        count += 1
+    signal.signal(getattr(signal, sys.argv[1]), counted)
+    print('ready', flush=True)
+    while count == 0:
+        time.sleep(0.05)
+    seen = None
+    while seen != count:
+        seen = count
+        time.sleep({QUIET_SECONDS})
+    print('count', count, flush=True)
+""")
+
+
+def _started(argv, **kw):
+    """argv in a session (and so a process group) of its own, its output
+    pipes."""
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            text=True, start_new_session=True, **kw)
+
+
+def _end(proc):
+    """SIGKILL proc, if still running, and every process below it (a kill
+    of its process group would miss a COMMAND that has left it)."""
+    if proc.poll() is None:
+        for pid in [proc.pid, *descendants(proc.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+
+
+def _count(argv, send):
+    """Run argv, `send` it a signal (send(pid)) once it is ready; (exit
+    status, the count it printed)."""
+    proc = _started(argv)
+    try:
+        assert proc.stdout.readline() == "ready\n", proc.communicate(timeout=TIMEOUT)
+        send(proc.pid)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        _end(proc)
+    assert "Traceback" not in err and "vupy:" not in err, err
+    return proc.returncode, out
+
+
+FORWARDED = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
+
+
+@pytest.mark.parametrize("sig", FORWARDED, ids=lambda s: s.name)
+def test_group_signal_reaches_command_once_as_natively(sig):
+    """kill -SIG -PGID, the group being (natively) the program, or (under
+    vupy) vupy, its keeper and COMMAND: each process gets it from the
+    kernel; vupy must not pass on a second copy."""
+    argv = [PYTHON, "-c", COUNTER, sig.name]
+    native = _count(argv, lambda pid: os.killpg(pid, sig))
+    session = _count([VUPY, "run", "--", *argv], lambda pid: os.killpg(pid, sig))
+    assert native == session == (0, "count 1\n")
+
+
+def test_group_signal_reaches_command_in_a_group_of_its_own_once():
+    """COMMAND has left the group (as an interactive shell does): kill -INT
+    -PGID of the job's group, vupy's, reaches it once, through vupy, as it
+    reaches the program that leads its job's group natively."""
+    argv = [PYTHON, "-c", COUNTER, "SIGINT", "own-group"]
+    native = _count(argv, lambda pid: os.killpg(pid, signal.SIGINT))
+    session = _count([VUPY, "run", "--", *argv], lambda pid: os.killpg(pid, signal.SIGINT))
+    assert native == session == (0, "count 1\n")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_signal_to_vupy_alone_reaches_command_once(sig):
+    """kill -SIG VUPYPID: only vupy gets it from the kernel, and passes it
+    on, once, as COMMAND would have got it natively."""
+    argv = [PYTHON, "-c", COUNTER, sig.name]
+    native = _count(argv, lambda pid: os.kill(pid, sig))
+    session = _count([VUPY, "run", "--", *argv], lambda pid: os.kill(pid, sig))
+    assert native == session == (0, "count 1\n")
+
+
+def test_group_interrupt_ends_http_server_cleanly():
+    """The issue's case: kill -INT -PGID of `vupy run -- python3 -m
+    http.server`, which ends on its KeyboardInterrupt with status 0 (a
+    second SIGINT would interrupt its cleanup: a traceback and 130)."""
+    proc = _started([VUPY, "run", "--", PYTHON, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+    try:
+        serving = re.match(r"Serving HTTP on \S+ port (\d+)", proc.stdout.readline())
+        assert serving, proc.communicate(timeout=TIMEOUT)
+        # An answer comes from serve_forever, inside the try that catches
+        # KeyboardInterrupt (the line above is printed before it).
+        with urllib.request.urlopen(f"http://127.0.0.1:{serving.group(1)}/", timeout=TIMEOUT) as answer:
+            assert answer.status == 200
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        _end(proc)
+    assert proc.returncode == 0 and "Traceback" not in err, (proc.returncode, err)
+    assert "Keyboard interrupt received, exiting." in out
+
+
+@pytest.mark.parametrize("key, sig", [("c", signal.SIGINT), ("\\", signal.SIGQUIT)],
+                         ids=["ctrl-c", "ctrl-backslash"])
+def test_terminal_signal_reaches_command_once_as_natively(key, sig):
+    """A non-interactive COMMAND on a terminal: the terminal signals its
+    foreground process group (vupy, its keeper and COMMAND), so COMMAND gets
+    it once, from the kernel, as the program alone on a terminal does."""
+    counts = []
+    for argv in ([PYTHON, "-c", COUNTER, sig.name], [VUPY, "run", "--", PYTHON, "-c", COUNTER, sig.name]):
+        child = _spawn(argv)
+        try:
+            child.expect_exact("ready")
+            child.sendcontrol(key)
+            child.expect(r"count (\d+)")
+            count = int(child.match.group(1))
+            counts.append((_finish(child)[0], count))
+        finally:
+            if child.isalive():
+                child.terminate(force=True)
+    assert counts == [(0, 1), (0, 1)]
+
+
 # --------------------------------------------- a signal before COMMAND
 
 # A stack module whose `create` waits for a file PATH.go (having made
@@ -205,10 +346,8 @@ def test_signal_while_stacks_are_made_ends_vupy_before_command(sig, stack_module
     exits with 128+N; COMMAND never starts."""
     env = stack_module("vupytslow", SLOW_MODULE)
     marker = str(tmp_path / "slow")
-    proc = subprocess.Popen([VUPY, "run", f"--stack={os.path.join(STACK_DIR, 'ci-slow')}=vupytslow:{marker}",
-                             "--", "echo", "started"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
+    proc = _started([VUPY, "run", f"--stack={os.path.join(STACK_DIR, 'ci-slow')}=vupytslow:{marker}",
+                     "--", "echo", "started"], env=env)
     try:
         deadline = time.monotonic() + TIMEOUT
         while not os.path.exists(marker + ".making") and time.monotonic() < deadline:
@@ -217,9 +356,7 @@ def test_signal_while_stacks_are_made_ends_vupy_before_command(sig, stack_module
         open(marker + ".go", "w").close()
         out, err = proc.communicate(timeout=TIMEOUT)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _end(proc)
     assert proc.returncode == 128 + sig and out == "", (proc.returncode, out, err)
     assert len(err.splitlines()) == 1 and sig.name in err and "Traceback" not in err, err
     assert os.path.exists(marker + ".closed")

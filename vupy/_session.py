@@ -23,10 +23,11 @@ Order of a session, and why:
    passes its wait status to vupy and exits.
 5. The main thread waits for signals (blocked from vupy's start, in every
    thread: see block_signals): SIGCHLD reaps, and SIGINT, SIGTERM, SIGHUP
-   and SIGQUIT sent by a process (not by the terminal, which signals
-   COMMAND's process group itself) are passed on to COMMAND, and so is a
-   terminal hangup when vupy leads the terminal's session.  One that comes
-   before COMMAND starts ends vupy (Interrupted).
+   and SIGQUIT are passed on to COMMAND if they were sent to vupy alone,
+   not if its process group had them (the terminal's ^C, kill -INT -PGID):
+   COMMAND, in that group, has had its own copy.  The keeper tells which
+   (see _pass_on).  One that comes before COMMAND starts ends vupy
+   (Interrupted).
 6. When COMMAND ends, what it left running in the session (reparented to
    vupy, a subreaper) gets SIGTERM, then SIGKILL after two seconds; vupy
    exits with COMMAND's status.
@@ -52,7 +53,9 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 WAITED = frozenset({*FORWARDED, signal.SIGCHLD})
-SI_KERNEL = 0x80
+# vupy asks the keeper about a forwarded signal N with signal QUERY + N: a
+# real-time signal, so that queries queue and are never merged.
+QUERY = signal.SIGRTMIN
 GRACE_SECONDS = 2.0
 
 
@@ -188,9 +191,11 @@ def _end_leftovers(signals=(signal.SIGTERM, signal.SIGKILL)):
 def _keep(argv, to_parent, no_new_privs, mask, features, vupy_pid):
     """In the keeper: fork COMMAND, stay its ancestor while it runs; pass its
     wait status to vupy ("S STATUS"), or kill every process below if vupy
-    dies first.  Every signal but SIGKILL and SIGSTOP is blocked here, so
+    dies first; answer vupy's queries about the signals it takes (see
+    _pass_on).  Every signal but SIGKILL and SIGSTOP is blocked here, so
     that neither the terminal nor kill(1) of the process group ends the
-    keeper before COMMAND."""
+    keeper before COMMAND, and so that what its process group is sent stays
+    pending, as a witness."""
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.valid_signals()))
         _native.lib.prctl(PR_SET_PDEATHSIG, signal.SIGUSR1, 0, 0, 0)
@@ -200,15 +205,32 @@ def _keep(argv, to_parent, no_new_privs, mask, features, vupy_pid):
             _start_child(argv, to_parent, no_new_privs, mask, features)
         os.closerange(0, to_parent.fileno())
         os.closerange(to_parent.fileno() + 1, os.sysconf("SC_OPEN_MAX"))
+        queries = {QUERY + signo for signo in FORWARDED}
         while command is not None and os.getppid() == vupy_pid:
             status = _reap_all().get(command)
             if status is not None:
                 os.write(to_parent.fileno(), b"S %d\n" % status)
                 os._exit(0)
-            signal.sigwaitinfo({signal.SIGCHLD, signal.SIGUSR1})
+            info = signal.sigwaitinfo({signal.SIGCHLD, signal.SIGUSR1} | queries)
+            if info.si_signo in queries and info.si_pid == vupy_pid:
+                _answer(info.si_signo - QUERY, command)
         _end_leftovers((signal.SIGKILL,))   # vupy is gone
     finally:
         os._exit(0)
+
+
+def _answer(signo, command):
+    """In the keeper: vupy has taken `signo` (see _pass_on).  Pending here,
+    it was sent to the process group: the keeper's copy is consumed, and
+    COMMAND has had its own, unless it has left the group (an interactive
+    shell makes one of its own).  Not pending, it was sent to vupy alone.
+    COMMAND gets from the keeper what it has not had: the keeper's own
+    child, not yet reaped, whose pid cannot have been reused."""
+    if signo in signal.sigpending():
+        signal.sigtimedwait({signo}, 0)
+        if os.getpgid(command) == os.getpgrp():
+            return
+    os.kill(command, signo)
 
 
 def _start_child(argv, to_parent, no_new_privs, mask, features):
@@ -284,7 +306,7 @@ def run(argv, stacks, session_defaults, mask, trace=None, userspace=False):
     with parent_end:
         line = os.read(parent_end.fileno(), 64).split()
         if line[:1] != [b"L"]:  # COMMAND said why on stderr, and ended
-            return _exit_code(_wait_command(keeper, None, parent_end, False, line))
+            return _exit_code(_wait_command(keeper, None, parent_end, line))
         command = int(line[1])
         table.add(command, Defaults())
         listener = _native.lib.vupy_getfd(command, int(line[2]))
@@ -297,7 +319,7 @@ def run(argv, stacks, session_defaults, mask, trace=None, userspace=False):
         supervisor = Supervisor(listener, table, events, stacks, session_defaults, trace, userspace)
         thread = threading.Thread(target=supervisor.run, name="vupy-notify", daemon=True)
         thread.start()
-        status = _wait_command(keeper, command, parent_end, os.getsid(0) == vupy_pid)
+        status = _wait_command(keeper, command, parent_end)
     _end_leftovers()
     # Helpers that the supervisor thread started (vde_plug of a stack that
     # vumount made) die with that thread (PR_SET_PDEATHSIG): the stacks end
@@ -310,11 +332,11 @@ def run(argv, stacks, session_defaults, mask, trace=None, userspace=False):
     return _exit_code(status)
 
 
-def _wait_command(keeper, command, parent_end, session_leader, line=()):
+def _wait_command(keeper, command, parent_end, line=()):
     """Wait for COMMAND's end and return its wait status, passing on the
-    signals of FORWARDED meanwhile (see the module's docstring, step 5).
-    The keeper reports the status (`line`, if already read); if the keeper
-    itself was killed, COMMAND is reparented to vupy and reaped here."""
+    signals of FORWARDED meanwhile (_pass_on).  The keeper reports the
+    status (`line`, if already read); if the keeper itself was killed,
+    COMMAND is reparented to vupy and reaped here."""
     while True:
         info = signal.sigwaitinfo(WAITED)
         if info.si_signo == signal.SIGCHLD:
@@ -327,16 +349,46 @@ def _wait_command(keeper, command, parent_end, session_leader, line=()):
                     return int(line[1])
                 if command is None:
                     return ended[keeper]
-        elif command is not None and (info.si_code != SI_KERNEL
-                                      or (info.si_signo == signal.SIGHUP and session_leader)):
-            # From a process (kill(1)), not from the terminal: the terminal
-            # signals COMMAND's process group itself.  Except a hangup, which
-            # the kernel sends to the session leader alone: when that is
-            # vupy, COMMAND learns of it only from vupy.
-            try:
-                os.kill(command, info.si_signo)
-            except ProcessLookupError:
-                pass
+                keeper = None
+        else:
+            _pass_on(info.si_signo, keeper, command)
+
+
+def _pass_on(signo, keeper, command):
+    """vupy has taken `signo`, one of FORWARDED: COMMAND must have it once.
+
+    If it was sent to vupy's process group (the terminal's ^C, kill -INT
+    -PGID, kill(-1)), COMMAND, in that group, has had its own copy (unless
+    it has left the group: see _answer); if to vupy alone (kill PID, or the
+    hangup the kernel sends to a session's leader alone), it has not, and
+    vupy passes it on.  The siginfo cannot tell these apart (both are
+    SI_USER from the same sender, say), but the keeper can: it is in vupy's
+    process group and blocks every signal, so a group's signal is pending
+    there, and one sent to vupy alone is not.  vupy asks the keeper (QUERY
+    + signo, a real-time signal: queued), and the keeper either consumes
+    its copy or sends signo to COMMAND (_answer).
+
+    The keeper's copy must be pending before the keeper looks.  In Linux,
+    kill(2) of a process group (kill_something_info) and the terminal's
+    signals (kill_pgrp) deliver to every member in one loop,
+    __kill_pgrp_info, under read_lock(&tasklist_lock); and setpgid(2) takes
+    write_lock_irq(&tasklist_lock) before any of its checks.  So vupy's
+    setpgid(0, getpgrp()), a change to nothing that may even fail (EPERM for
+    a session leader), returns only once any group delivery under way has
+    reached every member, the keeper included.  (It usually has already: a
+    process group lists its newest member first, attach_pid adding at the
+    head, and the keeper is newer than vupy.)
+
+    If the keeper has been killed, nothing can tell the two apart any more:
+    the signal goes to COMMAND, now vupy's own child."""
+    if keeper is None:
+        os.kill(command, signo)
+        return
+    try:
+        os.setpgid(0, os.getpgrp())
+    except OSError:
+        pass
+    os.kill(keeper, QUERY + signo)      # not yet reaped: it cannot have gone
 
 
 def _exit_code(status):
