@@ -25,12 +25,11 @@ import re
 import select
 import socket
 import struct
-import subprocess
 import sys
 
 import vupy
 from vupy import rtnetlink
-from vupy.stack import ProxyStack, StackError, StackModule, end_helper
+from vupy.stack import ProxyStack, StackError, StackModule, end_helper, start_helper
 
 WORKER = os.path.join(os.path.dirname(vupy.__file__), "lib", "vupy-lwip")
 READY_SECONDS = 10      # for the worker to open its link
@@ -149,8 +148,7 @@ class LwipStack(ProxyStack):
         self.seq = 0
         self.gone = set()           # proxies whose last descriptor is closed
         try:
-            self.worker = subprocess.Popen([WORKER, str(theirs.fileno())] + arguments,
-                                           pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+            self.worker = start_helper([WORKER, str(theirs.fileno())] + arguments, pass_fds=[theirs.fileno()])
         finally:
             theirs.close()
         event = self._next(READY_SECONDS)

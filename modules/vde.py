@@ -40,13 +40,14 @@ import time
 
 from vupy import rtnetlink
 from vupy.stack import (CAP_SYS_ADMIN, KERNEL_FAMILIES, HeldStack, KernelStack, Stack, StackError,
-                        StackModule, capable, end_helper, network_namespace, open_netns)
+                        StackModule, capable, end_helper, network_namespace, open_netns, start_helper)
 
 from .netns import NETNS_RUN_DIR, new_namespace
 
 OPTIONS = {"ip", "gw", "ip6", "gw6", "mac", "mtu", "netns"}
 MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 PLUG_SECONDS = 5            # for vde_plug to make its tap
+IP_SECONDS = 10             # for one `ip` command
 IFLA_IFNAME, IFLA_NET_NS_FD = 3, 28
 
 
@@ -110,10 +111,23 @@ def move_link(name, nsfd, new_name):
         raise OSError(err, f"moving {name} into the stack's namespace: {os.strerror(err)}")
 
 
+def run_helper(argv, seconds=None):
+    """Run a short-lived command to its end, as a helper (start_helper): its
+    subprocess.CompletedProcess, output as text.  StackError if it is still
+    running after `seconds`."""
+    with start_helper(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            out, err = process.communicate(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise StackError(f"vde: {' '.join(argv)}: still running after {seconds} s") from None
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
+
+
 def run_ip(argv_list, prefix=()):
     """Run each `ip` command (after `prefix`, which may enter namespaces)."""
     for args in argv_list:
-        r = subprocess.run([*prefix, "ip", *args], capture_output=True, text=True, timeout=10)
+        r = run_helper([*prefix, "ip", *args], IP_SECONDS)
         if r.returncode != 0:
             raise StackError(f"vde: ip {' '.join(args)}: {r.stderr.strip()}")
 
@@ -182,8 +196,7 @@ class VdeModule(StackModule):
                     ["link", "set", "vde0p", "up"]], enter)
             # A veth leaves checksums to the receiver, which pcap is not:
             # frames must leave vde0 whole.
-            r = subprocess.run([*enter, "ethtool", "-K", "vde0", "tx", "off"], capture_output=True,
-                               text=True)
+            r = run_helper([*enter, "ethtool", "-K", "vde0", "tx", "off"])
             if r.returncode != 0:
                 raise StackError(f"vde: ethtool -K vde0 tx off: {r.stderr.strip() or 'failed'}")
             plug = Plug(source, ["vde_plug", "--", source, "=", *enter, "vde_plug", "pcap://vde0p"],
@@ -210,8 +223,7 @@ def _exists(interface):
 
 def _capturing(enter):
     """Whether a packet socket is open in the namespace `enter` goes to."""
-    r = subprocess.run([*enter, "cat", "/proc/net/packet"], capture_output=True, text=True)
-    return len(r.stdout.splitlines()) > 1
+    return len(run_helper([*enter, "cat", "/proc/net/packet"]).stdout.splitlines()) > 1
 
 
 class Plug:
@@ -227,9 +239,8 @@ class Plug:
         # vde_plug dies with the thread that starts it, and so with vupy
         # even if vupy is killed: it would otherwise spin on a tap whose
         # namespace is gone.
-        self.process = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", *argv],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
+        self.process = start_helper(["setpriv", "--pdeathsig", "KILL", *argv],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + PLUG_SECONDS
         while not ready():
             if self.process.poll() is not None or time.monotonic() > deadline:

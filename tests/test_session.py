@@ -631,46 +631,6 @@ def test_interactive_bash_leftover_background_job_is_ended():
             _kill_quietly(bg)
 
 
-COUNTER = textwrap.dedent("""
-    import signal, sys
-    # Blocked and waited for, so that no copy is lost in a handler: a second
-    # copy sent after the first was taken stays pending until counted.
-    waited = {signal.SIGINT, signal.SIGQUIT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, waited)
-    print("counter-ready", flush=True)
-    first = signal.sigwaitinfo(waited)
-    print("got", signal.Signals(first.si_signo).name, flush=True)
-    sys.stdin.readline()
-    count = 1
-    while signal.sigtimedwait(waited, 0) is not None:
-        count += 1
-    print("count=%d" % count, flush=True)
-    sys.exit(7)
-""")
-
-
-@pytest.mark.parametrize("key,name", [("c", "SIGINT"), ("\\", "SIGQUIT")], ids=["ctrl-c", "ctrl-backslash"])
-def test_terminal_signal_reaches_command_once(key, name):
-    """A non-interactive COMMAND on a terminal: the terminal signals the
-    foreground process group (vupy and COMMAND); vupy must not pass on a
-    second copy, nor die of it."""
-    child = pexpect.spawn(VUPY, ["run", "--", PYTHON, "-c", COUNTER], dimensions=(24, 80),
-                          timeout=EXPECT_TIMEOUT, encoding="utf-8", codec_errors="replace")
-    try:
-        child.expect_exact("counter-ready")
-        child.sendcontrol(key)
-        child.expect_exact("got " + name)
-        child.sendline("done")
-        child.expect(r"count=(\d+)")
-        assert child.match.group(1) == "1"
-        child.expect(pexpect.EOF)
-        child.close()
-        assert child.exitstatus == 7, (child.exitstatus, child.signalstatus)
-    finally:
-        if child.isalive():
-            child.terminate(force=True)
-
-
 def _wait_exit(pid, patience=EXPECT_TIMEOUT):
     """waitpid(pid) for at most `patience` seconds: the status, or None."""
     deadline = time.monotonic() + patience

@@ -20,10 +20,13 @@ Order of a session, and why:
    runs on unsupervised, and trapped calls made in the meantime fail with
    ENOSYS, since the listener is gone.  When COMMAND ends, the keeper
    passes its wait status to vupy and exits.
-4. The main thread waits for signals: SIGCHLD reaps, and SIGINT, SIGTERM,
-   SIGHUP and SIGQUIT sent by a process (not by the terminal, which signals
-   COMMAND's process group itself) are passed on to COMMAND, and so is a
-   terminal hangup when vupy leads the terminal's session.
+4. The main thread waits for signals (blocked from vupy's start, in every
+   thread: see block_signals): SIGCHLD reaps, and SIGINT, SIGTERM, SIGHUP
+   and SIGQUIT are passed on to COMMAND if they were sent to vupy alone,
+   not if its process group had them (the terminal's ^C, kill -INT -PGID):
+   COMMAND, in that group, has had its own copy.  The keeper tells which
+   (see _pass_on).  One that comes before COMMAND starts ends vupy
+   (Interrupted).
 5. When COMMAND ends, what it left running in the session (reparented to
    vupy, a subreaper) gets SIGTERM, then SIGKILL after two seconds; vupy
    exits with COMMAND's status.
@@ -46,12 +49,38 @@ from .modules.host import HostModule
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-SI_KERNEL = 0x80
+WAITED = frozenset({*FORWARDED, signal.SIGCHLD})
+# vupy asks the keeper about a forwarded signal N with signal QUERY + N: a
+# real-time signal, so that queries queue and are never merged.
+QUERY = signal.SIGRTMIN
 GRACE_SECONDS = 2.0
 
 
 class SessionError(Exception):
     """The session cannot start: the message says why."""
+
+
+class Interrupted(SessionError):
+    """A forwarded signal came before COMMAND started: vupy ends with
+    `status`, 128+N, as a shell reports a command killed by signal N."""
+
+    def __init__(self, signo):
+        super().__init__(f"{signal.Signals(signo).name} before COMMAND started: nothing was run")
+        self.status = 128 + signo
+
+
+def block_signals():
+    """Block the signals vupy's main thread waits for (WAITED); return the
+    signal mask as it was, COMMAND's.
+
+    Called first thing, before any stack or thread is made: a thread
+    inherits its creator's mask, and a signal the main thread waits for
+    must never be taken by another thread instead (a module's, such as
+    vde's plug watcher, or rtnetlink's).  There Python would handle it: a
+    SIGINT would raise KeyboardInterrupt in the main thread, a SIGCHLD be
+    lost.  Blocked everywhere, each stays pending until the main thread
+    takes it (sigwaitinfo).  Helpers unblock them (stack.start_helper)."""
+    return signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
 
 
 def prepare(stack_options, default_options):
@@ -77,6 +106,7 @@ def prepare(stack_options, default_options):
         for path, spec in stack_options:
             key = name_key(paths.free_name(me, me, os.fsencode(path), creds), path)
             stacks.mount(stacks.session, path, key, *parse_spec(spec))
+            _refuse_if_signalled()
         stacks.session.defaults = apply_defaults(
             {family: host for family in host.families}, stacks.session,
             lambda path: paths.key(me, me, os.fsencode(path), creds), default_options)
@@ -86,6 +116,14 @@ def prepare(stack_options, default_options):
             raise SessionError(str(e)) from None
         raise
     return stacks
+
+
+def _refuse_if_signalled():
+    """Interrupted if a forwarded signal is pending: it came before COMMAND
+    started, when it can only have been meant for vupy."""
+    info = signal.sigtimedwait(FORWARDED, 0)
+    if info is not None:
+        raise Interrupted(info.si_signo)
 
 
 def _descendants():
@@ -134,9 +172,11 @@ def _end_leftovers(signals=(signal.SIGTERM, signal.SIGKILL)):
 def _keep(argv, to_parent, no_new_privs, mask, features, vupy_pid):
     """In the keeper: fork COMMAND, stay its ancestor while it runs; pass its
     wait status to vupy ("S STATUS"), or kill every process below if vupy
-    dies first.  Every signal but SIGKILL and SIGSTOP is blocked here, so
+    dies first; answer vupy's queries about the signals it takes (see
+    _pass_on).  Every signal but SIGKILL and SIGSTOP is blocked here, so
     that neither the terminal nor kill(1) of the process group ends the
-    keeper before COMMAND."""
+    keeper before COMMAND, and so that what its process group is sent stays
+    pending, as a witness."""
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.valid_signals()))
         _native.lib.prctl(PR_SET_PDEATHSIG, signal.SIGUSR1, 0, 0, 0)
@@ -146,24 +186,46 @@ def _keep(argv, to_parent, no_new_privs, mask, features, vupy_pid):
             _start_child(argv, to_parent, no_new_privs, mask, features)
         os.closerange(0, to_parent.fileno())
         os.closerange(to_parent.fileno() + 1, os.sysconf("SC_OPEN_MAX"))
+        queries = {QUERY + signo for signo in FORWARDED}
         while command is not None and os.getppid() == vupy_pid:
             status = _reap_all().get(command)
             if status is not None:
                 os.write(to_parent.fileno(), b"S %d\n" % status)
                 os._exit(0)
-            signal.sigwaitinfo({signal.SIGCHLD, signal.SIGUSR1})
+            info = signal.sigwaitinfo({signal.SIGCHLD, signal.SIGUSR1} | queries)
+            if info.si_signo in queries and info.si_pid == vupy_pid:
+                _answer(info.si_signo - QUERY, command)
         _end_leftovers((signal.SIGKILL,))   # vupy is gone
     finally:
         os._exit(0)
 
 
+def _answer(signo, command):
+    """In the keeper: vupy has taken `signo` (see _pass_on).  Pending here,
+    it was sent to the process group: the keeper's copy is consumed, and
+    COMMAND has had its own, unless it has left the group (an interactive
+    shell makes one of its own).  Not pending, it was sent to vupy alone.
+    COMMAND gets from the keeper what it has not had: the keeper's own
+    child, not yet reaped, whose pid cannot have been reused."""
+    if signo in signal.sigpending():
+        signal.sigtimedwait({signo}, 0)
+        if os.getpgid(command) == os.getpgrp():
+            return
+    os.kill(command, signo)
+
+
 def _start_child(argv, to_parent, no_new_privs, mask, features):
     """In COMMAND's process: install the filter, hand over the listener, exec."""
     try:
-        # Python ignores these two; an ignored signal stays ignored across
-        # execve, and COMMAND must start with the dispositions it would have.
+        # COMMAND must start with the dispositions it would have.  Python
+        # ignores these two, and an ignored signal stays ignored across
+        # execve; it also catches SIGINT, and a SIGINT that comes before the
+        # execve (from the terminal) must act as on a program that has not
+        # set its own disposition yet, not raise KeyboardInterrupt here.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         listener = _native.lib.vupy_filter_install(no_new_privs, features)
         if listener < 0:
@@ -187,12 +249,15 @@ def _start_child(argv, to_parent, no_new_privs, mask, features):
         os._exit(125)
 
 
-def run(argv, stacks, trace=None, userspace=False):
+def run(argv, stacks, mask, trace=None, userspace=False):
     """Run argv in a session; return its exit status.
 
-    `stacks`: the StackTable from `prepare`; `userspace`: trap the calls of proxy descriptors even if no userspace
+    `stacks`: the StackTable from `prepare`;
+    `mask`: COMMAND's signal mask, the one vupy started with (block_signals);
+    `userspace`: trap the calls of proxy descriptors even if no userspace
     stack is mounted yet (they are trapped anyway if one is).
     """
+    _refuse_if_signalled()
     events = None
     if os.environ.get("VUPY_PROCESS_EVENTS") != "off":
         try:
@@ -205,8 +270,6 @@ def run(argv, stacks, trace=None, userspace=False):
     table = ProcessTable(exact=events is not None)
     _native.lib.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
-    waited = set(FORWARDED) | {signal.SIGCHLD}
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     no_new_privs = 0 if capable(CAP_SYS_ADMIN) else 1
     userspace = userspace or stacks.has_proxy_stacks()
@@ -222,7 +285,7 @@ def run(argv, stacks, trace=None, userspace=False):
     with parent_end:
         line = os.read(parent_end.fileno(), 64).split()
         if line[:1] != [b"L"]:  # COMMAND said why on stderr, and ended
-            return _exit_code(_wait_command(waited, keeper, None, parent_end, False, line))
+            return _exit_code(_wait_command(keeper, None, parent_end, line))
         command = int(line[1])
         table.add(command, Defaults(None, stacks.session))
         listener = _native.lib.vupy_getfd(command, int(line[2]))
@@ -235,7 +298,7 @@ def run(argv, stacks, trace=None, userspace=False):
         supervisor = Supervisor(listener, table, events, stacks, trace, userspace)
         thread = threading.Thread(target=supervisor.run, name="vupy-notify", daemon=True)
         thread.start()
-        status = _wait_command(waited, keeper, command, parent_end, os.getsid(0) == vupy_pid)
+        status = _wait_command(keeper, command, parent_end)
     _end_leftovers()
     # Helpers that the supervisor thread started (vde_plug of a stack that
     # vumount made) die with that thread (PR_SET_PDEATHSIG): the stacks end
@@ -248,13 +311,13 @@ def run(argv, stacks, trace=None, userspace=False):
     return _exit_code(status)
 
 
-def _wait_command(waited, keeper, command, parent_end, session_leader, line=()):
+def _wait_command(keeper, command, parent_end, line=()):
     """Wait for COMMAND's end and return its wait status, passing on the
-    signals of FORWARDED meanwhile (see the module's docstring, step 5).
-    The keeper reports the status (`line`, if already read); if the keeper
-    itself was killed, COMMAND is reparented to vupy and reaped here."""
+    signals of FORWARDED meanwhile (_pass_on).  The keeper reports the
+    status (`line`, if already read); if the keeper itself was killed,
+    COMMAND is reparented to vupy and reaped here."""
     while True:
-        info = signal.sigwaitinfo(waited)
+        info = signal.sigwaitinfo(WAITED)
         if info.si_signo == signal.SIGCHLD:
             ended = _reap_all()
             if command in ended:
@@ -265,16 +328,46 @@ def _wait_command(waited, keeper, command, parent_end, session_leader, line=()):
                     return int(line[1])
                 if command is None:
                     return ended[keeper]
-        elif command is not None and (info.si_code != SI_KERNEL
-                                      or (info.si_signo == signal.SIGHUP and session_leader)):
-            # From a process (kill(1)), not from the terminal: the terminal
-            # signals COMMAND's process group itself.  Except a hangup, which
-            # the kernel sends to the session leader alone: when that is
-            # vupy, COMMAND learns of it only from vupy.
-            try:
-                os.kill(command, info.si_signo)
-            except ProcessLookupError:
-                pass
+                keeper = None
+        else:
+            _pass_on(info.si_signo, keeper, command)
+
+
+def _pass_on(signo, keeper, command):
+    """vupy has taken `signo`, one of FORWARDED: COMMAND must have it once.
+
+    If it was sent to vupy's process group (the terminal's ^C, kill -INT
+    -PGID, kill(-1)), COMMAND, in that group, has had its own copy (unless
+    it has left the group: see _answer); if to vupy alone (kill PID, or the
+    hangup the kernel sends to a session's leader alone), it has not, and
+    vupy passes it on.  The siginfo cannot tell these apart (both are
+    SI_USER from the same sender, say), but the keeper can: it is in vupy's
+    process group and blocks every signal, so a group's signal is pending
+    there, and one sent to vupy alone is not.  vupy asks the keeper (QUERY
+    + signo, a real-time signal: queued), and the keeper either consumes
+    its copy or sends signo to COMMAND (_answer).
+
+    The keeper's copy must be pending before the keeper looks.  In Linux,
+    kill(2) of a process group (kill_something_info) and the terminal's
+    signals (kill_pgrp) deliver to every member in one loop,
+    __kill_pgrp_info, under read_lock(&tasklist_lock); and setpgid(2) takes
+    write_lock_irq(&tasklist_lock) before any of its checks.  So vupy's
+    setpgid(0, getpgrp()), a change to nothing that may even fail (EPERM for
+    a session leader), returns only once any group delivery under way has
+    reached every member, the keeper included.  (It usually has already: a
+    process group lists its newest member first, attach_pid adding at the
+    head, and the keeper is newer than vupy.)
+
+    If the keeper has been killed, nothing can tell the two apart any more:
+    the signal goes to COMMAND, now vupy's own child."""
+    if keeper is None:
+        os.kill(command, signo)
+        return
+    try:
+        os.setpgid(0, os.getpgrp())
+    except OSError:
+        pass
+    os.kill(keeper, QUERY + signo)      # not yet reaped: it cannot have gone
 
 
 def _exit_code(status):

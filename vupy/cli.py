@@ -4,15 +4,17 @@
     vupy modules
 
 Every option and SPEC is checked, and every stack made, before anything is
-started; a problem is reported in one line and vupy exits with status 2.
+started; a problem is reported in one line and vupy exits with status 2 (a
+signal that comes first, as from ^C, in one line with status 128+N).
 """
 import argparse
 import datetime
 import os
+import signal
 import sys
 
 from . import _families
-from ._session import SessionError, prepare, run
+from ._session import Interrupted, SessionError, block_signals, prepare, run
 from ._stacks import describe_modules
 
 USAGE_ERROR = 2
@@ -76,6 +78,7 @@ def list_modules():
 
 
 def main(argv=None):
+    mask = block_signals()      # before anything else: see block_signals
     parser = _Parser(prog="vupy", description="several network stacks for unmodified programs")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run COMMAND in a session")
@@ -93,9 +96,13 @@ def main(argv=None):
                        help="--trace to standard error")
     p_run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
     sub.add_parser("modules", help="list the stack modules found")
+    stacks = None
     try:
         args = parser.parse_args(argv)
         if args.command == "modules":
+            # No session: signals act on `vupy modules` as on any command
+            # (^C must stop it, if a module hangs in its import, say).
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             return list_modules()
         if args.argv[:1] == ["--"]:
             args.argv = args.argv[1:]
@@ -108,17 +115,16 @@ def main(argv=None):
         except OSError as e:
             raise UsageError(f"--trace={args.trace}: {e.strerror}") from None
         stacks = prepare(stack_options, default_options)
+        return run(args.argv, stacks, mask, trace, args.userspace)
+    except Interrupted as e:
+        print(f"vupy: {e}", file=sys.stderr)
+        return e.status
     except (UsageError, SessionError) as e:
         print(f"vupy: {e}", file=sys.stderr)
         return USAGE_ERROR
-    try:
-        return run(args.argv, stacks, trace, args.userspace)
-    except SessionError as e:
-        print(f"vupy: {e}", file=sys.stderr)
-        return USAGE_ERROR
     finally:
-        stacks.close()
-
+        if stacks is not None:
+            stacks.close()
 
 if __name__ == "__main__":
     sys.exit(main())

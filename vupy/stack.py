@@ -106,6 +106,12 @@ is a kind of stack: it turns a SOURCE string and options into a stack.
    each datagram in a datagram proxy carries one descriptor (SCM_RIGHTS)
    whose content is its source address.  modules/lwip.py is the example.
 
+8. Helper processes.  A module that needs a process of its own (a worker, a
+   plug, even a short-lived `ip`) starts it with ``start_helper(argv,
+   **popen_kwargs)``, which returns its subprocess.Popen: the helper is put
+   in a session of its own, out of the terminal's and COMMAND's reach, and
+   starts with no signal blocked.  ``end_helper`` ends one.
+
 A vupy without root cannot enter namespaces it did not make as root;
 ``HeldStack(spec)`` is a fresh namespace for it, inside a user namespace of
 its own, whose sockets a helper process makes (``netns:new`` uses it).
@@ -131,7 +137,7 @@ from ._families import KERNEL_FAMILIES
 
 __all__ = ["StackModule", "Stack", "KernelStack", "ProxyStack", "HeldStack", "StackError",
            "KERNEL_FAMILIES", "open_netns", "is_netns", "network_namespace", "capable", "CAP_SYS_ADMIN",
-           "end_helper"]
+           "start_helper", "end_helper"]
 
 
 class StackError(Exception):
@@ -225,8 +231,8 @@ class HeldStack(Stack):
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
         try:
-            self.process = subprocess.Popen([sys.executable, "-m", "vupy._nsholder", str(theirs.fileno())],
-                                            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
+            self.process = start_helper([sys.executable, "-m", "vupy._nsholder", str(theirs.fileno())],
+                                        pass_fds=[theirs.fileno()], env=env)
         finally:
             theirs.close()
         self.channel = ours
@@ -254,6 +260,28 @@ class HeldStack(Stack):
 
 
 HOLDER_SECONDS = 10
+
+
+def start_helper(argv, **popen_kwargs):
+    """Start a module's helper process, argv, and return its subprocess.Popen
+    (`popen_kwargs` as for Popen; standard input is /dev/null unless given).
+
+    Every process a module starts goes through here, because of two things
+    it must not inherit from vupy:
+
+    * vupy's session and process group, which are COMMAND's.  There the
+      terminal's ^C, ^\\, ^Z and hangup, and any kill(2) of COMMAND's process
+      group, would reach the helper too, and a stack would die under a
+      program that caught the signal.  So the helper is made the leader of a
+      session of its own (setsid(2)): it has no controlling terminal and
+      belongs to no process group of the session; vupy alone ends it.
+    * vupy's signal mask.  vupy blocks the signals it waits for from its
+      start (cli.main), and a mask survives fork(2) and execve(2), so a
+      helper would start with SIGTERM blocked, say.  coreutils' `env
+      --default-signal` unblocks every signal and sets its default action
+      before it executes argv (Popen has no way to set the child's mask)."""
+    popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.Popen(["env", "--default-signal", *argv], start_new_session=True, **popen_kwargs)
 
 
 def end_helper(process, seconds, terminate=False):
