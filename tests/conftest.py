@@ -63,6 +63,40 @@ def descendants(pid):
     return found
 
 
+def _links_to(directory, tag):
+    """The entries of `directory` that are links to `tag`."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        try:
+            if os.readlink(f"{directory}/{name}") == tag:
+                found.append(f"{directory}/{name}")
+        except OSError:
+            pass
+    return found
+
+
+def ns_references(kind, inode):
+    """Every place on the system that holds namespace kind:[inode] alive:
+    a process in it, an open descriptor of it, a mount of its file."""
+    tag = f"{kind}:[{inode}]"
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if pid == str(os.getpid()):
+            continue
+        found += _links_to(f"/proc/{pid}/ns", tag) + _links_to(f"/proc/{pid}/fd", tag)
+        try:
+            with open(f"/proc/{pid}/mountinfo") as f:
+                if tag in f.read():
+                    found.append(f"/proc/{pid}/mountinfo")
+        except OSError:
+            pass
+    return found
+
+
 def _ip(*args):
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=TIMEOUT)
 

@@ -237,14 +237,20 @@ def _count(argv, send):
 FORWARDED = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
 
 
+# vupy run, and vupy run inside a session (served by the enclosing one).
+SESSIONS = {"session": [VUPY, "run", "--"], "nested": [VUPY, "run", "--", VUPY, "run", "--"]}
+
+
 @pytest.mark.parametrize("sig", FORWARDED, ids=lambda s: s.name)
-def test_group_signal_reaches_command_once_as_natively(sig):
+@pytest.mark.parametrize("session", SESSIONS)
+def test_group_signal_reaches_command_once_as_natively(sig, session):
     """kill -SIG -PGID, the group being (natively) the program, or (under
-    vupy) vupy, its keeper and COMMAND: each process gets it from the
-    kernel; vupy must not pass on a second copy."""
+    vupy) vupy, its keeper and COMMAND (and a nested session's vupy and
+    keeper): each process gets it from the kernel; no vupy may pass on a
+    second copy."""
     argv = [PYTHON, "-c", COUNTER, sig.name]
     native = _count(argv, lambda pid: os.killpg(pid, sig))
-    session = _count([VUPY, "run", "--", *argv], lambda pid: os.killpg(pid, sig))
+    session = _count([*SESSIONS[session], *argv], lambda pid: os.killpg(pid, sig))
     assert native == session == (0, "count 1\n")
 
 
@@ -259,12 +265,14 @@ def test_group_signal_reaches_command_in_a_group_of_its_own_once():
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
-def test_signal_to_vupy_alone_reaches_command_once(sig):
+@pytest.mark.parametrize("session", SESSIONS)
+def test_signal_to_vupy_alone_reaches_command_once(sig, session):
     """kill -SIG VUPYPID: only vupy gets it from the kernel, and passes it
-    on, once, as COMMAND would have got it natively."""
+    on, once (through a nested session's vupy too), as COMMAND would have
+    got it natively."""
     argv = [PYTHON, "-c", COUNTER, sig.name]
     native = _count(argv, lambda pid: os.kill(pid, sig))
-    session = _count([VUPY, "run", "--", *argv], lambda pid: os.kill(pid, sig))
+    session = _count([*SESSIONS[session], *argv], lambda pid: os.kill(pid, sig))
     assert native == session == (0, "count 1\n")
 
 

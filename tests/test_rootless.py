@@ -94,6 +94,16 @@ def test_root_command_lines_run_unchanged_without_root(unprivileged, probe):
     assert host not in (own, other) and lines[10:] == ["ENOENT"], lines
 
 
+def test_nested_session_without_root(unprivileged, probe):
+    r = as_nobody(unprivileged, [
+        "--stack", "/dev/net/vupyt-n=netns:new", "--", "vupy", "run", "--stack",
+        "/dev/net/vupyt-m=netns:new", "--default", "/dev/net/vupyt-m", "--",
+        SYSTEM_PYTHON, probe, "sock", "inet", "stream", "msock", "/dev/net/vupyt-n", "inet", "stream"])
+    inner, outer = assert_ok(r).split()
+    host = f"ns:{os.stat('/proc/self/ns/net').st_ino}"
+    assert inner.startswith("ns:") and outer.startswith("ns:") and len({inner, outer, host}) == 3
+
+
 def test_files_written_beside_a_stack_are_kept_without_root(unprivileged, own_dir):
     files_kept(pathlib.Path(own_dir), lambda argv: as_nobody(unprivileged, argv),
                ["env", f"PYTHONPATH={unprivileged['lib']}", SYSTEM_PYTHON])

@@ -24,7 +24,7 @@ import time
 import pexpect
 import pytest
 
-from conftest import BIN, PYTHON, TIMEOUT, VUPY, VUSTACK, files_kept, vupy
+from conftest import BIN, PYTHON, TIMEOUT, VUPY, VUSTACK, files_kept, ns_references, vupy
 
 EXPECT_TIMEOUT = 20
 
@@ -80,40 +80,6 @@ def _gone(pid, patience=10.0):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
-
-
-def _links_to(directory, tag):
-    """The entries of `directory` that are links to `tag`."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    found = []
-    for name in names:
-        try:
-            if os.readlink(f"{directory}/{name}") == tag:
-                found.append(f"{directory}/{name}")
-        except OSError:
-            pass
-    return found
-
-
-def _ns_references(kind, inode):
-    """Every place on the system that holds namespace kind:[inode] alive:
-    a process in it, an open descriptor of it, a mount of its file."""
-    tag = f"{kind}:[{inode}]"
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if pid == str(os.getpid()):
-            continue
-        found += _links_to(f"/proc/{pid}/ns", tag) + _links_to(f"/proc/{pid}/fd", tag)
-        try:
-            with open(f"/proc/{pid}/mountinfo") as f:
-                if tag in f.read():
-                    found.append(f"/proc/{pid}/mountinfo")
-        except OSError:
-            pass
-    return found
 
 
 def _vupy_to_files(tmp_path, *args):
@@ -405,10 +371,10 @@ def test_netns_new_is_removed_after_session():
         net = int(dict(line.split() for line in lines)["net"])
         assert net not in known_nets, "netns:new is not a fresh namespace"
         # control: while the session runs, the namespace is found
-        assert _ns_references("net", net)
+        assert ns_references("net", net)
         proc.stdin.close()
         assert _finish(proc) == 0
-    assert _ns_references("net", net) == []
+    assert ns_references("net", net) == []
 
 
 def test_netns_new_has_only_lo_and_it_is_up():

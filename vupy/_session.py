@@ -30,6 +30,9 @@ Order of a session, and why:
 5. When COMMAND ends, what it left running in the session (reparented to
    vupy, a subreaper) gets SIGTERM, then SIGKILL after two seconds; vupy
    exits with COMMAND's status.
+
+A `vupy run` inside a session makes no filter of its own (`run_nested`):
+the enclosing session's supervisor serves it.
 """
 import os
 import signal
@@ -44,6 +47,7 @@ from ._paths import Resolver
 from ._procs import ProcessEvents, ProcessTable, children, status_field
 from .stack import CAP_SYS_ADMIN, capable
 from ._stacks import MountError, StackTable, apply_defaults, name_key, parse_spec
+from ._wrapper import control
 from .modules.host import HostModule
 
 PR_SET_PDEATHSIG = 1
@@ -215,7 +219,10 @@ def _answer(signo, command):
 
 
 def _start_child(argv, to_parent, no_new_privs, mask, features):
-    """In COMMAND's process: install the filter, hand over the listener, exec."""
+    """In COMMAND's process: install the filter, hand over the listener, exec.
+    With `features` None (a nested session: the enclosing session's filter
+    is inherited, and one filter chain may have only one listener), no
+    filter: the listener's number is given as -1."""
     try:
         # COMMAND must start with the dispositions it would have.  Python
         # ignores these two, and an ignored signal stays ignored across
@@ -227,15 +234,16 @@ def _start_child(argv, to_parent, no_new_privs, mask, features):
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        listener = _native.lib.vupy_filter_install(no_new_privs, features)
-        if listener < 0:
+        listener = -1 if features is None else _native.lib.vupy_filter_install(no_new_privs, features)
+        if listener < 0 and features is not None:
             os.write(2, f"vupy: cannot install the seccomp filter: {os.strerror(-listener)}\n".encode())
             os._exit(125)
         # The parent takes the listener with pidfd_getfd: sendmsg may be
         # trapped already, and nobody would answer it yet.
         os.write(to_parent.fileno(), b"L %d %d\n" % (os.getpid(), listener))
         os.read(to_parent.fileno(), 1)
-        os.close(listener)
+        if listener >= 0:
+            os.close(listener)
         to_parent.close()
         os.execvp(argv[0], argv)
     except FileNotFoundError:
@@ -247,6 +255,20 @@ def _start_child(argv, to_parent, no_new_privs, mask, features):
     except BaseException as e:  # never return into the parent's code
         os.write(2, f"vupy: {e}\n".encode())
         os._exit(125)
+
+
+def _fork_keeper(argv, no_new_privs, mask, features):
+    """Fork the keeper, which forks COMMAND (see _keep); return (the keeper's
+    pid, vupy's end of their socket, COMMAND's first line: "L PID
+    LISTENER", or why it ended)."""
+    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    vupy_pid = os.getpid()
+    keeper = os.fork()
+    if keeper == 0:
+        parent_end.close()
+        _keep(argv, child_end, no_new_privs, mask, features, vupy_pid)
+    child_end.close()
+    return keeper, parent_end, os.read(parent_end.fileno(), 64).split()
 
 
 def run(argv, stacks, mask, trace=None, userspace=False):
@@ -270,20 +292,13 @@ def run(argv, stacks, mask, trace=None, userspace=False):
     table = ProcessTable(exact=events is not None)
     _native.lib.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
-    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     no_new_privs = 0 if capable(CAP_SYS_ADMIN) else 1
     userspace = userspace or stacks.has_proxy_stacks()
     stacks.serves_proxies = userspace
-    vupy_pid = os.getpid()
-    keeper = os.fork()
-    if keeper == 0:
-        parent_end.close()
-        _keep(argv, child_end, no_new_privs, mask,
-              (_native.lib.VUPY_TRAP_PROXY_CALLS if userspace else 0)
-              | (0 if table.exact else _native.lib.VUPY_TRAP_EXITS), vupy_pid)
-    child_end.close()
+    keeper, parent_end, line = _fork_keeper(
+        argv, no_new_privs, mask, (_native.lib.VUPY_TRAP_PROXY_CALLS if userspace else 0)
+        | (0 if table.exact else _native.lib.VUPY_TRAP_EXITS))
     with parent_end:
-        line = os.read(parent_end.fileno(), 64).split()
         if line[:1] != [b"L"]:  # COMMAND said why on stderr, and ended
             return _exit_code(_wait_command(keeper, None, parent_end, line))
         command = int(line[1])
@@ -308,6 +323,44 @@ def run(argv, stacks, mask, trace=None, userspace=False):
     thread.join(timeout=GRACE_SECONDS)
     if events is not None:
         events.close()
+    return _exit_code(status)
+
+
+def run_nested(argv, stack_options, default_options, mask, userspace=False):
+    """Run argv in a session nested in the one vupy itself runs in; return
+    its exit status.
+
+    A process may be under one filter with a listener only (the kernel
+    refuses a second with EBUSY), and it is the enclosing session's: so its
+    supervisor makes this session's stacks and defaults (the control call's
+    "nest"), in a scope of their own that vupy and what it starts belong
+    to, in front of the enclosing session's stacks and unseen by its other
+    processes.  vupy then does what a session's vupy does but supervise:
+    start COMMAND below a keeper, pass signals on, end what COMMAND leaves;
+    and last it ends the scope (should vupy die first, the enclosing
+    supervisor sees it and ends the scope itself).  Options as for
+    `prepare`; SessionError for a session that cannot start."""
+    request = {"op": "nest", "userspace": userspace,
+               "stacks": [[path, spec] for path, spec in stack_options],
+               "defaults": [[None if families is None else list(families), path, text]
+                            for families, path, text in default_options]}
+    try:
+        control(request)
+    except OSError as e:
+        raise SessionError(e.strerror) from None
+    try:
+        _refuse_if_signalled()
+        _native.lib.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        keeper, parent_end, line = _fork_keeper(argv, None, mask, None)
+        with parent_end:
+            if line[:1] != [b"L"]:  # COMMAND said why on stderr, and ended
+                status = _wait_command(keeper, None, parent_end, line)
+            else:
+                os.write(parent_end.fileno(), b"!")
+                status = _wait_command(keeper, int(line[1]), parent_end)
+        _end_leftovers()
+    finally:
+        control({"op": "end"})
     return _exit_code(status)
 
 

@@ -72,5 +72,12 @@ def control(request):
 
 
 def in_session():
-    """Whether this process runs under a vupy (or VUOS) supervisor."""
-    return _call(None, socket.AF_INET, SOCK_PROBE, 0) != -errno.ENOSYS
+    """0 outside a session; in one, how deep: 1 in a session, 2 in a session
+    nested in it (`vupy run` inside a session), and so on.  Under VUOS,
+    which serves msocket but not vupy's control call, 1."""
+    try:
+        return control({"op": "depth"})["depth"]
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+    return int(_call(None, socket.AF_INET, SOCK_PROBE, 0) != -errno.ENOSYS)

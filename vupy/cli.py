@@ -14,7 +14,8 @@ import signal
 import sys
 
 from . import _families
-from ._session import Interrupted, SessionError, block_signals, prepare, run
+from ._wrapper import in_session
+from ._session import Interrupted, SessionError, block_signals, prepare, run, run_nested
 from ._stacks import describe_modules
 
 USAGE_ERROR = 2
@@ -110,6 +111,11 @@ def main(argv=None):
             raise UsageError("no COMMAND given (vupy run [OPTIONS] -- COMMAND [ARG...])")
         stack_options = [parse_stack_option(text) for text in args.stack]
         default_options = [parse_default_option(text) for text in args.default]
+        if in_session():
+            if args.trace is not None:
+                raise UsageError("--trace: a session inside a session is traced by the enclosing "
+                                 "one's vupy: start that one with --trace")
+            return run_nested(args.argv, stack_options, default_options, mask, args.userspace)
         try:
             trace = None if args.trace is None else _tracer(args.trace)
         except OSError as e:
