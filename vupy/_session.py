@@ -34,6 +34,7 @@ Order of a session, and why:
 A `vupy run` inside a session makes no filter of its own (`run_nested`):
 the enclosing session's supervisor serves it.
 """
+import errno
 import os
 import signal
 import socket
@@ -347,6 +348,9 @@ def run_nested(argv, stack_options, default_options, mask, userspace=False):
     try:
         control(request)
     except OSError as e:
+        if e.errno == errno.EPERM:
+            raise SessionError("a session inside a session is made by the enclosing session's "
+                               "vupy, for its owner's uid and root only") from None
         raise SessionError(e.strerror) from None
     try:
         _refuse_if_signalled()

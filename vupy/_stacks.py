@@ -325,4 +325,6 @@ class StackTable:
             stack.close()
         for scope in self.scopes():
             scope.mounts = {}
+        for scope in self.nested:
+            os.close(scope.owner)
         self.nested, self.detached, self.unnamed = [], [], []
