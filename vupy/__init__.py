@@ -27,6 +27,8 @@ python3 in a session can `import vupy` (see vupy/_environment.py).
 """
 from ._wrapper import SOCK_DEFAULT, in_session, msocket, set_default
 
+__version__ = "0.1.0"
+
 _MODULE_AUTHORS = ("Stack", "StackModule", "KernelStack", "StackError")
 
 
