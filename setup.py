@@ -1,15 +1,47 @@
+import glob
+import importlib.util
 import os
 import subprocess
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+from distutils.command.install_data import install_data  # setuptools' own distutils, once imported
 
 # pyproject.toml holds everything else.  This file adds the cffi extension,
 # the C wrapper library and the lwIP worker: `pip install` also builds
 # csrc/msocket.c into vupy/lib/libmsocket.{so,a}, next to
 # vupy/include/msocket.h, and csrc/lwip_worker.c into vupy/lib/vupy-lwip
-# (with Debian's liblwip-dev and libvdeplug-dev).
+# (with Debian's liblwip-dev and libvdeplug-dev).  The man pages, made from
+# docs/NAME.SECTION.md by docs/mkman.py, go to share/man below the
+# environment's prefix (a venv's share/man); not with an editable install,
+# which setuptools makes without data files.
 BUILT_FILES = ["lib/libmsocket.so", "lib/libmsocket.a", "include/msocket.h", "lib/vupy-lwip"]
+MAN_SOURCES = sorted(glob.glob(os.path.join("docs", "*.[1-8].md")))
+MAN_BUILT = os.path.join("build", "man")
+
+
+def _mkman():
+    spec = importlib.util.spec_from_file_location("mkman", os.path.join("docs", "mkman.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def man_pages():
+    """data_files for the man pages: [("share/man/manN", [built page, ...])]."""
+    by_directory = {}
+    for name in sorted(_mkman().pages(MAN_SOURCES)):
+        by_directory.setdefault(os.path.join("share", "man", os.path.dirname(name)), []).append(
+            os.path.join(MAN_BUILT, name))
+    return sorted(by_directory.items())
+
+
+class InstallData(install_data):
+    """install_data, with the man pages made first."""
+
+    def run(self):
+        _mkman().write_pages(MAN_SOURCES, MAN_BUILT)
+        super().run()
 
 
 class BuildExt(build_ext):
@@ -52,4 +84,5 @@ class BuildExt(build_ext):
         return {**super().get_output_mapping(), **self._built_mapping()}
 
 
-setup(cffi_modules=["csrc/build_native.py:ffibuilder"], cmdclass={"build_ext": BuildExt})
+setup(cffi_modules=["csrc/build_native.py:ffibuilder"], data_files=man_pages(),
+      cmdclass={"build_ext": BuildExt, "install_data": InstallData})
