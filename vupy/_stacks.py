@@ -69,15 +69,17 @@ def load_module(name, modules=None):
 
 
 def describe_modules():
-    """(name, description, families, error) for every module found, a module
-    that fails to load included (with the reason as `error`)."""
+    """(name, description, families, unavailable, error) for every module
+    found: `unavailable` is why a module cannot work here (None if it can),
+    `error` why one fails to load."""
     rows = []
     for name, entry in sorted(find_modules().items()):
         try:
             module = load_module(name, {name: entry})
-            rows.append((name, module.description or "", frozenset(module.families), None))
+            rows.append((name, module.description or "", frozenset(module.families),
+                         module.unavailable(), None))
         except MountError as e:
-            rows.append((name, "", frozenset(), str(e)))
+            rows.append((name, "", frozenset(), None, str(e)))
     return rows
 
 
@@ -143,6 +145,9 @@ def apply_defaults(defaults, scope, key_of, options):
 def make_stack(module_name, source, options, modules=None):
     """A stack made by module `module_name`; MountError naming the problem."""
     module = load_module(module_name, modules)
+    why = module.unavailable()
+    if why:
+        raise MountError(errno.ENODEV, f"module {module_name!r} is unavailable: {why}")
     try:
         return module().create(source, dict(options))
     except StackError as e:

@@ -89,14 +89,15 @@ def _tracer(destination):
 
 def module_lines():
     """One line for every module found: its name, the families it serves
-    and its description; a broken one with the reason."""
+    and its description; a broken or unavailable one with the reason."""
     lines = []
-    for name, description, families, error in describe_modules():
+    for name, description, families, unavailable, error in describe_modules():
         if error:
             lines.append(f"{name:10} BROKEN: {error}")
         else:
             served = ",".join(_families.name(f) for f in sorted(families)) or "-"
-            lines.append(f"{name:10} {served:28} {description}")
+            lines.append(f"{name:10} {served:28} "
+                         + (f"UNAVAILABLE: {unavailable}" if unavailable else description))
     return lines
 
 
