@@ -13,7 +13,9 @@ DEBS := gcc make pkg-config libseccomp-dev python3-dev python3-venv iproute2 \
 MAN_SOURCES := $(wildcard docs/*.[1-8].md)
 MANDIR := build/man
 
-.PHONY: all deps venv lib man test demo bench install clean
+COMMANDS := vupy vustack vumount vuumount
+
+.PHONY: all deps venv lib man test demo bench install install-lib install-man install-commands clean
 
 all: venv lib man
 
@@ -61,7 +63,10 @@ $(MANDIR)/.made: $(MAN_SOURCES) docs/mkman.py vupy/__init__.py
 	$(PYTHON) docs/mkman.py -o $(MANDIR) $(MAN_SOURCES) >/dev/null
 	touch $@
 
-install: lib man
+# Everything: the commands, the C library, the man pages.
+install: install-commands install-lib install-man
+
+install-lib: lib
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 csrc/msocket.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 csrc/libmsocket.so.0 $(DESTDIR)$(PREFIX)/lib/
@@ -69,7 +74,21 @@ install: lib man
 	install -m 644 csrc/libmsocket.a $(DESTDIR)$(PREFIX)/lib/
 	sed 's|@PREFIX@|$(PREFIX)|' csrc/msocket.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/msocket.pc
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/msocket.pc
+
+install-man: man
 	cd $(MANDIR) && for f in man*/*; do install -D -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/$$f; done
+
+# vupy, vustack, vumount, vuumount in PREFIX/bin: links to the scripts of a
+# venv of their own, PREFIX/lib/vupy, made with $(PYTHON), in which vupy is
+# installed (not editable) with its dependencies.  A venv cannot be moved:
+# no DESTDIR here (install-lib and install-man take one).
+install-commands:
+	@if [ -n "$(DESTDIR)" ]; then echo "make install: the commands' venv cannot be staged in DESTDIR;" \
+		"make install-lib install-man DESTDIR=... installs the rest" >&2; exit 2; fi
+	$(PYTHON) -m venv --clear $(PREFIX)/lib/vupy
+	$(PREFIX)/lib/vupy/bin/pip install -q .
+	install -d $(PREFIX)/bin
+	for c in $(COMMANDS); do ln -sf ../lib/vupy/bin/$$c $(PREFIX)/bin/$$c; done
 
 test: venv lib
 	$(VENV)/bin/python -m pytest -q -ra tests

@@ -2,11 +2,14 @@
 dependencies, the kernel it needs."""
 import os
 import re
+import shutil
+import tempfile
 import tomllib
 
 import pytest
 
 from conftest import PYTHON, run
+from vupy import __version__ as vupy_version
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -94,3 +97,59 @@ def test_without_lwip_the_module_is_unavailable_and_refused(without_lwip):
     assert r.returncode == 1
     assert r.stdout == "inet inet6 netlink packet\n"
     assert r.stderr == f"vumount: module 'lwip' is unavailable: {WORKER_MISSING}\n"
+
+
+@pytest.fixture(scope="module")
+def prefix():
+    """`make install PREFIX=...` into a temporary directory, removed at the end."""
+    directory = tempfile.mkdtemp(prefix="vupyt-prefix-")
+    try:
+        r = run(["make", "-C", REPO, "install", f"PREFIX={directory}"], timeout=900)
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield directory
+    finally:
+        shutil.rmtree(directory)
+
+
+def test_make_install_puts_the_commands_in_prefix_bin(prefix):
+    venv = os.path.join(prefix, "lib", "vupy")
+    for command in ("vupy", "vustack", "vumount", "vuumount"):
+        link = os.path.join(prefix, "bin", command)
+        assert os.readlink(link) == f"../lib/vupy/bin/{command}"
+        assert os.access(link, os.X_OK)
+    # A venv of the Makefile's Python, in which vupy is installed, not editable.
+    python = os.path.join(venv, "bin", "python")
+    assert os.path.realpath(python) == os.path.realpath("/usr/bin/python3")
+    r = run([python, "-c", "import vupy, importlib.metadata as m; print(vupy.__file__, m.version('cffi'))"],
+            cwd="/")
+    where, cffi = r.stdout.split()
+    assert where.startswith(os.path.join(venv, "lib")) and where.endswith("site-packages/vupy/__init__.py")
+    assert cffi.split(".")[0] == "2"            # whatever 2.x pip chose: the range's
+    r = run([os.path.join(prefix, "bin", "vupy"), "--version"])
+    assert (r.returncode, r.stdout) == (0, f"vupy {vupy_version}\n"), r.stderr
+    for page in ("man1/vupy.1", "man1/vustack.1", "man1/vumount.1", "man1/vuumount.1", "man2/msocket.2"):
+        assert os.path.isfile(os.path.join(prefix, "share", "man", page)), page
+    for built in ("include/msocket.h", "lib/libmsocket.so.0", "lib/libmsocket.a", "lib/pkgconfig/msocket.pc"):
+        assert os.path.exists(os.path.join(prefix, built)), built
+
+
+def test_a_session_of_the_installed_vupy(prefix):
+    """Started by its full path with PATH lacking PREFIX/bin: the session
+    has vustack, and `man` finds the pages through that PATH."""
+    script = "vustack; vustack -s /dev/net/t; command -v vustack; man -w vupy"
+    r = run([os.path.join(prefix, "bin", "vupy"), "run", "--stack", "/dev/net/t=netns:new", "--",
+             "sh", "-c", script], env={"PATH": "/usr/bin:/bin", "HOME": "/"}, cwd="/")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "inet     host (session default)", "inet6    host (session default)",
+        "netlink  host (session default)", "packet   host (session default)",
+        "inet inet6 netlink packet", os.path.join(prefix, "bin", "vustack"),
+        os.path.join(prefix, "share", "man", "man1", "vupy.1")]
+
+
+def test_make_install_refuses_destdir_for_the_commands(tmp_path):
+    r = run(["make", "-C", REPO, "install", f"DESTDIR={tmp_path}", "PREFIX=/usr/local"])
+    assert r.returncode != 0
+    assert ("make install: the commands' venv cannot be staged in DESTDIR; "
+            "make install-lib install-man DESTDIR=... installs the rest") in r.stderr
+    assert os.listdir(tmp_path) == []
