@@ -133,6 +133,14 @@ class LwipModule(StackModule):
     description = "lwIP, a userspace TCP/IP stack, on a VDE link: URL,ip=,gw=,ip6=,mac=,mtu="
     families = frozenset((socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK))
 
+    @classmethod
+    def unavailable(cls):
+        if os.access(WORKER, os.X_OK):
+            return None
+        # setup.py builds the worker only where it finds lwIP and libvdeplug.
+        return ("vupy was built without its lwIP worker, which needs liblwip-dev and "
+                "libvdeplug-dev (Debian packages): install them, then reinstall vupy")
+
     def create(self, source, options):
         return LwipStack(worker_arguments(source, options))
 
@@ -141,8 +149,6 @@ class LwipStack(ProxyStack):
     families = LwipModule.families
 
     def __init__(self, arguments):
-        if not os.access(WORKER, os.X_OK):
-            raise StackError(f"lwip: {WORKER} is missing: vupy was installed without the lwIP worker")
         self.url = arguments[0]
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self.seq = 0

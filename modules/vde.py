@@ -144,6 +144,10 @@ class VdeModule(StackModule):
     description = "a network namespace plugged into a VDE network: URL,ip=,gw=,ip6=,gw6=,mac=,mtu="
     families = KERNEL_FAMILIES
 
+    @classmethod
+    def unavailable(cls):
+        return None if shutil.which("vde_plug") else "vde_plug not found on PATH (Debian package vdeplug)"
+
     def create(self, source, options):
         if not source:
             raise StackError("vde: needs a SOURCE: a VDE URL such as vde:///tmp/switch or vxvde://239.1.2.3")
@@ -234,8 +238,6 @@ class Plug:
         self.url = url
         self.stopping = False
         self.down = threading.Event()
-        if shutil.which("vde_plug") is None:
-            raise StackError("vde: vde_plug not found (Debian package vdeplug)")
         # vde_plug dies with the thread that starts it, and so with vupy
         # even if vupy is killed: it would otherwise spin on a tap whose
         # namespace is gone.

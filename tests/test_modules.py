@@ -235,3 +235,19 @@ def test_host_mounted_during_a_session_is_vupys_namespace(probe):
               script=f"{PYTHON} {probe} sock inet dgram >/dev/null && vumount -t host none /dev/net/h && "
                      f"{PYTHON} {probe} msock /dev/net/h inet dgram")
     assert r.stdout.split() == [host], r.stderr
+
+
+def test_unavailable_module_is_listed_and_refused_with_its_reason(tmp_path):
+    """vde needs vde_plug: without it on PATH the module says so, and the
+    others work as before."""
+    env = dict(os.environ, PATH=str(tmp_path))     # no vde_plug there
+    r = run([VUPY, "modules"], env=env)
+    assert r.returncode == 0, r.stderr
+    lines = {line.split()[0]: line for line in r.stdout.splitlines()}
+    reason = "vde_plug not found on PATH (Debian package vdeplug)"
+    assert lines["vde"].split(None, 2) == ["vde", "inet,inet6,netlink,packet", f"UNAVAILABLE: {reason}"]
+    assert "UNAVAILABLE" not in lines["netns"]
+    refused = vupy("--stack", "/dev/net/v=vde:vde:///tmp/vupyt-sw", "--", "/bin/true", env=env)
+    assert (refused.returncode, refused.stderr) == (2, f"vupy: module 'vde' is unavailable: {reason}\n")
+    ok = vupy("--stack", "/dev/net/n=netns:new", "--", "/bin/true", env=env)
+    assert ok.returncode == 0, ok.stderr

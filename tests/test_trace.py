@@ -59,3 +59,12 @@ def test_trace_file_that_cannot_be_opened_is_refused_before_starting(tmp_path):
              "--", "touch", str(marker)])
     assert r.returncode == 2 and not marker.exists()
     assert r.stderr.strip() == "vupy: --trace=/nonexistent-vupyt/trace: No such file or directory"
+
+
+def test_bare_trace_never_takes_the_next_argument(tmp_path):
+    """`--trace` alone is standard error; the word after it is COMMAND."""
+    r = vupy("--trace", PYTHON, "-c", "import os, socket; print(os.getpid()); socket.socket()",
+             cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert _calls(r.stderr, int(r.stdout)) == ["socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, 0) -> host: fd 3"]
+    assert os.listdir(tmp_path) == []

@@ -19,10 +19,25 @@ stack modules (vupy/stack.py, modules/)
     the `vupy.stacks` entry-point group.
 
 The public names are re-exported here; everything under an underscore is
-private.
+private.  A program's names (msocket, set_default, in_session) need only
+Python's standard library; a module author's (Stack, StackModule,
+KernelStack, StackError) are those of vupy.stack, which needs vupy's C
+extension and so cffi: they are imported when first used, so that any
+python3 in a session can `import vupy` (see vupy/_environment.py).
 """
 from ._wrapper import SOCK_DEFAULT, in_session, msocket, set_default
-from .stack import KernelStack, Stack, StackError, StackModule
+
+__version__ = "0.1.0"
+
+_MODULE_AUTHORS = ("Stack", "StackModule", "KernelStack", "StackError")
+
+
+def __getattr__(name):
+    if name in _MODULE_AUTHORS:
+        from . import stack
+        return getattr(stack, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "msocket",

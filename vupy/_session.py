@@ -43,6 +43,7 @@ import time
 
 from . import _native
 from ._dispatch import Defaults
+from ._environment import session_environment
 from ._notify import Supervisor
 from ._paths import Resolver
 from ._procs import ProcessEvents, ProcessTable, children, status_field
@@ -246,7 +247,7 @@ def _start_child(argv, to_parent, no_new_privs, mask, features):
         if listener >= 0:
             os.close(listener)
         to_parent.close()
-        os.execvp(argv[0], argv)
+        os.execvpe(argv[0], argv, session_environment())
     except FileNotFoundError:
         os.write(2, f"vupy: {argv[0]}: command not found\n".encode())
         os._exit(127)

@@ -69,15 +69,17 @@ def load_module(name, modules=None):
 
 
 def describe_modules():
-    """(name, description, families, error) for every module found, a module
-    that fails to load included (with the reason as `error`)."""
+    """(name, description, families, unavailable, error) for every module
+    found: `unavailable` is why a module cannot work here (None if it can),
+    `error` why one fails to load."""
     rows = []
     for name, entry in sorted(find_modules().items()):
         try:
             module = load_module(name, {name: entry})
-            rows.append((name, module.description or "", frozenset(module.families), None))
+            rows.append((name, module.description or "", frozenset(module.families),
+                         module.unavailable(), None))
         except MountError as e:
-            rows.append((name, "", frozenset(), str(e)))
+            rows.append((name, "", frozenset(), None, str(e)))
     return rows
 
 
@@ -104,14 +106,19 @@ def file_attributes(options, owner):
     """Split the stack's own options (mode, uid, gid) off `options`:
     returns (mode, uid, gid, the module's options)."""
     rest = {k: v for k, v in options.items() if k not in FILE_OPTIONS}
-    try:
-        mode = int(options.get("mode", f"{DEFAULT_MODE:o}"), 8)
-        uid = int(options.get("uid", owner[0]))
-        gid = int(options.get("gid", owner[1]))
-    except ValueError as e:
-        raise MountError(errno.EINVAL, f"mode, uid and gid take numbers: {e}") from None
-    if not 0 <= mode <= 0o7777 or uid < 0 or gid < 0:
-        raise MountError(errno.EINVAL, "mode must be octal 0..7777, uid and gid not negative")
+
+    def number(key, digits, largest, what, example, default):
+        text = options.get(key)
+        if text is None:
+            return default
+        if not text or text.strip(digits) or int(text, len(digits)) > largest:
+            raise MountError(errno.EINVAL, f"{key}={text}: not {what} (as in {key}={example})")
+        return int(text, len(digits))
+
+    largest_id = 2**32 - 2          # (uid_t) -1 means "no change" to chown(2)
+    mode = number("mode", "01234567", 0o7777, "an octal mode from 0 to 7777", "0640", DEFAULT_MODE)
+    uid = number("uid", "0123456789", largest_id, f"a user id from 0 to {largest_id}", "1000", owner[0])
+    gid = number("gid", "0123456789", largest_id, f"a group id from 0 to {largest_id}", "100", owner[1])
     return mode, uid, gid, rest
 
 
@@ -138,6 +145,9 @@ def apply_defaults(defaults, scope, key_of, options):
 def make_stack(module_name, source, options, modules=None):
     """A stack made by module `module_name`; MountError naming the problem."""
     module = load_module(module_name, modules)
+    why = module.unavailable()
+    if why:
+        raise MountError(errno.ENODEV, f"module {module_name!r} is unavailable: {why}")
     try:
         return module().create(source, dict(options))
     except StackError as e:

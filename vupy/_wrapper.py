@@ -4,23 +4,37 @@
 Inside a session the call goes to the supervisor as VUOS's virtual syscall
 -5; outside one the kernel answers ENOSYS, and msocket with no path falls
 back to socket(2), as the msocket paper defines it.
+
+This is the program's side of vupy (with vustack and vumount, which use
+it): it makes its calls through the C library's syscall(3) with ctypes,
+not through vupy's C extension, so that any python3 in a session imports
+it, whether or not cffi is installed for that python (see
+vupy/_environment.py).
 """
+import ctypes
 import errno
 import json
 import os
 import socket
-
-from ._native import ffi, lib
 
 NR_MSOCKET = -5
 NR_CONTROL = -1000  # vupy's control call: see vupy/_control.py
 SOCK_DEFAULT = 0
 SOCK_PROBE = -1
 
+_syscall = ctypes.CDLL(None, use_errno=True).syscall      # long syscall(long number, ...)
+_syscall.restype = ctypes.c_long
+_long = ctypes.c_long
+
+
+def _result(rc):
+    """A system call's result, with the error as a negative errno."""
+    return -ctypes.get_errno() if rc == -1 else rc
+
 
 def _call(path, family, type, proto):
-    cpath = ffi.NULL if path is None else ffi.new("char[]", os.fsencode(path))
-    return lib.vupy_syscall4(NR_MSOCKET, int(ffi.cast("uintptr_t", cpath)), family, type, proto)
+    return _result(_syscall(_long(NR_MSOCKET), None if path is None else os.fsencode(path),
+                            _long(family), _long(type), _long(proto)))
 
 
 def msocket(path, family, type, proto=0):
@@ -55,9 +69,8 @@ def control(request):
     data = json.dumps(request).encode()
     size = 1 << 16
     while True:
-        reply = ffi.new("char[]", size)
-        rc = lib.vupy_syscall4(NR_CONTROL, int(ffi.cast("uintptr_t", ffi.from_buffer(data))),
-                               len(data), int(ffi.cast("uintptr_t", reply)), size)
+        reply = ctypes.create_string_buffer(size)
+        rc = _result(_syscall(_long(NR_CONTROL), data, _long(len(data)), reply, _long(size)))
         if rc == -errno.ERANGE and request.get("op") not in ("mount", "umount"):
             size *= 16
             continue
@@ -65,7 +78,7 @@ def control(request):
             what = {errno.ENOSYS: "not in a vupy session",
                     errno.EPERM: "only the session owner's uid or root may do that"}
             raise OSError(-rc, what.get(-rc, os.strerror(-rc)))
-        answer = json.loads(ffi.buffer(reply, rc)[:])
+        answer = json.loads(reply.raw[:rc])
         if "errno" in answer:
             raise OSError(answer["errno"], answer["error"])
         return answer

@@ -1,7 +1,9 @@
 """`vupy`: the command line.
 
-    vupy run [--stack PATH=SPEC]... [--default [FAMILIES=]PATH]... [-v] -- COMMAND [ARG...]
+    vupy run [--stack PATH=SPEC]... [--default [FAMILIES=]PATH]... [--userspace]
+             [--trace[=FILE] | -v] [--] COMMAND [ARG...]
     vupy modules
+    vupy --version
 
 Every option and SPEC is checked, and every stack made, before anything is
 started; a problem is reported in one line and vupy exits with status 2 (a
@@ -9,16 +11,34 @@ signal that comes first, as from ^C, in one line with status 128+N).
 """
 import argparse
 import datetime
+import functools
 import os
+import shlex
 import signal
 import sys
 
-from . import _families
+from . import __version__, _families
 from ._wrapper import in_session
 from ._session import Interrupted, SessionError, block_signals, prepare, run, run_nested
 from ._stacks import describe_modules
 
 USAGE_ERROR = 2
+COMMANDS = ("run", "modules")
+RUN_USAGE = ("vupy run [--stack PATH=SPEC]... [--default [FAMILIES=]PATH]... [--userspace]\n"
+             "                [--trace[=FILE] | -v] [--] COMMAND [ARG...]")
+SPECS = """\
+SPEC is MODULE[:SOURCE][,KEY=VALUE]...: a stack module (below), the module's
+source, and its options; mode=OCTAL, uid=N and gid=N are the stack's
+permission bits, owner and group, as a file's: who may use it.  For example:
+
+  --stack /dev/net/blue=netns:blue      the namespace made by `ip netns add blue`
+  --stack /dev/net/lab=netns:new        a fresh namespace, gone with the session
+  --stack /dev/net/off=null,mode=0640   no networking, for root and vupy's group
+  --stack /dev/net/u=lwip:vde:///tmp/sw,ip=10.0.0.2/24    lwIP on a VDE switch
+
+FAMILIES is a comma list of unix, inet, inet6, netlink, packet, numbers,
+and ip, ipv4, ipv6.  Inside the session vustack, vumount and vuumount
+manage defaults and stacks.  See vupy(1)."""
 
 
 class UsageError(Exception):
@@ -67,39 +87,124 @@ def _tracer(destination):
     return trace
 
 
-def list_modules():
-    """`vupy modules`: every module found, a broken one with its reason."""
-    for name, description, families, error in describe_modules():
+def module_lines():
+    """One line for every module found: its name, the families it serves
+    and its description; a broken or unavailable one with the reason."""
+    lines = []
+    for name, description, families, unavailable, error in describe_modules():
         if error:
-            print(f"{name:10} BROKEN: {error}")
+            lines.append(f"{name:10} BROKEN: {error}")
         else:
             served = ",".join(_families.name(f) for f in sorted(families)) or "-"
-            print(f"{name:10} {served:28} {description}")
+            lines.append(f"{name:10} {served:28} "
+                         + (f"UNAVAILABLE: {unavailable}" if unavailable else description))
+    return lines
+
+
+def list_modules():
+    """`vupy modules`."""
+    print("\n".join(module_lines()))
     return 0
 
 
-def main(argv=None):
-    mask = block_signals()      # before anything else: see block_signals
-    parser = _Parser(prog="vupy", description="several network stacks for unmodified programs")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="run COMMAND in a session")
+class _RunFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows --trace as it is written: --trace[=FILE], not --trace [FILE]."""
+
+    def _format_action_invocation(self, action):
+        if action.dest == "trace" and action.nargs == "?":
+            return "--trace[=FILE]"
+        return super()._format_action_invocation(action)
+
+
+class _RunHelp(argparse.Action):
+    """`vupy run -h`: the options, the SPEC syntax and the modules found
+    (with `mask`, COMMAND's signal mask, in force, as for `vupy modules`)."""
+
+    def __init__(self, *args, mask, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mask = mask
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+        modules = "\n".join("  " + line for line in module_lines())
+        print(f"{parser.format_help()}\nstack modules (vupy modules):\n{modules}")
+        parser.exit()
+
+
+def _run_option(argv):
+    """The option of `vupy run` that argv begins with, if any (for a
+    command line that forgot `run`)."""
+    first = argv[0].split("=", 1)[0] if argv else ""
+    return first if first in ("--stack", "--default", "--userspace", "--trace", "-v",
+                              "--verbose") else None
+
+
+def _bare_trace(args):
+    """`vupy run`'s arguments with each `--trace` before COMMAND written
+    `--trace=-`: alone, it means standard error and never takes the next
+    argument as FILE (only --trace=FILE names one)."""
+    args = list(args)
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] not in ("-", "--"):
+        if args[i] == "--trace":
+            args[i] = "--trace=-"
+        elif args[i] in ("--stack", "--default"):
+            i += 1                  # their value
+        i += 1
+    return args
+
+
+def parser(mask):
+    """vupy's argument parser; `mask` is COMMAND's signal mask."""
+    top = _Parser(prog="vupy", description="several network stacks for unmodified programs "
+                                            "(see vupy(1))")
+    top.add_argument("--version", action="version", version=f"vupy {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="{run,modules}")
+    p_run = sub.add_parser("run", help="run COMMAND in a session", usage=RUN_USAGE,
+                           add_help=False, allow_abbrev=False, epilog=SPECS,
+                           formatter_class=_RunFormatter,
+                           description="Run COMMAND in a session: its programs can make each socket "
+                                       "on a stack of their choice.")
+    p_run.add_argument("-h", "--help", action=functools.partial(_RunHelp, mask=mask), nargs=0,
+                       help="this help, with the stack modules found")
     p_run.add_argument("--stack", action="append", default=[], metavar="PATH=SPEC",
-                       help="make a stack and its file PATH (repeatable)")
+                       help="make a stack named PATH (repeatable)")
     p_run.add_argument("--default", action="append", default=[], metavar="[FAMILIES=]PATH",
                        help="default stack for the families it serves, or for FAMILIES")
     p_run.add_argument("--userspace", action="store_true",
                        help="trap the calls userspace stacks need even if none is mounted at "
                             "start (for vumount -t lwip later)")
     p_run.add_argument("--trace", nargs="?", const="-", metavar="FILE",
-                       help="one line for every trapped call (to FILE, or standard error): "
-                            "time, pid, the call, where it went, its result")
+                       help="one line for every trapped call: time, pid, the call, where it went, "
+                            "its result; to standard error, or to FILE with --trace=FILE")
     p_run.add_argument("-v", "--verbose", action="store_const", const="-", dest="trace",
                        help="--trace to standard error")
-    p_run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
-    sub.add_parser("modules", help="list the stack modules found")
+    p_run.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
+                       help="the program to run, looked up in PATH (after --, if it begins with -)")
+    sub.add_parser("modules", help="list the stack modules found",
+                   description="List the stack modules found: name, families, description.")
+    return top
+
+
+def main(argv=None):
+    mask = block_signals()      # before anything else: see block_signals
+    argv = sys.argv[1:] if argv is None else list(argv)
     stacks = None
     try:
-        args = parser.parse_args(argv)
+        if not argv:
+            raise UsageError("no command given: vupy run [OPTIONS] -- COMMAND [ARG...], "
+                             "or vupy modules (vupy --help)")
+        if argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
+            if _run_option(argv):
+                raise UsageError(f"{_run_option(argv)} is an option of `vupy run`: "
+                                 f"vupy run {shlex.join(argv)}")
+            if argv[0].startswith("-"):
+                raise UsageError(f"unknown option {argv[0]} (vupy --help)")
+            raise UsageError(f"{argv[0]!r} is not a vupy command ({', '.join(COMMANDS)}); "
+                             f"to run it in a session: vupy run -- {shlex.join(argv)}")
+        if argv[:1] == ["run"]:
+            argv = ["run"] + _bare_trace(argv[1:])
+        args = parser(mask).parse_args(argv)
         if args.command == "modules":
             # No session: signals act on `vupy modules` as on any command
             # (^C must stop it, if a module hangs in its import, say).

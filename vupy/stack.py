@@ -18,6 +18,22 @@ is a kind of stack: it turns a SOURCE string and options into a stack.
            def create(self, source, options):   # -> Stack
                ...
 
+   A module that cannot work on every machine (it needs a program, or a
+   part of vupy that was built only where its libraries were) also says
+   when it cannot, and why, with a class method::
+
+           @classmethod
+           def unavailable(cls):                # -> None, or why not
+               if shutil.which("frobd") is None:
+                   return "frobd not found on PATH (Debian package frobd)"
+               return None
+
+   The reason is one line for the user, naming the fix.  `vupy modules`
+   lists such a module as unavailable, with the reason, and a SPEC or
+   vumount naming it is refused with it (ENODEV), before `create` is
+   called.  It is asked each time, so it must be quick; StackModule's
+   answers None.
+
 2. How it is found.  A module is an entry point in the group
    ``vupy.stacks``, named by its TYPE, in the package that ships it::
 
@@ -153,6 +169,11 @@ class StackModule:
 
     def create(self, source, options):
         raise NotImplementedError
+
+    @classmethod
+    def unavailable(cls):
+        """Why the module cannot make stacks on this machine, or None (point 1)."""
+        return None
 
 
 class Stack:

@@ -1,6 +1,8 @@
 """vustack: run a command with another default stack (VUOS-compatible).
 
     vustack [-h] [-s] [-v] [-f FAMILIES] STACK [COMMAND [ARG...]]
+    vustack
+    vustack --help | --version
 
 Options come before STACK; everything after STACK belongs to COMMAND.
 """
@@ -9,10 +11,11 @@ import os
 import socket
 import sys
 
-from . import _families
+from . import __version__, _families
 from ._wrapper import SOCK_DEFAULT, SOCK_PROBE, _call, control
 
-USAGE = "usage: vustack [-h] [-s] [-v] [-f FAMILIES] STACK [COMMAND [ARG...]]\n       vustack\n"
+USAGE = ("usage: vustack [-h] [-s] [-v] [-f FAMILIES] STACK [COMMAND [ARG...]]\n"
+         "       vustack\n       vustack --help | --version\n")
 HELP = USAGE + """
 Run COMMAND with STACK as its default network stack (inside a vupy session).
 With no arguments, print this process's default stack for each family.
@@ -22,7 +25,11 @@ With no arguments, print this process's default stack for each family.
                ipv6/ip6 (default: every family STACK serves)
   -s           list the families STACK serves
   -v           say what is set
-  -h           this help
+  -h, --help   this help
+  --version    vustack's version (vupy's)
+
+STACK is a stack's name in the session (vupy run --stack, vumount) or a
+network-namespace file.  Options come before STACK.  See vustack(1).
 """
 
 
@@ -33,13 +40,19 @@ def _fail(message, status=1):
 
 def parse(argv):
     """(options, stack, command) from argv; options stop at STACK."""
-    opts = {"families": None, "list": False, "verbose": False, "help": False}
+    opts = {"families": None, "list": False, "verbose": False, "help": False, "version": False}
     i = 0
     while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
         arg = argv[i]
         if arg == "--":
             i += 1
             break
+        if arg.startswith("--"):
+            if arg not in ("--help", "--version"):
+                raise ValueError(f"unknown option {arg}")
+            opts[arg[2:]] = True
+            i += 1
+            continue
         letters = arg[1:]
         for j, letter in enumerate(letters):
             if letter == "s":
@@ -60,7 +73,7 @@ def parse(argv):
             else:
                 raise ValueError(f"unknown option -{letter}")
         i += 1
-    if opts["help"]:
+    if opts["help"] or opts["version"]:
         return opts, None, []
     if i == len(argv):
         raise ValueError("no STACK given")
@@ -90,6 +103,9 @@ def main(argv=None):
         return _fail(str(e), 2)
     if opts["help"]:
         sys.stdout.write(HELP)
+        return 0
+    if opts["version"]:
+        print(f"vustack (vupy) {__version__}")
         return 0
     if _call(None, socket.AF_INET, SOCK_PROBE, 0) == -errno.ENOSYS:
         return _fail("not in a vupy session (start one with: vupy run -- COMMAND)")
