@@ -3,7 +3,7 @@
  *   int msocket(const char *path, int domain, int type, int protocol);
  *
  * msocket works as socket(2) does, with one more argument: path names the
- * stack file (for instance "/dev/net/a") whose network stack makes the new
+ * stack (for instance "/dev/net/a") whose network stack makes the new
  * socket.  A NULL path means the default stack of the process for domain.
  * With type SOCK_DEFAULT no socket is made: the stack at path becomes the
  * default of the process for domain (AF_UNSPEC: every family the stack
@@ -14,10 +14,13 @@
  * msocket with a path fails with errno ENOSYS.
  *
  * Returns a file descriptor (0 for SOCK_DEFAULT), or -1 with errno set.
- * Link with -lmsocket (pkg-config --cflags --libs msocket).
+ * Link with -lmsocket (pkg-config --cflags --libs msocket).  The header
+ * includes <sys/socket.h>, for the AF_ and SOCK_ constants msocket takes.
  */
 #ifndef VUPY_MSOCKET_H
 #define VUPY_MSOCKET_H
+
+#include <sys/socket.h>
 
 /* The constants below are VUOS's (virtualsquare/vuos, include/vulib.h), so
  * that programs written for VUOS build and run unchanged under vupy. */
@@ -27,7 +30,8 @@
 #define __NR_msocket (-5)
 #endif
 
-/* File type of a stack file, as st_mode & S_IFMT reports it under VUOS. */
+/* File type of a stack's mount point, as st_mode & S_IFMT reports it under
+ * VUOS (vupy's stacks are names, not files: stat never reports it). */
 #ifndef S_IFSTACK
 #define S_IFSTACK 0160000
 #endif

@@ -251,3 +251,12 @@ def test_unavailable_module_is_listed_and_refused_with_its_reason(tmp_path):
     assert (refused.returncode, refused.stderr) == (2, f"vupy: module 'vde' is unavailable: {reason}\n")
     ok = vupy("--stack", "/dev/net/n=netns:new", "--", "/bin/true", env=env)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_stack_paths_are_made_absolute_keeping_what_changes_their_meaning(monkeypatch, tmp_path):
+    """`.` and repeated slashes go; `..` (which may cross a link) and a
+    trailing `/` or `.` (a directory, never a stack) stay."""
+    from vupy._wrapper import stack_path
+    monkeypatch.chdir(tmp_path)
+    assert [stack_path(p) for p in ("./x", "x", "//dev//net/./a", "../x", "/dev/net/", "/dev/net/.")] == \
+        [f"{tmp_path}/x", f"{tmp_path}/x", "/dev/net/a", f"{tmp_path}/../x", "/dev/net/", "/dev/net/."]

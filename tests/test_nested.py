@@ -68,7 +68,7 @@ def test_nested_session_lists_its_stacks_first_and_leaves_the_enclosing_ones(net
 def test_nested_session_that_cannot_start_says_why_and_changes_nothing(netns, tmp_path):
     a = netns()
     (tmp_path / "taken").touch()
-    cases = [f"--stack /dev/net/b=netns:new --stack /dev/net/x=nosuch",
+    cases = ["--stack /dev/net/b=netns:new --stack /dev/net/x=nosuch",
              f"--stack {tmp_path}/taken=null",
              "--stack /dev/net/b=null --default /dev/net/q",
              "--trace --stack /dev/net/b=null"]

@@ -84,6 +84,15 @@ def control(request):
         return answer
 
 
+def stack_path(path):
+    """A stack's PATH as vumount and vupy run hand it over: made absolute
+    from the current directory, without `.` components or repeated slashes
+    (they never change what a path names), but with its `..` (which may
+    cross a symbolic link) and a trailing `/` or `.` (a directory's)."""
+    parts = os.path.join(os.getcwd(), path).split("/")
+    return "/" + "/".join([p for p in parts[:-1] if p not in ("", ".")] + parts[-1:])
+
+
 def in_session():
     """0 outside a session; in one, how deep: 1 in a session, 2 in a session
     nested in it (`vupy run` inside a session), and so on.  Under VUOS,

@@ -12,13 +12,12 @@ signal that comes first, as from ^C, in one line with status 128+N).
 import argparse
 import datetime
 import functools
-import os
 import shlex
 import signal
 import sys
 
 from . import __version__, _families
-from ._wrapper import in_session
+from ._wrapper import in_session, stack_path
 from ._session import Interrupted, SessionError, block_signals, prepare, run, run_nested
 from ._stacks import describe_modules
 
@@ -50,18 +49,12 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def absolute(path):
-    """A relative PATH made absolute, as the kernel will resolve it: from
-    the current directory, with no lexical clean-up of `..`."""
-    return os.path.join(os.getcwd(), path)
-
-
 def parse_stack_option(text):
     """'PATH=SPEC' -> (absolute PATH, SPEC)."""
     path, eq, spec = text.partition("=")
     if not eq or not path or not spec:
         raise UsageError(f"--stack {text!r}: expected PATH=SPEC")
-    return absolute(path), spec
+    return stack_path(path), spec
 
 
 def parse_default_option(text):
@@ -69,10 +62,10 @@ def parse_default_option(text):
     left, eq, right = text.partition("=")
     if eq and "/" not in left:
         try:
-            return _families.parse(left), absolute(right), text
+            return _families.parse(left), stack_path(right), text
         except ValueError as e:
             raise UsageError(f"--default {text!r}: {e}") from None
-    return None, absolute(text), text
+    return None, stack_path(text), text
 
 
 def _tracer(destination):

@@ -9,12 +9,11 @@ The command names and the -t/-o syntax are VUOS's.  SOURCE `none` means an
 empty source (for modules such as `null` that take none), as with mount(8).
 """
 import argparse
-import os
 import shlex
 import sys
 
 from . import __version__
-from ._wrapper import control
+from ._wrapper import control, stack_path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,7 +71,7 @@ def vumount(argv=None):
             return list_stacks()
         source, path = operands
         control({"op": "mount", "type": args.type, "source": "" if source == "none" else source,
-                 "options": args.options, "path": os.path.join(os.getcwd(), path)})
+                 "options": args.options, "path": stack_path(path)})
     except OSError as e:
         return _fail("vumount", e)
     return 0
@@ -88,7 +87,7 @@ def vuumount(argv=None):
     parser.add_argument("path", metavar="PATH", help="the stack's name")
     args = parser.parse_args(argv)
     try:
-        control({"op": "umount", "path": os.path.join(os.getcwd(), args.path), "lazy": args.lazy})
+        control({"op": "umount", "path": stack_path(args.path), "lazy": args.lazy})
     except OSError as e:
         return _fail("vuumount", e)
     return 0
