@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 # vupy: the front door.  `make demo` and `make test` install what is missing
 # (Debian packages as root, Python packages in .venv) and run.
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Every benchmark, one after the other, into one JSON file.
 
     python bench/all.py [--json bench/results.json] [--only LIST] [--quick] [--markdown]

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """What the benchmark scripts share.
 
 Every script measures the same workload natively (or on a baseline path)

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """What do userspace stacks cost programs whose sockets are kernel ones?
 
     python bench/kernel_calls.py [--rounds 5] [--iterations 20000] [--warmup 1000]

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """What does vupy cost the data path of a kernel stack?  Bulk TCP and round
 trips on a namespace stack, through vupy and natively in the namespace.
 

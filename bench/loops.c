@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later
+ * Copyright (C) 2026 the vupy authors */
 /* loops: time one system call (or pair) in a tight loop, for bench/.
  *
  *     loops ITERATIONS WARMUP socket  inet|unix stream|dgram

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """peer: both ends of one measured connection, for bench/.
 
     python peer.py server|client WORKLOAD ADDR PORT COUNT WARMUP

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """What does a session cost the system calls it does not trap?  getpid and stat.
 
     python bench/plain_calls.py [--rounds 5] [--iterations 200000] [--warmup 1000]

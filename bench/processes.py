@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """What does a session cost processes?  Start-up, fork+exec, and many
 processes making sockets at once.
 

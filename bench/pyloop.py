@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """pyloop: bench/loops.c for Python programs, with the same protocol.
 
     python pyloop.py ITERATIONS WARMUP WORKLOAD [ARGS]

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later
+ * Copyright (C) 2026 the vupy authors */
 /* The floor of a routed socket(): a minimal seccomp supervisor, no Python,
  * no routing, for bench/reply_floor.py.
  *

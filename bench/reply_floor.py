@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """What does the reply to a trapped socket() cost, whoever answers it?
 
     python bench/reply_floor.py [--rounds 5] [--iterations 20000] [--warmup 1000]

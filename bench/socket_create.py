@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """What does vupy cost per socket?  socket(2) and msocket, side by side.
 
     python bench/socket_create.py [--rounds 5] [--iterations 20000] [--warmup 1000]

@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """What does a userspace stack cost?  Bulk TCP and a 64-byte round trip
 through vupy's lwIP stack, next to kernel<->kernel, in one run.
 

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """cffi (API mode) build of vupy._native: the supervisor's kernel layer.
 
 Run by setuptools through ``cffi_modules`` in setup.py; links libseccomp.

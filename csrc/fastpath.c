@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later
+ * Copyright (C) 2026 the vupy authors */
 /* The fast path of the notification loop: socket(2) calls that the Python
  * dispatcher has already routed once for the same thread are served here,
  * in C, without going back to Python.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later
+ * Copyright (C) 2026 the vupy authors */
 /* vupy-lwip: one lwIP stack on one VDE link, serving vupy's proxy descriptors.
  *
  * Usage: vupy-lwip CTLFD URL MAC MTU IP4/LEN[,IP4/LEN...]|- GW4|- [IP6 ...]

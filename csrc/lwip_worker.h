@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later
+ * Copyright (C) 2026 the vupy authors */
 /* The wire protocol between vupy (modules/lwip.py) and its lwIP worker.
  *
  * One AF_UNIX SOCK_SEQPACKET socket, one message per request and per reply,

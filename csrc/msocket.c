@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later
+ * Copyright (C) 2026 the vupy authors */
 /* libmsocket: msocket(3) as a C function.  See msocket.h. */
 #define _GNU_SOURCE
 #include <errno.h>

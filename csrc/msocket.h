@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later
+ * Copyright (C) 2026 the vupy authors */
 /* msocket.h: the C interface to msocket, several network stacks per process.
  *
  *   int msocket(const char *path, int domain, int type, int protocol);

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later
+ * Copyright (C) 2026 the vupy authors */
 /* Kernel mechanics of the vupy supervisor, called from Python through cffi.
  *
  * Everything here is a thin, allocation-free wrapper around one kernel

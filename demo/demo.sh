@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 # A real multi-stack session: two network namespaces, each with its own web
 # server on its own 127.0.0.1:8000, one program that reaches both through
 # msocket, and `vustack ... ip addr` for each stack.  Run by `make demo`

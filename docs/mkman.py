@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Man pages from the markdown of docs/NAME.SECTION.md.
 
     python3 docs/mkman.py -o DIR docs/vupy.1.md ...

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """netns: a kernel network namespace.
 
 SOURCE is the name of a namespace made with ``ip netns add NAME`` (looked

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """null: networking disabled.
 
 It serves the kernel families (so that it can be made their default) and

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """vde: a kernel network namespace whose interface is plugged into a VDE network.
 
 SOURCE is a libvdeplug URL: ``vde://SWITCH``, ``vxvde://GROUP`` (a network

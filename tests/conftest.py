@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Shared fixtures: namespaces the tests make (and always remove), servers
 inside them, and the commands under test.
 

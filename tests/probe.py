@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """A test program that calls msocket exactly as a C program built against
 VUOS's header would: syscall(-5, path, domain, type, protocol), through
 ctypes, with no vupy import (so that it runs under any python3, as any user).

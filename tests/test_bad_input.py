@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """msocket with arbitrary arguments (property-based, hypothesis): whatever
 the pointer (NULL, a stack, a file that is not one, unmapped, a kernel
 address, text ending at an unmapped page without its NUL), family, type and

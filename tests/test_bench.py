@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The benchmark scripts still run: each with its smallest parameters (the
 QUICK arguments it declares), exiting 0 with a well-formed JSON document
 whose runs all took the path they claim.  Nothing about the numbers."""

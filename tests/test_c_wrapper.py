@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The C wrapper library (csrc/msocket.h, libmsocket): C programs choose a
 stack per socket, inside a vupy session and outside one."""
 import errno

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Real programs under vupy (tests/compat, also run standalone by
 tests/compat/run.py to write docs/compatibility.md): each check must pass
 with the peers' namespace as vupy's default stack, and fail when vupy is

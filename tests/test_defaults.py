@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Default stacks: per process, shared by threads, copied at fork (exactly),
 kept across execve; set by --default, vustack and msocket(SOCK_DEFAULT);
 with process events and without."""

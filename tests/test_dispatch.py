@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Unit tests of the dispatcher's rules: pure decisions, no kernel."""
 import errno
 import socket

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Inside a session, whatever started vupy: vupy's commands on PATH (after
 the user's own), and `import vupy` for any python3, with no cffi."""
 import os

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The fast path (csrc/fastpath.c) repeats the dispatcher's decision for a
 thread's later socket() calls; these tests change, between two calls of the
 same thread, each thing the decision depends on, and check that the second

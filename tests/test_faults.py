@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Faults: the supervisor killed, the programs killed in the middle of calls,
 a stack's worker dying, the supervisor out of descriptors.  In each case
 no socket is ever made on another stack than the one asked for, and what

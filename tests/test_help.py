@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Help, versions, and the errors of a slip that name the fix."""
 import os
 from importlib.metadata import version
@@ -28,6 +30,23 @@ def test_every_command_has_help(argv):
     r = run(argv)
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert r.stdout.startswith("usage: " + os.path.basename(argv[0])), r.stdout
+
+
+@pytest.mark.parametrize("argv", [[VUPY, "run", "--help"], [VUPY, "modules"], [VUPY, "--help"],
+                                  [VUMOUNT, "--help"], [VUSTACK, "--help"]])
+def test_printing_commands_end_quietly_when_the_reader_goes(argv):
+    """`vupy run --help | head -1`: no BrokenPipeError traceback, but the
+    quiet end of any filter whose reader has gone (SIGPIPE)."""
+    r = run(["sh", "-c", '"$@" | (exec 0<&-)', "sh", *argv])
+    assert r.stderr == "", r.stderr
+
+
+def test_vustack_command_starts_with_no_signal_ignored():
+    """Python ignores SIGPIPE and SIGXFSZ; the command vustack executes
+    must not inherit that (`vustack STACK yes | head` must end)."""
+    r = run([VUPY, "run", "--stack", "/dev/net/vupyt-x=null", "--", VUSTACK, "/dev/net/vupyt-x",
+             "grep", "SigIgn", "/proc/self/status"])
+    assert r.stdout.split() == ["SigIgn:", "0" * 16], r.stderr
 
 
 def test_run_help_shows_the_spec_syntax_and_the_modules(stack_module):

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """i386 and x32 programs cannot make a socket that bypasses routing: i386
 socket(2) (nr 359) and socketcall(SYS_SOCKET) (nr 102), and x32 socket(2)
 (41 with the x32 bit) are trapped like the x86_64 call and routed to the

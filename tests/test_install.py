@@ -1,8 +1,11 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """How vupy is installed and what it states about itself: the license, the
 dependencies, the kernel it needs."""
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import tomllib
 
@@ -31,6 +34,16 @@ def test_license_is_gpl2_verbatim_with_the_or_later_notice():
     assert project["license"] == {"text": "GPL-2.0-or-later"}
     assert "License :: OSI Approved :: GNU General Public License v2 or later (GPLv2+)" \
         in project["classifiers"]
+
+
+def test_every_source_file_states_the_license_in_its_header():
+    tracked = subprocess.run(["git", "-C", REPO, "ls-files"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    sources = [f for f in tracked if re.search(r"\.(py|c|h|sh)$|(^|/)(Makefile|run)$", f)]
+    assert len(sources) > 80
+    missing = [f for f in sources
+               if "SPDX-License-Identifier: GPL-2.0-or-later" not in "".join(open(os.path.join(REPO, f)).readlines()[:3])]
+    assert missing == []
 
 
 def test_cffi_is_a_range_and_the_build_requirements_are_pinned():

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Interactive and job-control safety: what a terminal and a process group
 do to a session (issue 13).
 

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The lwip stack module, end to end: unmodified programs (curl, python) and
 vupy.msocket programs on a userspace lwIP stack attached to a VDE network.
 

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The man pages made from docs/NAME.SECTION.md by docs/mkman.py: each
 renders without a warning, with its NAME and SYNOPSIS."""
 import os

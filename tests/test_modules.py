@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Stack modules found through entry points, and stacks mounted, used and
 unmounted while a session runs (vumount, vuumount, vustack)."""
 import json

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """msocket end to end: the errno table row by row, sockets on several stacks
 in one process, real programs pointed at a stack."""
 import errno
@@ -231,7 +233,7 @@ def test_search_permission_on_the_stack_files_directory_is_checked(netns, probe)
         r = vupy("--stack", f"{path}=netns:{a}", "--", *NOBODY, SYSTEM_PYTHON, probe,
                  "msock", path, "inet", "stream")
         assert r.stdout.split() == [name(errno.EACCES)], r.stderr
-        assert not os.path.exists(path)  # the stack file was only in the session's view
+        assert not os.path.exists(path)  # a stack's name is not a file
     finally:
         os.rmdir(directory)
 

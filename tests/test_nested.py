@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Sessions inside sessions: a `vupy run` in a session is served by the
 enclosing session's supervisor, in a scope of its own whose stacks and
 defaults only its own processes see, in front of the enclosing ones, and

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The README's examples, run as written.
 
 A ```sh block is run by bash, line by line as shown, with `set -e`; the

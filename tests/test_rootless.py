@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """vupy run by an ordinary user (uid 65534, as `setpriv` makes it): what works
 without privileges (its own namespace, userspace stacks on VDE networks,
 stack paths anywhere, vustack, vumount), and what is refused, before the
@@ -22,7 +24,7 @@ NOBODY_UID = 65534
 
 @pytest.fixture
 def own_dir():
-    """A directory uid 65534 owns, for its stack files."""
+    """A directory uid 65534 owns."""
     directory = tempfile.mkdtemp(prefix="vupyt-nobody-")
     os.chown(directory, NOBODY_UID, NOBODY_UID)
     yield directory

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The session as a user sees it: `vupy run ... -- COMMAND`.
 
 Pinned here, with real processes (root):
@@ -7,11 +9,11 @@ Pinned here, with real processes (root):
 * an interactive bash under vupy keeps job control, Ctrl-C, Ctrl-Z and the
   window size, and Ctrl-C reaches the foreground job, not vupy;
 * when COMMAND ends nothing of the session is left: no process (leftovers
-  get SIGTERM, then SIGKILL), no mount namespace, no `netns:new` namespace;
+  get SIGTERM, then SIGKILL), no `netns:new` namespace;
 * a bad option or SPEC is refused before anything starts, in one line on
   stderr, with exit status 2;
-* each stack is a file at its PATH inside the session only, and
-  /dev/net/tun stays usable inside.
+* a stack's PATH is a name, not a file: nothing appears in its directory,
+  and what programs write there is kept; /dev/net/tun stays usable.
 """
 import contextlib
 import os

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """A storm of signals (SIGALRM every millisecond) on programs making
 sockets in a session: they keep making progress, no call is lost, every
 socket is on the stack asked for.

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """vupy run --trace[=FILE]: one line per trapped call, strace-like: the time,
 the pid, the call with its arguments by name, where it went, its result."""
 import os

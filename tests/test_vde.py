@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The vde stack module: kernel namespaces plugged into VDE networks, mixed
 with lwip stacks and ordinary namespaces on one virtual Ethernet, and a
 vxvde network between two "machines" (namespaces joined by a veth pair).

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The VDE networks of the tests and the programs run on them.
 
 `vde_lan` makes a vde_switch, a namespace with a tap interface (10.9.0.1/24,

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """vupy: several network stacks for unmodified Linux programs.
 
 A program started with ``vupy run`` can open each socket on a stack of its

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """vupy's control call: how vumount, vuumount and vustack talk to the
 supervisor from inside a session.
 

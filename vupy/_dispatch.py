@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """What to do with a trapped call: the dispatcher.
 
 Theory of operation.  The notification loop (vupy/_notify.py) turns each

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The environment of a session's COMMAND: vupy's commands and its Python
 package, however vupy was started.
 

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Address families by name, as vustack(1) and `vupy run --default` spell them.
 
 The names and aliases follow VUOS's vustack: `local`/`unix`, `inet`,

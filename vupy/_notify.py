@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The notification loop: the kernel mechanics under the dispatcher.
 
 One thread receives each trapped call from the seccomp listener, reads what

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """A network namespace for a vupy without root, and the process that holds it.
 
 An ordinary user may make a network namespace only inside a user namespace

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Stack paths, resolved as the caller would resolve them.
 
 A stack is a name that no directory holds (see vupy/_stacks.py), so the

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The session's processes and their default stacks.
 
 Defaults are per process, copied to a child when it is forked and kept

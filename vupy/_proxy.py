@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Serving the socket calls made on proxy descriptors.
 
 A userspace stack hands programs proxies (see "Proxy stacks" in stack.py):

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The session: start COMMAND under the filter, supervise it, end cleanly.
 
 Order of a session, and why:
@@ -49,7 +51,7 @@ from ._paths import Resolver
 from ._procs import ProcessEvents, ProcessTable, children, status_field
 from .stack import CAP_SYS_ADMIN, capable
 from ._stacks import MountError, StackTable, apply_defaults, name_key, parse_spec
-from ._wrapper import control
+from ._wrapper import control, default_dispositions
 from .modules.host import HostModule
 
 PR_SET_PDEATHSIG = 1
@@ -227,12 +229,11 @@ def _start_child(argv, to_parent, no_new_privs, mask, features):
     filter: the listener's number is given as -1."""
     try:
         # COMMAND must start with the dispositions it would have.  Python
-        # ignores these two, and an ignored signal stays ignored across
-        # execve; it also catches SIGINT, and a SIGINT that comes before the
-        # execve (from the terminal) must act as on a program that has not
-        # set its own disposition yet, not raise KeyboardInterrupt here.
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        # ignores two (default_dispositions), and it catches SIGINT: a
+        # SIGINT that comes before the execve (from the terminal) must act
+        # as on a program that has not set its own disposition yet, not
+        # raise KeyboardInterrupt here.
+        default_dispositions()
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The session's stacks: modules found through entry points, stacks made
 from SPECs, and the names that stand for them.
 

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """msocket(2) for Python programs: `vupy.msocket`, `vupy.set_default`,
 `vupy.in_session`.
 
@@ -15,6 +17,7 @@ import ctypes
 import errno
 import json
 import os
+import signal
 import socket
 
 NR_MSOCKET = -5
@@ -82,6 +85,16 @@ def control(request):
         if "errno" in answer:
             raise OSError(answer["errno"], answer["error"])
         return answer
+
+
+def default_dispositions():
+    """SIGPIPE and SIGXFSZ back to their default actions.  Python ignores
+    them, and an ignored signal stays ignored across execve: a COMMAND that
+    vupy or vustack executes must start as it would from a shell, and a
+    command that prints (vustack, vumount, vupy --help) must end quietly
+    when its reader goes, as any filter does."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 
 
 def stack_path(path):

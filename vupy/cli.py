@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """`vupy`: the command line.
 
     vupy run [--stack PATH=SPEC]... [--default [FAMILIES=]PATH]... [--userspace]
@@ -17,7 +19,7 @@ import signal
 import sys
 
 from . import __version__, _families
-from ._wrapper import in_session, stack_path
+from ._wrapper import default_dispositions, in_session, stack_path
 from ._session import Interrupted, SessionError, block_signals, prepare, run, run_nested
 from ._stacks import describe_modules
 
@@ -181,6 +183,7 @@ def parser(mask):
 
 def main(argv=None):
     mask = block_signals()      # before anything else: see block_signals
+    default_dispositions()      # for --help, --version and modules; a session's is below
     argv = sys.argv[1:] if argv is None else list(argv)
     stacks = None
     try:
@@ -203,6 +206,9 @@ def main(argv=None):
             # (^C must stop it, if a module hangs in its import, say).
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             return list_modules()
+        # A session's vupy gets EPIPE, not death, from a reader gone (of
+        # its trace, say): the session must not end for that.
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         if args.argv[:1] == ["--"]:
             args.argv = args.argv[1:]
         if not args.argv:

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Read-only rtnetlink answers for stacks that are not kernel ones.
 
 A userspace stack has no kernel to ask for its interfaces, so `ip addr`,

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The stack module interface: what a module author implements.
 
 This file is all of vupy a module author needs to read; docs/modules.md

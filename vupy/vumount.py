@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """vumount and vuumount: mount and unmount stacks inside a session.
 
     vumount                                        list the session's stacks
@@ -13,7 +15,7 @@ import shlex
 import sys
 
 from . import __version__
-from ._wrapper import control, stack_path
+from ._wrapper import control, default_dispositions, stack_path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,6 +44,7 @@ def _version(parser):
 
 
 def vumount(argv=None):
+    default_dispositions()
     parser = _Parser(prog="vumount", usage="vumount [-t TYPE [-o OPTIONS] SOURCE PATH]",
                      description="Mount a stack in this vupy session, as `vupy run --stack "
                                  "PATH=TYPE:SOURCE,OPTIONS` does at start; with no arguments, "
@@ -78,6 +81,7 @@ def vumount(argv=None):
 
 
 def vuumount(argv=None):
+    default_dispositions()
     parser = _Parser(prog="vuumount", description="Unmount a stack of this vupy session: remove its "
                                                   "name PATH and, once nobody uses it, free the stack.",
                      epilog="See vumount(1).")

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """vustack: run a command with another default stack (VUOS-compatible).
 
     vustack [-h] [-s] [-v] [-f FAMILIES] STACK [COMMAND [ARG...]]
@@ -12,7 +14,7 @@ import socket
 import sys
 
 from . import __version__, _families
-from ._wrapper import SOCK_DEFAULT, SOCK_PROBE, _call, control
+from ._wrapper import SOCK_DEFAULT, SOCK_PROBE, _call, control, default_dispositions
 
 USAGE = ("usage: vustack [-h] [-s] [-v] [-f FAMILIES] STACK [COMMAND [ARG...]]\n"
          "       vustack\n       vustack --help | --version\n")
@@ -93,6 +95,7 @@ def print_defaults():
 
 
 def main(argv=None):
+    default_dispositions()
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         return print_defaults()

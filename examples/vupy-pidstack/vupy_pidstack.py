@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """pid: the network of a running process, as a vupy stack.
 
     vupy run --stack /dev/net/web=pid:1234 -- curl http://127.0.0.1/

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later
+ * Copyright (C) 2026 the vupy authors */
 /* Built with gcc -m32 -static: every way an i386 program can make a socket,
  * each printing the inode of the socket's network namespace (SIOCGSKNS) or
  * the errno.  Used by tests/test_i386.py to show none of them escapes. */

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later
+ * Copyright (C) 2026 the vupy authors */
 /* Many sockets, threads and processes at once in a vupy session, with the
  * network namespace of every socket checked (SIOCGSKNS, the inode of the
  * namespace's file).  Used by tests/test_load.py.

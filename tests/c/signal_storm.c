@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later
+ * Copyright (C) 2026 the vupy authors */
 /* socket() and msocket() under a storm of signals: SIGALRM every
  * millisecond (setitimer), its handler installed with or without
  * SA_RESTART.

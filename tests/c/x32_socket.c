@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later
+ * Copyright (C) 2026 the vupy authors */
 /* socket(2) by its x32 number (41 | __X32_SYSCALL_BIT), from x86-64 code:
  * what an x32 program would do.  Prints "ns:INODE" (the socket's network
  * namespace) or the errno's number. */

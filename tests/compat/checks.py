@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The compatibility checks: real programs under vupy, each proving that
 its sockets were those of the namespace vupy was given.
 

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """The world one compatibility check runs in (the checks are in checks.py).
 
 A Lab makes a network namespace, vupyt-PID-N, with lo up and a veth pair
@@ -29,7 +31,7 @@ import time
 
 ADDRESS = "10.213.0.1"          # on vupyt0, in the Lab's namespace only
 PREFIX_LEN = 24
-STACK = "/dev/net/compat"       # the stack file inside each vupy session
+STACK = "/dev/net/compat"       # the stack's name in each vupy session
 SYSTEM_PYTHON = "/usr/bin/python3"
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 PROGRAM_SECONDS = 60            # a hang fails the check, never blocks the run

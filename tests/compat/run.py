@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """Run the compatibility checks (checks.py) and report them.
 
     python tests/compat/run.py [--markdown FILE] [--wrong-stack] [CHECK...]

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
 """vupy, as the programs of a session import it.
 
 The directory of this file holds nothing else, and vupy puts it on the
