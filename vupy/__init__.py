@@ -10,15 +10,19 @@ sets.  The layers, top to bottom:
 session (vupy/_session.py)
     Starts COMMAND under a seccomp user-notification filter, gives the
     session its stacks, passes signals on, ends what COMMAND leaves.
-notification loop (vupy/_notify.py, csrc/supervisor.c)
+notification loop (vupy/_notify.py, vupy/_paths.py, csrc/supervisor.c)
     Kernel mechanics: receives each trapped call, reads the caller's memory
-    and credentials, answers with an errno or injects a socket (ADDFD).
+    and credentials, resolves stack paths as the caller would, answers with
+    an errno or injects a socket (ADDFD).
 dispatcher (vupy/_dispatch.py) and process table (vupy/_procs.py)
     Decisions: which stack, which errno, which descriptor flags; the default
     stacks of every process, copied at fork.
+stack table (vupy/_stacks.py)
+    The session's stacks by name, in scopes: the session's, and one per
+    session nested in it.
 stack modules (vupy/stack.py, modules/)
-    Kinds of stacks: `netns`, `host`, `null`, and any module registered under
-    the `vupy.stacks` entry-point group.
+    Kinds of stacks: `netns`, `host`, `null`, `lwip`, `vde`, and any module
+    registered under the `vupy.stacks` entry-point group.
 
 The public names are re-exported here; everything under an underscore is
 private.  A program's names (msocket, set_default, in_session) need only
