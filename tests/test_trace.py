@@ -4,6 +4,7 @@
 the pid, the call with its arguments by name, where it went, its result."""
 import os
 import re
+import subprocess
 import textwrap
 
 from conftest import PYTHON, run, vupy
@@ -70,3 +71,12 @@ def test_bare_trace_never_takes_the_next_argument(tmp_path):
     assert r.returncode == 0, r.stderr
     assert _calls(r.stderr, int(r.stdout)) == ["socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, 0) -> host: fd 3"]
     assert os.listdir(tmp_path) == []
+
+
+def test_a_trace_that_cannot_be_written_ends_and_the_session_goes_on():
+    """Standard error on a full disk (/dev/full): the trace stops, the calls
+    are served as without it."""
+    with open("/dev/full", "w") as full:
+        r = vupy("-v", "--", PYTHON, "-c", "import socket\nfor _ in range(3): socket.socket()\nprint('made 3')",
+                 stderr=full, capture_output=False, stdout=subprocess.PIPE)
+    assert (r.returncode, r.stdout) == (0, "made 3\n")

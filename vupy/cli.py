@@ -72,13 +72,22 @@ def parse_default_option(text):
 
 def _tracer(destination):
     """The function that writes one trace line, with the time, to
-    `destination`: standard error for "-", else a file (appended to)."""
+    `destination`: standard error for "-", else a file (appended to).
+
+    A trace that cannot be written (its reader gone, its disk full) ends,
+    and the session goes on: the supervisor's work must not fail for it."""
     out = sys.stderr if destination == "-" else open(destination, "a", buffering=1)
 
     def trace(line):
+        nonlocal out
+        if out is None:
+            return
         now = datetime.datetime.now().strftime("%H:%M:%S.%f")
-        out.write(f"{now} vupy: {line}\n")
-        out.flush()
+        try:
+            out.write(f"{now} vupy: {line}\n")
+            out.flush()
+        except (OSError, ValueError):
+            out = None
     return trace
 
 
