@@ -17,15 +17,13 @@ with open(os.path.join(HERE, "supervisor.h")) as header:
 ffibuilder.cdef(
     DECLARATIONS
     + """
-    int mount(const char *source, const char *target, const char *fstype,
-              unsigned long flags, const void *data);
     int prctl(int option, unsigned long arg2, unsigned long arg3,
               unsigned long arg4, unsigned long arg5);
     """
 )
 ffibuilder.set_source(
     "vupy._native",
-    '#include <sys/mount.h>\n#include <sys/prctl.h>\n#include "supervisor.h"',
+    '#include <sys/prctl.h>\n#include "supervisor.h"',
     sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("supervisor.c", "fastpath.c")],
     include_dirs=[os.path.relpath(HERE)],
     libraries=["seccomp"],

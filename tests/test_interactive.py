@@ -40,35 +40,36 @@ from vupy._procs import children
 EXPECT_SECONDS = 60
 VDE_IP = "10.9.0.5"
 
+# Both apps below: say it is ready, then wait for ^C and catch it.
+UNTIL_CTRL_C = textwrap.dedent("""
+    def until_ctrl_c():
+        try:
+            say('app-ready')
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            say('interrupted')
+""")
+
 # COMMAND of the ^C tests, on a stack that is its default: one exchange with
 # the echo server at argv[1]:argv[2] before ^C, a KeyboardInterrupt caught,
 # then another exchange on a new connection.
-CLIENT_APP = PRELUDE + textwrap.dedent("""
+CLIENT_APP = PRELUDE + UNTIL_CTRL_C + textwrap.dedent("""
     def ask(word):
         s = connect(sys.argv[1], int(sys.argv[2]))
         s.sendall(word.encode() + b'\\n')
         return recvline(s).decode().strip()
 
     say('before', ask('before'))
-    try:
-        say('app-ready')
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        say('interrupted')
+    until_ctrl_c()
     say('after', ask('after'))
 """)
 
 # The same on a stack with nothing but lo: a listener made before ^C, a new
 # connection to it after.
-LOOPBACK_APP = PRELUDE + textwrap.dedent("""
+LOOPBACK_APP = PRELUDE + UNTIL_CTRL_C + textwrap.dedent("""
     server = listener('127.0.0.1', 8080)
-    try:
-        say('app-ready')
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        say('interrupted')
+    until_ctrl_c()
     c = connect('127.0.0.1', 8080)
     a, _ = server.accept()
     c.sendall(b'after\\n')

@@ -80,14 +80,13 @@ def may_manage(euid, owner_uid):
 
 class Caller:
     """Who made a control call: its process, its Defaults, and its view of
-    paths (`key(path)` and `free_name(path)`: see vupy/_paths.py, bound
-    to the caller; each returns a key or an errno)."""
+    paths (`key(path, free=False)`: Resolver.key of vupy/_paths.py, bound
+    to the caller: a key or an errno)."""
 
-    def __init__(self, tgid, defaults, key, free_name):
+    def __init__(self, tgid, defaults, key):
         self.tgid = tgid
         self.defaults = defaults
         self.key = key
-        self.free_name = free_name
 
 
 def handle(request, stacks, table, caller):
@@ -98,7 +97,7 @@ def handle(request, stacks, table, caller):
         if op == "mount":
             path = _text(request, "path")
             options = parse_options(_text(request, "options", ""), "-o")
-            stacks.mount(scope, path, name_key(caller.free_name(path), path),
+            stacks.mount(scope, path, name_key(caller.key(path, free=True), path),
                          _text(request, "type"), _text(request, "source", ""), options)
             return {"path": path}
         if op == "umount":
@@ -159,7 +158,7 @@ def _nest(request, stacks, table, caller):
     scope = stacks.nest(parent, {}, owner, caller.tgid)
     try:
         for path, spec in _pairs(request, "stacks"):
-            stacks.mount(scope, path, name_key(caller.free_name(path), path), *parse_spec(spec))
+            stacks.mount(scope, path, name_key(caller.key(path, free=True), path), *parse_spec(spec))
         scope.defaults = apply_defaults(caller.defaults.effective(), scope, caller.key,
                                         _triples(request, "defaults"))
     except BaseException:

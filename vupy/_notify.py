@@ -171,7 +171,7 @@ class Supervisor:
         if stacks.nested:
             owners = {scope.owner: scope for scope in stacks.nested}
             for fd in select.select(list(owners), [], [], 0)[0]:
-                if not owners[fd].ended:
+                if owners[fd] in stacks.nested:     # not ended with an enclosing one
                     stacks.end(owners[fd], self._keeps_alive)
         if stacks.detached:
             stacks.collect(self._keeps_alive)
@@ -263,8 +263,8 @@ class Supervisor:
         tgid, defaults = known
         paths = self.paths
         caller = control.Caller(tgid, defaults,
-                                lambda path: paths.key(call.pid, tgid, os.fsencode(path), creds),
-                                lambda path: paths.free_name(call.pid, tgid, os.fsencode(path), creds))
+                                lambda path, free=False: paths.key(call.pid, tgid, os.fsencode(path),
+                                                                   creds, free))
         reply = control.encode(control.handle(request, self.stacks, self.table, caller))
         if len(reply) > reply_size:
             return self.fail(call, errno.ERANGE)

@@ -93,35 +93,25 @@ class Resolver:
         err = self._stat(base, directory + b"/.", creds)
         return err or (self.st.dev, self.st.ino, name)
 
-    def key(self, tid, tgid, path, creds):
+    def key(self, tid, tgid, path, creds, free=False):
         """The key a stack named `path` has (vumount, vuumount), or an errno:
         EINVAL for a path that cannot name a stack (its last component is
-        empty, "." or "..")."""
+        empty, "." or ".."); with `free` (for mounting one there), EEXIST if
+        something is on disk at `path` (msocket would no longer reach it)."""
         start = self._start(tid, tgid, path)
         if isinstance(start, int):
             return start
         base, relative = start
         try:
             key = self._key(base, relative, creds)
-            return errno.EINVAL if key is None else key
-        finally:
-            os.close(base)
-
-    def free_name(self, tid, tgid, path, creds):
-        """The key for mounting a stack at `path`, or an errno: EEXIST if
-        something is on disk there (msocket would no longer reach it)."""
-        key = self.key(tid, tgid, path, creds)
-        if isinstance(key, int):
-            return key
-        start = self._start(tid, tgid, path)
-        if isinstance(start, int):
-            return start
-        base, relative = start
-        try:
+            if key is None:
+                return errno.EINVAL
+            if isinstance(key, int) or not free:
+                return key
             err = self._stat(base, relative, creds, nofollow=True)
+            return errno.EEXIST if not err else key if err == errno.ENOENT else err
         finally:
             os.close(base)
-        return errno.EEXIST if not err else key if err == errno.ENOENT else err
 
     def resolve(self, tid, tgid, path, creds, scope):
         """A Target, None (not a stack) or an errno, for msocket's `path`."""

@@ -112,7 +112,7 @@ def prepare(stack_options, default_options):
         _native.lib.vupy_read_creds(me, creds)
         paths = Resolver()
         for path, spec in stack_options:
-            key = name_key(paths.free_name(me, me, os.fsencode(path), creds), path)
+            key = name_key(paths.key(me, me, os.fsencode(path), creds, free=True), path)
             stacks.mount(stacks.session, path, key, *parse_spec(spec))
             _refuse_if_signalled()
         stacks.session.defaults = apply_defaults(

@@ -183,11 +183,6 @@ class Mount:
     gid: int = 0
     detached: bool = field(default=False)
 
-    @property
-    def spec(self):
-        text = self.type + (f":{self.source}" if self.source else "")
-        return text + "".join(f",{k}={v}" for k, v in self.options.items())
-
 
 @dataclass(eq=False)
 class Scope:
@@ -203,7 +198,6 @@ class Scope:
     owner: int = None           # pidfd of the nested vupy that made it
     owner_tgid: int = None
     mounts: dict = field(default_factory=dict)      # key -> Mount
-    ended: bool = False
 
     def lookup(self, key):
         """The Mount named by `key` here or in an enclosing scope."""
@@ -308,7 +302,6 @@ class StackTable:
         for inner in [s for s in self.nested if s.parent is scope]:
             self.end(inner, keeps_alive)
         self.nested.remove(scope)
-        scope.ended = True
         os.close(scope.owner)
         mounts, scope.mounts = list(scope.mounts.values()), {}
         for mount in mounts:
