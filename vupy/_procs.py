@@ -237,24 +237,37 @@ class ProcessTable:
                    if any(s is stack for s in defaults.effective().values()))
 
 
-def status_field(pid, key):
-    """An integer field of /proc/PID/status (None if unreadable)."""
+def status(pid, *keys):
+    """{key: value} of the fields `keys` (such as b"Tgid") of /proc/PID/status,
+    each value the field's text; None if the file cannot be read.  The one
+    reader of that file in vupy."""
+    found = {}
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
+                key, _, value = line.partition(b":")
+                if key in keys:
+                    found[key] = value.strip()
+    except OSError:
         return None
-    return None
+    return found
+
+
+def status_field(pid, key):
+    """A decimal field of /proc/PID/status (None if unreadable)."""
+    value = (status(pid, key) or {}).get(key)
+    try:
+        return None if value is None else int(value.split()[0])
+    except (IndexError, ValueError):
+        return None
 
 
 def _read_tgid(tid):
-    return status_field(tid, b"Tgid:")
+    return status_field(tid, b"Tgid")
 
 
 def _read_ppid(pid):
-    return status_field(pid, b"PPid:")
+    return status_field(pid, b"PPid")
 
 
 def children(tgid):

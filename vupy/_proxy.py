@@ -35,6 +35,7 @@ import struct
 from . import _dispatch as dispatch
 from ._dispatch import c_int
 from ._native import ffi, lib
+from ._procs import status
 from .stack import ProxyStack
 
 NR = {"bind": 49, "connect": 42, "listen": 50, "accept": 43, "accept4": 288,
@@ -95,17 +96,12 @@ class Call:
 
 def _pending_signals(tid):
     """Whether thread `tid` has a signal to handle (None if it is gone)."""
-    fields = {}
-    try:
-        with open(f"/proc/{tid}/status", "rb") as f:
-            for line in f:
-                key, _, value = line.partition(b":")
-                if key in (b"SigPnd", b"ShdPnd", b"SigBlk", b"SigIgn"):
-                    fields[key] = int(value, 16)
-    except OSError:
+    fields = status(tid, b"SigPnd", b"ShdPnd", b"SigBlk", b"SigIgn")
+    if fields is None:
         return None
-    waiting = fields.get(b"SigPnd", 0) | fields.get(b"ShdPnd", 0)
-    return bool(waiting & ~fields.get(b"SigBlk", 0) & ~fields.get(b"SigIgn", 0))
+    mask = {key: int(fields.get(key, b"0"), 16) for key in (b"SigPnd", b"ShdPnd", b"SigBlk", b"SigIgn")}
+    waiting = mask[b"SigPnd"] | mask[b"ShdPnd"]
+    return bool(waiting & ~mask[b"SigBlk"] & ~mask[b"SigIgn"])
 
 
 class ProxyServer:

@@ -141,7 +141,7 @@ def _descendants():
     found, todo = [], [os.getpid()]
     while todo:
         below = children(todo.pop())
-        found.extend(c for c in below if status_field(c, b"Seccomp:") != 0)
+        found.extend(c for c in below if status_field(c, b"Seccomp") != 0)
         todo.extend(below)
     return found
 

@@ -152,6 +152,7 @@ import sys
 
 from . import _native
 from ._families import KERNEL_FAMILIES
+from ._procs import status
 
 __all__ = ["StackModule", "Stack", "KernelStack", "ProxyStack", "HeldStack", "StackError",
            "KERNEL_FAMILIES", "open_netns", "is_netns", "network_namespace", "capable", "CAP_SYS_ADMIN",
@@ -321,11 +322,8 @@ def end_helper(process, seconds, terminate=False):
 
 def capable(cap):
     """Whether vupy has capability `cap` (a CAP_* number) in effect."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) >> cap & 1)
-    return False
+    effective = (status("self", b"CapEff") or {}).get(b"CapEff", b"0")
+    return bool(int(effective, 16) >> cap & 1)
 
 
 CAP_SYS_ADMIN = 21
