@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Copyright (C) 2026 the vupy authors
-"""host: the network namespace vupy was started in."""
-import os
-
-from vupy.stack import KernelStack, StackError, StackModule, KERNEL_FAMILIES
+"""host: the network namespace vupy was started in (the session's default
+stack, made by the session itself; this module names it for --stack and
+vumount)."""
+from vupy.helpers import host_namespace
+from vupy.stack import KERNEL_FAMILIES, KernelStack, StackError, StackModule
 
 
 class HostModule(StackModule):
@@ -14,7 +15,4 @@ class HostModule(StackModule):
     def create(self, source, options):
         if source or options:
             raise StackError("host: takes no source and no options")
-        # /proc/self is vupy's main thread, which never leaves the namespace
-        # vupy was started in (the supervisor thread, which may run this
-        # for vumount, moves between stacks' namespaces).
-        return KernelStack(os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
+        return KernelStack(host_namespace())

@@ -31,7 +31,8 @@ import sys
 
 import vupy
 from vupy import rtnetlink
-from vupy.stack import ProxyStack, StackError, StackModule, end_helper, start_helper
+from vupy.helpers import end_helper, start_helper
+from vupy.stack import ProxyStack, StackError, StackModule
 
 WORKER = os.path.join(os.path.dirname(vupy.__file__), "lib", "vupy-lwip")
 READY_SECONDS = 10      # for the worker to open its link

@@ -8,20 +8,15 @@ up in /run/netns), the path of any network-namespace file (such as
 that exists as long as the session uses it.
 """
 import errno
-import fcntl
 import os
-import socket
-import struct
 
-from vupy.stack import (CAP_SYS_ADMIN, KERNEL_FAMILIES, HeldStack, KernelStack, StackError, StackModule,
-                        capable, network_namespace, open_netns)
+from vupy.helpers import (CAP_SYS_ADMIN, UserNamespaceStack, capable, loopback_up, network_namespace,
+                          open_netns)
+from vupy.stack import KERNEL_FAMILIES, KernelStack, StackError, StackModule
 
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` puts its files (iproute2)
 WITHOUT_ROOT = (" (a vupy without root can use its own namespace, netns:new, and userspace"
                 " stacks: lwip on vde://, vxvde:// or slirp://)")
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-IFF_UP = 0x1
 
 
 def new_namespace(spec="netns:new"):
@@ -30,10 +25,7 @@ def new_namespace(spec="netns:new"):
     try:
         with network_namespace():
             fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                ifreq = struct.pack("16sH14x", b"lo", 0)
-                flags = struct.unpack_from("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, ifreq))[1]
-                fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+            loopback_up()
     except OSError as e:
         raise StackError(f"{spec}: cannot make a network namespace: {e.strerror}"
                          f"{WITHOUT_ROOT if e.errno == errno.EPERM else ''}") from None
@@ -65,7 +57,7 @@ class NetnsModule(StackModule):
             raise StackError("netns: needs a SOURCE: NAME, FILE or new")
         if source == "new":
             # Without root, in a user namespace of vupy's own.
-            return KernelStack(new_namespace()) if capable(CAP_SYS_ADMIN) else HeldStack("netns:new")
+            return KernelStack(new_namespace()) if capable(CAP_SYS_ADMIN) else UserNamespaceStack("netns:new")
         path = source if "/" in source else os.path.join(NETNS_RUN_DIR, source)
         if "/" not in source and not os.path.exists(path):
             raise StackError(f"netns:{source}: no such namespace (ip netns add {source})")

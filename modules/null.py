@@ -5,7 +5,7 @@
 It serves the kernel families (so that it can be made their default) and
 answers every socket with EAFNOSUPPORT, as a kernel without networking would.
 """
-from vupy.stack import Stack, StackError, StackModule, KERNEL_FAMILIES
+from vupy.stack import KERNEL_FAMILIES, Stack, StackError, StackModule
 
 
 class NullStack(Stack):

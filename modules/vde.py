@@ -23,7 +23,7 @@ reached from there; its tap is made there under a temporary name and then
 moved into the stack's namespace as vde0 (a tap keeps its open descriptor
 across the move).
 If vde_plug ends while the stack lives, vupy says so and the stack's new
-sockets fail with ENETDOWN.  Without root the namespace is a HeldStack's
+sockets fail with ENETDOWN.  Without root the namespace is a UserNamespaceStack's
 and vde0 a veth linked through vde_plug's pcap:// (see _without_root).
 """
 import contextlib
@@ -41,8 +41,9 @@ import threading
 import time
 
 from vupy import rtnetlink
-from vupy.stack import (CAP_SYS_ADMIN, KERNEL_FAMILIES, HeldStack, KernelStack, Stack, StackError,
-                        StackModule, capable, end_helper, network_namespace, open_netns, start_helper)
+from vupy.helpers import (CAP_SYS_ADMIN, UserNamespaceStack, capable, end_helper, network_namespace,
+                          open_netns, start_helper)
+from vupy.stack import KERNEL_FAMILIES, KernelStack, Stack, StackError, StackModule
 
 from .netns import NETNS_RUN_DIR, new_namespace
 
@@ -188,14 +189,14 @@ class VdeModule(StackModule):
 
     @staticmethod
     def _without_root(source, commands):
-        """Without root the namespace is a HeldStack's, in a user namespace
+        """Without root the namespace is a UserNamespaceStack's, in a user namespace
         of the session's, and vupy may not put a tap there (nor open
         /dev/net/tun at all, where it is root's alone).  So vde0 is one end
         of a veth pair, and vde_plug URL, run here (URL is reached from
         here), carries the frames through its standard input and output to
         a second vde_plug in the held namespaces, which captures and injects
         them on the other end, vde0p (libvdeplug's pcap://)."""
-        held = HeldStack(f"vde:{source}")
+        held = UserNamespaceStack(f"vde:{source}")
         enter = ["nsenter", "-t", str(held.process.pid), "-U", "-n", "--preserve-credentials", "--"]
         try:
             run_ip([["link", "add", "vde0", "type", "veth", "peer", "name", "vde0p"],
@@ -268,7 +269,7 @@ class Plug:
 
 
 class VdeStack(Stack):
-    """A kernel stack (KernelStack; HeldStack without root) whose link is a
+    """A kernel stack (KernelStack; UserNamespaceStack without root) whose link is a
     vde_plug."""
 
     families = KERNEL_FAMILIES

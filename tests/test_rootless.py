@@ -4,10 +4,12 @@
 without privileges (its own namespace, userspace stacks on VDE networks,
 stack paths anywhere, vustack, vumount), and what is refused, before the
 session starts, with the reason."""
+import contextlib
 import os
 import pathlib
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -302,3 +304,64 @@ def test_vxvde_between_two_machines_without_root(netns, background, unprivileged
             env=unprivileged["env"])
     assert assert_ok(r).split() == ["echo:over", "vxvde", "10.10.0.1"]
     assert server.expect("conn") == "conn 10.10.0.1"
+
+
+STUCK_HOLDER = textwrap.dedent("""
+    import errno, fcntl, os, socket, sys, time, vupy
+    a, b = sys.argv[1:]
+    def ns(s):
+        fd = fcntl.ioctl(s.fileno(), 0x894C)        # SIOCGSKNS: the socket's namespace
+        ino = os.fstat(fd).st_ino
+        os.close(fd)
+        return ino
+    print(ns(vupy.msocket(a, socket.AF_INET, socket.SOCK_STREAM)), flush=True)
+    sys.stdin.readline()                            # the test has stopped a's holder
+    for _ in range(2):
+        start = time.monotonic()
+        try:
+            vupy.msocket(a, socket.AF_INET, socket.SOCK_STREAM)
+            print("made", flush=True)
+        except OSError as e:
+            print(errno.errorcode[e.errno], round(time.monotonic() - start), flush=True)
+    print(ns(vupy.msocket(b, socket.AF_INET, socket.SOCK_STREAM)), flush=True)
+    socket.socket().close()                         # on the host, the default
+    print("host", flush=True)
+""")
+
+
+def test_stuck_namespace_holder_downs_its_stack_not_the_session(unprivileged, own_dir):
+    """netns:new without root is a namespace held by a process of its own:
+    if that process stops answering (SIGSTOP), a socket call on the stack
+    fails with ENETDOWN within helpers.ANSWER_SECONDS, and the later ones
+    at once, with one line from vupy naming the stack, instead of holding
+    up the session: its other stacks (another holder's, the host) go on."""
+    from vupy.helpers import ANSWER_SECONDS
+    a, b = os.path.join(own_dir, "a"), os.path.join(own_dir, "b")
+    session = subprocess.Popen(NOBODY + [unprivileged["vupy"], "run", f"--stack={a}=netns:new",
+                                         f"--stack={b}=netns:new", "--", SYSTEM_PYTHON, "-c", STUCK_HOLDER, a, b],
+                               env=unprivileged["env"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    stopped = []
+    try:
+        line = session.stdout.readline()
+        assert line, session.communicate(timeout=PROGRAM_SECONDS)
+        held = int(line)
+        stopped = [pid for pid in processes_with("vupy._nsholder")
+                   if os.stat(f"/proc/{pid}/ns/net").st_ino == held]
+        assert len(stopped) == 1, stopped
+        os.kill(stopped[0], signal.SIGSTOP)
+        out, err = session.communicate("\n", timeout=ANSWER_SECONDS + PROGRAM_SECONDS)
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        if session.poll() is None:
+            session.kill()
+            session.communicate()
+    assert session.returncode == 0, (out, err)
+    first, again, other, host = out.splitlines()
+    assert first.split()[0] == "ENETDOWN" and int(first.split()[1]) <= ANSWER_SECONDS + 1, out
+    assert again == "ENETDOWN 0", out
+    assert int(other) not in (held, os.stat("/proc/self/ns/net").st_ino) and host == "host", out
+    said = [line for line in err.splitlines() if "ENETDOWN" in line]
+    assert len(said) == 1 and "netns:new" in said[0] and "did not answer" in said[0], err

@@ -20,9 +20,11 @@ dispatcher (vupy/_dispatch.py) and process table (vupy/_procs.py)
 stack table (vupy/_stacks.py)
     The session's stacks by name, in scopes: the session's, and one per
     session nested in it.
-stack modules (vupy/stack.py, modules/)
+stack modules (vupy/stack.py, vupy/helpers.py, modules/)
     Kinds of stacks: `netns`, `host`, `null`, `lwip`, `vde`, and any module
-    registered under the `vupy.stacks` entry-point group.
+    registered under the `vupy.stacks` entry-point group.  vupy/stack.py is
+    the contract a module implements; vupy/helpers.py what modules share
+    (helper processes, network namespaces).
 
 The public names are re-exported here; everything under an underscore is
 private.  A program's names (msocket, set_default, in_session) need only

@@ -4,7 +4,7 @@
 
 An ordinary user may make a network namespace only inside a user namespace
 of its own, and may not enter either from outside.  So this process (one per
-stack, started by `NamespaceHolder`) makes both, maps the user to root in
+stack, started by `UserNamespaceStack`, vupy/helpers.py) makes both, maps the user to root in
 the user namespace (so that it may bring `lo` up, let programs bind ports
 below 1024, and make raw sockets there, as in a container), and makes the
 stack's sockets on vupy's request, handing each back with SCM_RIGHTS.  The
@@ -12,23 +12,19 @@ programs of the session stay outside the user namespace, with their own
 identity; the sockets are the user's.
 
 Protocol, over a SOCK_SEQPACKET socketpair: a request is `=iii` (domain,
-type, protocol); the reply is `=i` 0 with the socket, or an errno.  The
+type, protocol); the reply is `=i` 0 with the socket, or an errno (the
+structs are vupy/helpers.py's, HOLDER_REQUEST and HOLDER_REPLY).  The
 first message, from the holder, is `=i` 0 when the namespace is ready, or
 an errno followed by the reason.  The holder exits when vupy closes its end.
 """
-import fcntl
 import os
 import socket
-import struct
 import sys
 
 from . import _native
+from .helpers import CLONE_NEWNET, HOLDER_REPLY as REPLY, HOLDER_REQUEST as REQUEST, loopback_up
 
 CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-REQUEST = struct.Struct("=iii")
-REPLY = struct.Struct("=i")
-SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 
 def _enter(uid, gid):
@@ -39,9 +35,7 @@ def _enter(uid, gid):
     for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
         with open(f"/proc/self/{name}", "w") as f:
             f.write(text)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        flags = struct.unpack_from("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0)))[1]
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    loopback_up()
     # Every port is the programs' to bind, as for root in a container.
     with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "w") as f:
         f.write("0")

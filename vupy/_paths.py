@@ -35,7 +35,8 @@ import stat
 
 from ._dispatch import Target
 from ._native import ffi, lib
-from .stack import KernelStack, is_netns
+from .helpers import is_netns
+from .stack import KernelStack
 
 PATH_MAX = 4096
 MAX_SYMLINKS = 40        # the kernel's MAXSYMLINKS: one more is ELOOP

@@ -49,10 +49,10 @@ from ._environment import session_environment
 from ._notify import Supervisor
 from ._paths import Resolver
 from ._procs import ProcessEvents, ProcessTable, children, status_field
-from .stack import CAP_SYS_ADMIN, capable
+from .helpers import CAP_SYS_ADMIN, capable, host_namespace
+from .stack import KernelStack
 from ._stacks import MountError, StackTable, apply_defaults, name_key, parse_spec
 from ._wrapper import control, default_dispositions
-from .modules.host import HostModule
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -87,7 +87,7 @@ def block_signals():
     vde's plug watcher, or rtnetlink's).  There Python would handle it: a
     SIGINT would raise KeyboardInterrupt in the main thread, a SIGCHLD be
     lost.  Blocked everywhere, each stays pending until the main thread
-    takes it (sigwaitinfo).  Helpers unblock them (stack.start_helper)."""
+    takes it (sigwaitinfo).  Helpers unblock them (helpers.start_helper)."""
     return signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
 
 
@@ -101,9 +101,9 @@ def prepare(stack_options, default_options):
         raise SessionError("cannot read vupy's own credentials")
     stacks = StackTable((os.getuid(), os.getgid()))
     try:
-        # The built-in module's, whatever is registered under "host": and
-        # no entry-point scan when there is no --stack.
-        host = HostModule().create("", {})
+        # vupy's own, whatever is registered under "host": and no
+        # entry-point scan when there is no --stack.
+        host = KernelStack(host_namespace())
         host.label = "host"
         stacks.keep(host)
         # The PATHs are names in vupy's own view, as a program's are in its.
