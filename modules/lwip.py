@@ -23,7 +23,6 @@ import errno
 import ipaddress
 import os
 import random
-import re
 import select
 import socket
 import struct
@@ -32,6 +31,8 @@ import sys
 import vupy
 from vupy import rtnetlink
 from vupy.stack import ProxyStack, StackError, StackModule, end_helper, start_helper
+
+from ._options import Options, need_source
 
 WORKER = os.path.join(os.path.dirname(vupy.__file__), "lib", "vupy-lwip")
 READY_SECONDS = 10      # for the worker to open its link
@@ -49,8 +50,8 @@ Reply = collections.namedtuple("Reply", "seq err val event len")
 OPTIONS = {"ip", "gw", "ip6", "mac", "mtu"}
 NETLINK_ROUTE = 0
 MAX_IPV4 = 8                  # csrc/lwip_worker.c: the interface and MAX_ALIASES
+MAX_IPV6 = 5                  # LWIP_IPV6_NUM_ADDRESSES, less the link-local one
 NETLINK_BUFFER = 212992       # what a netlink socket reports for SO_RCVBUF, SO_SNDBUF
-MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
 def _random_mac():
@@ -61,51 +62,14 @@ def _random_mac():
 
 def worker_arguments(url, options):
     """The worker's command line for `options`; StackError naming a bad one."""
-    unknown = set(options) - OPTIONS
-    if unknown:
-        raise StackError(f"lwip: unknown option {sorted(unknown)[0]!r} "
-                         f"(known: {', '.join(sorted(OPTIONS))})")
-    if not url:
-        raise StackError("lwip: needs a SOURCE: a VDE URL such as vde:///tmp/switch or tap://tap0")
-    ip = gw = "-"
-    ip6 = []
-    for key in ("ip", "gw", "ip6"):
-        if key not in options:
-            continue
-        value = options[key]
-        try:
-            if key == "ip":
-                addresses = []
-                for text in filter(None, value.split("+")):
-                    if "/" not in text:
-                        raise StackError(f"lwip: ip={text}: give the prefix length too, as in {text}/24")
-                    iface = ipaddress.IPv4Interface(text)
-                    addresses.append(f"{iface.ip}/{iface.network.prefixlen}")
-                if len(addresses) > MAX_IPV4:
-                    raise StackError(f"lwip: at most {MAX_IPV4} IPv4 addresses")
-                ip = ",".join(addresses) or "-"
-            elif key == "gw":
-                gw = str(ipaddress.IPv4Address(value))
-            else:
-                for text in filter(None, value.split("+")):
-                    iface6 = ipaddress.IPv6Interface(text)
-                    if "/" in text and iface6.network.prefixlen != 64:
-                        raise StackError(f"lwip: ip6={text}: lwIP 2.1 supports /64 prefixes only")
-                    ip6.append(str(iface6.ip))
-        except ValueError as e:
-            raise StackError(f"lwip: {key}={value}: {e}") from None
-    if len(ip6) > 5:
-        raise StackError("lwip: at most 5 IPv6 addresses besides the link-local one")
-    mac = options.get("mac") or _random_mac()
-    if not MAC.match(mac) or int(mac[:2], 16) & 1:
-        raise StackError(f"lwip: mac={mac}: not a unicast MAC address XX:XX:XX:XX:XX:XX")
-    try:
-        mtu = int(options.get("mtu", "1500"))
-    except ValueError:
-        mtu = 0
-    if not 576 <= mtu <= 65535:
-        raise StackError(f"lwip: mtu={options['mtu']}: not a number from 576 to 65535")
-    return [url, mac, str(mtu), ip, gw] + ip6
+    checked = Options("lwip", options, OPTIONS)
+    need_source("lwip", url, "tap://tap0")
+    ip = checked.interfaces("ip", 4, most=MAX_IPV4)
+    gw = checked.address("gw", 4)
+    ip6 = checked.interfaces("ip6", 6, most=MAX_IPV6, length=64)
+    mtu = checked.mtu(576) or 1500
+    return [url, checked.mac() or _random_mac(), str(mtu),
+            ",".join(map(str, ip)) or "-", str(gw or "-")] + [str(i.ip) for i in ip6]
 
 
 def parse_links(text):
