@@ -15,10 +15,14 @@ SOURCE is a libvdeplug URL: ``tap://IF``, ``vde://SWITCH``, ``vxvde://GROUP``,
 Each stack is a worker process (vupy/lib/vupy-lwip, from csrc/lwip_worker.c):
 lwIP keeps global state, so one stack per process.  The worker ends with the
 stack, and with vupy: it exits when its control socket closes.  Programs get
-proxy descriptors (see "Proxy stacks" in vupy/stack.py); the protocol with
-the worker is csrc/lwip_worker.h.
+proxy descriptors (see "Proxy stacks" in vupy/stack.py).
+
+LwipStack serves each proxy through one of two parts, found by its sock:
+Worker, the channel to the worker process (csrc/lwip_worker.h is the
+protocol, whose structs and numbers reach Python through vupy._native), for
+the inet sockets, and NetlinkRoute for the NETLINK_ROUTE ones, answered in
+vupy from the worker's list of interfaces.
 """
-import collections
 import errno
 import ipaddress
 import os
@@ -30,6 +34,7 @@ import sys
 
 import vupy
 from vupy import rtnetlink
+from vupy._native import ffi, lib     # csrc/lwip_worker.h: the worker's requests and replies
 from vupy.stack import ProxyStack, StackError, StackModule, end_helper, start_helper
 
 from ._options import Options, need_source
@@ -38,14 +43,8 @@ WORKER = os.path.join(os.path.dirname(vupy.__file__), "lib", "vupy-lwip")
 READY_SECONDS = 10      # for the worker to open its link
 REPLY_SECONDS = 5       # for any answer: a worker that takes longer is broken
 
-# csrc/lwip_worker.h
-REQ = struct.Struct("=IIQiiiI")     # op seq id a b c len
-REP = struct.Struct("=IiqII")       # seq err val event len
-(VW_SOCKET, VW_BIND, VW_CONNECT, VW_LISTEN, VW_ACCEPT, VW_GETSOCKNAME, VW_GETPEERNAME,
- VW_GETSOCKOPT, VW_SETSOCKOPT, VW_SENDTO, VW_INFO) = range(1, 12)
-VW_READY, VW_CLOSED = 1, 2
-MAX_REPLY = REP.size + 65600
-Reply = collections.namedtuple("Reply", "seq err val event len")
+REPLY_SIZE = ffi.sizeof("struct vw_rep")
+MAX_MESSAGE = REPLY_SIZE + lib.VW_MAX_PAYLOAD
 
 OPTIONS = {"ip", "gw", "ip6", "mac", "mtu"}
 NETLINK_ROUTE = 0
@@ -112,45 +111,136 @@ class LwipModule(StackModule):
 
 
 class LwipStack(ProxyStack):
+    """A proxy stack of two parts: its worker, which serves the inet sockets,
+    and its NETLINK_ROUTE sockets, answered here.  Each sock is looked up
+    once, in `handlers`, for the part that serves it."""
+
     families = LwipModule.families
 
     def __init__(self, arguments):
+        self.handlers = {}          # sock -> its Worker or NetlinkRoute, for the socks programs hold
+        self.gone = set()           # socks whose last descriptor is closed, not yet told
+        self.netlink = None
+        self.worker = Worker(arguments, on_lost=self._end)
+        self._links = parse_links(self.worker.info())
+        self.netlink = NetlinkRoute(self.links)
+
+    def _handler(self, sock):
+        # A sock not (or no longer) held goes to the worker, which answers
+        # EBADF, or ENETDOWN once it is gone.
+        return self.handlers.get(sock, self.worker)
+
+    def _end(self):
+        """The stack is closed, or its worker lost: netlink too is gone, and
+        every sock goes to the worker, which fails it with ENETDOWN."""
+        self.handlers.clear()
+        if self.netlink is not None:
+            self.netlink.close()
+
+    # ProxyStack ---------------------------------------------------------------
+
+    def socket(self, domain, type, protocol, creds):
+        handler = self.netlink if domain == socket.AF_NETLINK else self.worker
+        sock, fd = handler.socket(domain, type & 0xF, protocol)
+        self.handlers[sock] = handler
+        if type & socket.SOCK_NONBLOCK:
+            os.set_blocking(fd, False)
+        return fd
+
+    def bind(self, sock, address):
+        self._handler(sock).bind(sock, address)
+
+    def connect(self, sock, address):
+        self._handler(sock).connect(sock, address)
+
+    def listen(self, sock, backlog):
+        self._handler(sock).listen(sock, backlog)
+
+    def accept(self, sock):
+        handler = self._handler(sock)
+        new, fd, address = handler.accept(sock)
+        self.handlers[new] = handler
+        return fd, address
+
+    def getsockname(self, sock):
+        return self._handler(sock).getsockname(sock)
+
+    def getpeername(self, sock):
+        return self._handler(sock).getpeername(sock)
+
+    def getsockopt(self, sock, level, name, size):
+        return self._handler(sock).getsockopt(sock, level, name, size)
+
+    def setsockopt(self, sock, level, name, value):
+        self._handler(sock).setsockopt(sock, level, name, value)
+
+    def sendto(self, sock, data, flags, address):
+        return self._handler(sock).sendto(sock, data, flags, address)
+
+    def links(self):
+        return self._links
+
+    def _take_closed(self):
+        for part in (self.worker, self.netlink):
+            for sock in part.closed():
+                self.gone.add(sock)
+                self.handlers.pop(sock, None)
+
+    def closed(self):
+        self._take_closed()
+        gone, self.gone = self.gone, set()
+        return gone
+
+    def open_sockets(self):
+        self._take_closed()
+        return len(self.handlers)
+
+    def close(self):
+        self._end()
+        self.worker.close()
+
+
+class Worker:
+    """One stack's worker process and its control socket: a request and its
+    reply for each operation on the worker's socks, and the events the worker
+    sends on its own (csrc/lwip_worker.h, whose structs and VW_ numbers
+    vupy._native has).  A worker that exits or stops answering is lost: it
+    is ended, `on_lost()` is called, and every request fails with ENETDOWN."""
+
+    def __init__(self, arguments, on_lost):
         self.url = arguments[0]
+        self.on_lost = on_lost
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self.seq = 0
-        self.gone = set()           # proxies whose last descriptor is closed
+        self.gone = set()           # socks the worker said are closed, not yet taken
         try:
-            self.worker = start_helper([WORKER, str(theirs.fileno())] + arguments, pass_fds=[theirs.fileno()])
+            self.process = start_helper([WORKER, str(theirs.fileno())] + arguments, pass_fds=[theirs.fileno()])
         finally:
             theirs.close()
-        event = self._next(READY_SECONDS)
-        if event is None or event[0].seq != 0 or event[0].event != VW_READY:
-            reason = "no answer" if event is None else event[1].decode(errors="replace")
+        ready = self._next(READY_SECONDS)
+        if ready is None or ready[0].seq != 0 or ready[0].event != lib.VW_READY:
+            reason = "no answer" if ready is None else ready[1].decode(errors="replace")
             self.close()
             raise StackError(f"lwip:{self.url}: the stack did not start: {reason}")
-        if event[0].err:
+        if ready[0].err:
             self.close()
-            raise StackError(f"lwip:{self.url}: {event[1].decode(errors='replace')}")
-        self._links = parse_links(self._call(VW_INFO)[1].decode())
-        self.netlink = rtnetlink.Responder(self.links)
-        self.netlink_socks = set()
-        self.open = set()           # socks programs hold
+            raise StackError(f"lwip:{self.url}: {ready[1].decode(errors='replace')}")
 
-    # The worker's protocol ----------------------------------------------------
+    # The channel --------------------------------------------------------------
 
     def _next(self, timeout):
-        """(Reply, payload, fds) of the worker's next message, or None if the
-        worker is gone or silent."""
+        """(struct vw_rep, payload, fds) of the worker's next message, or None
+        if the worker is gone or silent."""
         if self.ctl is None or not select.select([self.ctl], [], [], timeout)[0]:
             return None
         try:
-            data, fds, _flags, _addr = socket.recv_fds(self.ctl, MAX_REPLY, 1)
+            data, fds, _flags, _addr = socket.recv_fds(self.ctl, MAX_MESSAGE, 1)
         except OSError:
             return None
-        if len(data) < REP.size:
+        if len(data) < REPLY_SIZE:
             return None
-        rep = Reply(*REP.unpack_from(data))
-        return rep, data[REP.size:REP.size + rep.len], fds
+        rep = ffi.from_buffer("struct vw_rep *", data)
+        return rep, data[REPLY_SIZE:REPLY_SIZE + rep.len], fds
 
     def _call(self, op, sock=0, a=0, b=0, c=0, payload=b""):
         """The worker's (value, payload, descriptor) for one request; OSError
@@ -158,8 +248,10 @@ class LwipStack(ProxyStack):
         if self.ctl is None:
             raise OSError(errno.ENETDOWN, "the lwIP stack is gone")
         self.seq = self.seq % 0xFFFFFFFF + 1
+        request = ffi.new("struct vw_req *", {"op": op, "seq": self.seq, "id": sock,
+                                               "a": a, "b": b, "c": c, "len": len(payload)})
         try:
-            self.ctl.sendmsg([REQ.pack(op, self.seq, sock, a, b, c, len(payload)), payload])
+            self.ctl.sendmsg([ffi.buffer(request), payload])
         except OSError:
             self._lost()
         while True:
@@ -179,141 +271,133 @@ class LwipStack(ProxyStack):
                 raise OSError(rep.err, os.strerror(rep.err))
             return rep.val, data, (fds[0] if fds else -1)
 
+    def _event(self, rep):
+        if rep.event == lib.VW_CLOSED:
+            self.gone.add(rep.val)
+
     def _lost(self):
-        status = self.worker.poll()
+        status = self.process.poll()
         how = "has stopped answering" if status is None else f"exited with status {status}"
         sys.stderr.write(f"vupy: lwip:{self.url}: the stack's worker {how}: "
                          "its sockets fail from now on (ENETDOWN)\n")
         self.close()
+        self.on_lost()
         raise OSError(errno.ENETDOWN, "the lwIP stack is gone")
 
-    # ProxyStack ---------------------------------------------------------------
-
-    def socket(self, domain, type, protocol, creds):
-        if domain == socket.AF_NETLINK:
-            fd = self._netlink_socket(type & 0xF, protocol)
-        else:
-            sock, _data, fd = self._call(VW_SOCKET, 0, domain, type & 0xF, protocol)
-            self.open.add(sock)
-        if type & socket.SOCK_NONBLOCK:
-            os.set_blocking(fd, False)
-        return fd
-
-    def bind(self, sock, address):
-        if sock in self.netlink_socks:
-            self._netlink_address(address)
-            self.netlink.port(sock)         # bound: it has its port id now
-            return
-        self._call(VW_BIND, sock, payload=address)
-
-    def connect(self, sock, address):
-        if sock in self.netlink_socks:
-            self._netlink_address(address)
-            return
-        self._call(VW_CONNECT, sock, payload=address)
-
-    def listen(self, sock, backlog):
-        self._not_netlink(sock)
-        self._call(VW_LISTEN, sock, backlog)
-
-    def accept(self, sock):
-        self._not_netlink(sock)
-        new, address, fd = self._call(VW_ACCEPT, sock)
-        self.open.add(new)
-        return fd, address
-
-    def getsockname(self, sock):
-        if sock in self.netlink_socks:
-            return rtnetlink.SOCKADDR_NL.pack(socket.AF_NETLINK, 0, self.netlink.port(sock), 0)
-        return self._call(VW_GETSOCKNAME, sock)[1]
-
-    def getpeername(self, sock):
-        if sock in self.netlink_socks:
-            return rtnetlink.KERNEL
-        return self._call(VW_GETPEERNAME, sock)[1]
-
-    def getsockopt(self, sock, level, name, size):
-        if sock in self.netlink_socks:
-            return struct.pack("=i", NETLINK_BUFFER if name in (socket.SO_RCVBUF, socket.SO_SNDBUF) else 0)
-        return self._call(VW_GETSOCKOPT, sock, level, name, size)[1]
-
-    def setsockopt(self, sock, level, name, value):
-        if sock in self.netlink_socks:
-            return                  # buffer sizes, strict checking, ...: nothing to change
-        self._call(VW_SETSOCKOPT, sock, level, name, payload=value)
-
-    def sendto(self, sock, data, flags, address):
-        if sock in self.netlink_socks:
-            if address:
-                self._netlink_address(address)
-            return self.netlink.request(sock, data)
-        return self._call(VW_SENDTO, sock, flags, len(address), payload=address + data)[0]
-
-    def links(self):
-        return self._links
-
-    # NETLINK_ROUTE, answered from the stack's interfaces (vupy/rtnetlink.py)
-
-    def _netlink_socket(self, type, protocol):
-        if protocol != NETLINK_ROUTE:
-            raise OSError(errno.EPROTONOSUPPORT, "lwip serves NETLINK_ROUTE only")
-        if type not in (socket.SOCK_RAW, socket.SOCK_DGRAM):
-            raise OSError(errno.ESOCKTNOSUPPORT, os.strerror(errno.ESOCKTNOSUPPORT))
-        fd = self.netlink.socket()
-        sock = os.fstat(fd).st_ino
-        self.netlink_socks.add(sock)
-        self.open.add(sock)
-        return fd
-
-    @staticmethod
-    def _netlink_address(address):
-        if len(address) < rtnetlink.SOCKADDR_NL.size or \
-                rtnetlink.SOCKADDR_NL.unpack_from(address)[0] != socket.AF_NETLINK:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-
-    def _not_netlink(self, sock):
-        if sock in self.netlink_socks:
-            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
-
-    def _take_events(self):
-        """Read what the worker said on its own (the closed proxies)."""
-        while True:
-            message = self._next(0)
-            if message is None:
-                break
+    def closed(self):
+        """The socks the worker has closed since the last call, from what it
+        said on its own (read now, without waiting) or amid replies."""
+        while (message := self._next(0)) is not None:
             if message[0].seq == 0:
                 self._event(message[0])
             for fd in message[2]:
                 os.close(fd)
-        if self.netlink is not None:
-            for sock in self.netlink.closed():
-                self._forget(sock)
-
-    def _event(self, rep):
-        if rep.event == VW_CLOSED:
-            self._forget(rep.val)
-
-    def _forget(self, sock):
-        self.gone.add(sock)
-        self.open.discard(sock)
-        self.netlink_socks.discard(sock)
-
-    def closed(self):
-        self._take_events()
         gone, self.gone = self.gone, set()
         return gone
 
-    def open_sockets(self):
-        if self.ctl is None:
-            return 0
-        self._take_events()
-        return len(self.open)
-
     def close(self):
-        if getattr(self, "netlink", None) is not None:
-            self.netlink.close()
-            self.netlink = None
         if self.ctl is not None:
             self.ctl.close()        # the worker exits when it sees this
             self.ctl = None
-        end_helper(self.worker, REPLY_SECONDS)
+        end_helper(self.process, REPLY_SECONDS)
+
+    # Its requests, as the ProxyStack operations on its socks -------------------
+
+    def info(self):
+        """Its interfaces, addresses and routes (text: parse_links)."""
+        return self._call(lib.VW_INFO)[1].decode()
+
+    def socket(self, domain, type, protocol):
+        sock, _data, fd = self._call(lib.VW_SOCKET, 0, domain, type, protocol)
+        return sock, fd
+
+    def bind(self, sock, address):
+        self._call(lib.VW_BIND, sock, payload=address)
+
+    def connect(self, sock, address):
+        self._call(lib.VW_CONNECT, sock, payload=address)
+
+    def listen(self, sock, backlog):
+        self._call(lib.VW_LISTEN, sock, backlog)
+
+    def accept(self, sock):
+        new, address, fd = self._call(lib.VW_ACCEPT, sock)
+        return new, fd, address
+
+    def getsockname(self, sock):
+        return self._call(lib.VW_GETSOCKNAME, sock)[1]
+
+    def getpeername(self, sock):
+        return self._call(lib.VW_GETPEERNAME, sock)[1]
+
+    def getsockopt(self, sock, level, name, size):
+        return self._call(lib.VW_GETSOCKOPT, sock, level, name, size)[1]
+
+    def setsockopt(self, sock, level, name, value):
+        self._call(lib.VW_SETSOCKOPT, sock, level, name, payload=value)
+
+    def sendto(self, sock, data, flags, address):
+        return self._call(lib.VW_SENDTO, sock, flags, len(address), payload=address + data)[0]
+
+
+class NetlinkRoute:
+    """A stack's NETLINK_ROUTE sockets, answered read only from its links
+    (vupy.rtnetlink.Responder): the ProxyStack operations on them."""
+
+    def __init__(self, links):
+        self.responder = rtnetlink.Responder(links)
+
+    def socket(self, _domain, type, protocol):
+        if self.responder is None:
+            raise OSError(errno.ENETDOWN, "the lwIP stack is gone")
+        if protocol != NETLINK_ROUTE:
+            raise OSError(errno.EPROTONOSUPPORT, "lwip serves NETLINK_ROUTE only")
+        if type not in (socket.SOCK_RAW, socket.SOCK_DGRAM):
+            raise OSError(errno.ESOCKTNOSUPPORT, os.strerror(errno.ESOCKTNOSUPPORT))
+        fd = self.responder.socket()
+        return os.fstat(fd).st_ino, fd
+
+    def bind(self, sock, address):
+        _check_address(address)
+        self.responder.port(sock)       # bound: it has its port id now
+
+    def connect(self, _sock, address):
+        _check_address(address)
+
+    def listen(self, _sock, _backlog):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    def accept(self, _sock):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    def getsockname(self, sock):
+        return rtnetlink.SOCKADDR_NL.pack(socket.AF_NETLINK, 0, self.responder.port(sock), 0)
+
+    def getpeername(self, _sock):
+        return rtnetlink.KERNEL
+
+    def getsockopt(self, _sock, _level, name, _size):
+        return struct.pack("=i", NETLINK_BUFFER if name in (socket.SO_RCVBUF, socket.SO_SNDBUF) else 0)
+
+    def setsockopt(self, _sock, _level, _name, _value):
+        pass                        # buffer sizes, strict checking, ...: nothing to change
+
+    def sendto(self, sock, data, _flags, address):
+        if address:
+            _check_address(address)
+        return self.responder.request(sock, data)
+
+    def closed(self):
+        return set() if self.responder is None else self.responder.closed()
+
+    def close(self):
+        if self.responder is not None:
+            self.responder.close()
+            self.responder = None
+
+
+def _check_address(address):
+    """EINVAL unless `address` is a sockaddr_nl."""
+    if len(address) < rtnetlink.SOCKADDR_NL.size or \
+            rtnetlink.SOCKADDR_NL.unpack_from(address)[0] != socket.AF_NETLINK:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
