@@ -31,27 +31,41 @@ def test_missing_source_is_refused_with_an_example():
     need_source("lwip", "vde:///tmp/switch", "tap://tap0")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("10.0.0.2/24", ["10.0.0.2/24"]),
-    ("10.0.0.2/24+10.1.0.2/16", ["10.0.0.2/24", "10.1.0.2/16"]),
-    ("10.0.0.2/255.255.255.0", ["10.0.0.2/24"]),
-    ("+10.0.0.2/24+", ["10.0.0.2/24"]),
-    ("", []),
+@pytest.mark.parametrize("key, version, text, expected", [
+    ("ip", 4, "10.0.0.2/24", ["10.0.0.2/24"]),
+    ("ip", 4, "10.0.0.2/24+10.1.0.2/16", ["10.0.0.2/24", "10.1.0.2/16"]),
+    ("ip", 4, "10.0.0.2/255.255.255.0", ["10.0.0.2/24"]),
+    ("ip", 4, "+10.0.0.2/24+", ["10.0.0.2/24"]),
+    ("ip", 4, "", []),
+    ("ip6", 6, "fd00::2/48", ["fd00::2/48"]),
+    ("ip6", 6, "fd00::2/64+fd01::2/64", ["fd00::2/64", "fd01::2/64"]),
 ])
-def test_ipv4_interfaces_accepted(text, expected):
-    found = Options("m", {"ip": text}, KNOWN).interfaces("ip", 4)
+def test_interfaces_accepted(key, version, text, expected):
+    found = Options("m", {key: text}, KNOWN).interfaces(key, version)
     assert [str(i) for i in found] == expected
 
 
-@pytest.mark.parametrize("text, message", [
-    ("10.0.0.2", "m: ip=10.0.0.2: give the prefix length too, as in 10.0.0.2/24"),
-    ("10.0.0.2/24+10.0.0.3", "m: ip=10.0.0.3: give the prefix length too, as in 10.0.0.3/24"),
-    ("10.0.0.300/24", "m: ip=10.0.0.300/24: '10.0.0.300/24' does not appear to be an IPv4 or IPv6 interface"),
-    ("10.0.0.2/33", "m: ip=10.0.0.2/33: '10.0.0.2/33' does not appear to be an IPv4 or IPv6 interface"),
-    ("fd00::2/64", "m: ip=fd00::2/64: not an IPv4 address"),
+@pytest.mark.parametrize("check, key, version, text, message", [
+    ("interfaces", "ip", 4, "10.0.0.2", "m: ip=10.0.0.2: give the prefix length too, as in 10.0.0.2/24"),
+    ("interfaces", "ip", 4, "10.0.0.2/24+10.0.0.3",
+     "m: ip=10.0.0.3: give the prefix length too, as in 10.0.0.3/24"),
+    ("interfaces", "ip", 4, "10.0.0.300/24",
+     "m: ip=10.0.0.300/24: '10.0.0.300/24' does not appear to be an IPv4 or IPv6 interface"),
+    ("interfaces", "ip", 4, "10.0.0.2/33",
+     "m: ip=10.0.0.2/33: '10.0.0.2/33' does not appear to be an IPv4 or IPv6 interface"),
+    ("interfaces", "ip", 4, "fd00::2/64", "m: ip=fd00::2/64: not an IPv4 address"),
+    ("interfaces", "ip6", 6, "fd00::2", "m: ip6=fd00::2: give the prefix length too, as in fd00::2/64"),
+    ("interfaces", "ip6", 6, "10.0.0.2/24", "m: ip6=10.0.0.2/24: not an IPv6 address"),
+    ("interfaces", "ip6", 6, "fd00::g/64",
+     "m: ip6=fd00::g/64: 'fd00::g/64' does not appear to be an IPv4 or IPv6 interface"),
+    ("address", "gw", 4, "10.9.0", "m: gw=10.9.0: '10.9.0' does not appear to be an IPv4 or IPv6 address"),
+    ("address", "gw", 4, "10.0.0.1/24",
+     "m: gw=10.0.0.1/24: '10.0.0.1/24' does not appear to be an IPv4 or IPv6 address"),
+    ("address", "gw", 4, "fd00::1", "m: gw=fd00::1: not an IPv4 address"),
+    ("address", "gw6", 6, "10.0.0.1", "m: gw6=10.0.0.1: not an IPv6 address"),
 ])
-def test_ipv4_interfaces_refused(text, message):
-    assert refused(Options("m", {"ip": text}, KNOWN).interfaces, "ip", 4) == message
+def test_addresses_refused(check, key, version, text, message):
+    assert refused(getattr(Options("m", {key: text}, KNOWN), check), key, version) == message
 
 
 def test_interfaces_beyond_the_most_are_refused():
@@ -59,24 +73,6 @@ def test_interfaces_beyond_the_most_are_refused():
     options = Options("m", {"ip": text}, KNOWN)
     assert len(options.interfaces("ip", 4, most=3)) == 3
     assert refused(options.interfaces, "ip", 4, most=2) == f"m: ip={text}: at most 2 IPv4 addresses"
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("fd00::2/48", ["fd00::2/48"]),
-    ("fd00::2/64+fd01::2/64", ["fd00::2/64", "fd01::2/64"]),
-])
-def test_ipv6_interfaces_accepted(text, expected):
-    found = Options("m", {"ip6": text}, KNOWN).interfaces("ip6", 6)
-    assert [str(i) for i in found] == expected
-
-
-@pytest.mark.parametrize("text, message", [
-    ("fd00::2", "m: ip6=fd00::2: give the prefix length too, as in fd00::2/64"),
-    ("10.0.0.2/24", "m: ip6=10.0.0.2/24: not an IPv6 address"),
-    ("fd00::g/64", "m: ip6=fd00::g/64: 'fd00::g/64' does not appear to be an IPv4 or IPv6 interface"),
-])
-def test_ipv6_interfaces_refused(text, message):
-    assert refused(Options("m", {"ip6": text}, KNOWN).interfaces, "ip6", 6) == message
 
 
 def test_one_prefix_length_may_be_left_out_and_no_other_given():
@@ -89,16 +85,6 @@ def test_one_prefix_length_may_be_left_out_and_no_other_given():
 @pytest.mark.parametrize("key, version, text", [("gw", 4, "10.0.0.1"), ("gw6", 6, "fd00::1")])
 def test_gateway_accepted(key, version, text):
     assert Options("m", {key: text}, KNOWN).address(key, version) == ipaddress.ip_address(text)
-
-
-@pytest.mark.parametrize("key, version, text, message", [
-    ("gw", 4, "10.9.0", "m: gw=10.9.0: '10.9.0' does not appear to be an IPv4 or IPv6 address"),
-    ("gw", 4, "10.0.0.1/24", "m: gw=10.0.0.1/24: '10.0.0.1/24' does not appear to be an IPv4 or IPv6 address"),
-    ("gw", 4, "fd00::1", "m: gw=fd00::1: not an IPv4 address"),
-    ("gw6", 6, "10.0.0.1", "m: gw6=10.0.0.1: not an IPv6 address"),
-])
-def test_gateway_refused(key, version, text, message):
-    assert refused(Options("m", {key: text}, KNOWN).address, key, version) == message
 
 
 @pytest.mark.parametrize("text", ["02:00:00:00:00:01", "aa:BB:cc:DD:ee:0f"])
