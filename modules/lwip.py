@@ -49,7 +49,7 @@ MAX_MESSAGE = REPLY_SIZE + lib.VW_MAX_PAYLOAD
 OPTIONS = {"ip", "gw", "ip6", "mac", "mtu"}
 NETLINK_ROUTE = 0
 MAX_IPV4 = 8                  # csrc/lwip_worker.c: the interface and MAX_ALIASES
-MAX_IPV6 = 5                  # LWIP_IPV6_NUM_ADDRESSES, less the link-local one
+MAX_IPV6 = 5                  # LWIP_IPV6_NUM_ADDRESSES (6, Debian's lwipopts.h), less the link-local one
 NETLINK_BUFFER = 212992       # what a netlink socket reports for SO_RCVBUF, SO_SNDBUF
 
 
@@ -112,7 +112,7 @@ class LwipModule(StackModule):
 
 class LwipStack(ProxyStack):
     """A proxy stack of two parts: its worker, which serves the inet sockets,
-    and its NETLINK_ROUTE sockets, answered here.  Each sock is looked up
+    and its NETLINK_ROUTE sockets, answered in vupy.  Each sock is looked up
     once, in `handlers`, for the part that serves it."""
 
     families = LwipModule.families
@@ -212,6 +212,9 @@ class Worker:
         self.on_lost = on_lost
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self.seq = 0
+        # One struct vw_req, filled in for each request: cheaper than a new one.
+        self.request = ffi.new("struct vw_req *")
+        self.request_bytes = ffi.buffer(self.request)
         self.gone = set()           # socks the worker said are closed, not yet taken
         try:
             self.process = start_helper([WORKER, str(theirs.fileno())] + arguments, pass_fds=[theirs.fileno()])
@@ -248,10 +251,10 @@ class Worker:
         if self.ctl is None:
             raise OSError(errno.ENETDOWN, "the lwIP stack is gone")
         self.seq = self.seq % 0xFFFFFFFF + 1
-        request = ffi.new("struct vw_req *", {"op": op, "seq": self.seq, "id": sock,
-                                               "a": a, "b": b, "c": c, "len": len(payload)})
+        r = self.request
+        r.op, r.seq, r.id, r.a, r.b, r.c, r.len = op, self.seq, sock, a, b, c, len(payload)
         try:
-            self.ctl.sendmsg([ffi.buffer(request), payload])
+            self.ctl.sendmsg([self.request_bytes, payload])
         except OSError:
             self._lost()
         while True:
