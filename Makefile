@@ -28,8 +28,7 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-$(VENV)/.installed: pyproject.toml setup.py csrc/build_native.py csrc/supervisor.c csrc/supervisor.h \
-                    csrc/msocket.c csrc/msocket.h csrc/lwip_worker.c csrc/lwip_worker.h
+$(VENV)/.installed: pyproject.toml setup.py csrc/build_native.py $(wildcard csrc/*.c csrc/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@

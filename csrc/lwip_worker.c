@@ -665,7 +665,9 @@ static void pump_datagrams(struct conn *c, uint32_t events)
 
 /* Requests ------------------------------------------------------------------------- */
 
-static int make_socket(struct vw_req *r, int *program, uint64_t *id)
+/* A new socket: its id in *id, its proxy's program end in *program (which
+ * an error leaves as it was, or -1). */
+static int make_socket(const struct vw_req *r, int *program, uint64_t *id)
 {
 	int type = r->b, family = r->a;
 	if (family != AF_INET && family != AF_INET6)
@@ -702,6 +704,7 @@ static int make_socket(struct vw_req *r, int *program, uint64_t *id)
 	}
 	if (!c->pcb.tcp) {
 		close(*program);
+		*program = -1;
 		bury(c);
 		return ENOBUFS;
 	}
@@ -950,132 +953,174 @@ static size_t info(char *out, size_t size)
 	return n < size ? n : size;
 }
 
-static void serve(void)
+/* What a request gets: its errno, and if 0 a value, a payload and a proxy
+ * to hand over (fd, which serve() closes once sent; -1 on error). */
+struct answer {
+	int64_t val;
+	const void *payload;
+	size_t len;
+	int fd;
+	int value;                       /* room for a small payload */
+	struct linger linger;
+	struct sockaddr_storage sa;
+};
+
+/* The next request on the control socket, or NULL if there is none whole;
+ * its payload and that payload's length in *payload and *len. */
+static const struct vw_req *read_request(uint8_t *msg, size_t size, const uint8_t **payload, size_t *len)
 {
-	static uint8_t msg[sizeof(struct vw_req) + VW_MAX_PAYLOAD];
-	ssize_t n = recv(ctl, msg, sizeof msg, MSG_DONTWAIT);
+	ssize_t n = recv(ctl, msg, size, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
+		return NULL;
 	if (n <= 0)
 		exit(0);   /* vupy closed the stack, or is gone */
 	if ((size_t)n < sizeof(struct vw_req))
-		return;
-	struct vw_req *r = (struct vw_req *)msg;
-	const uint8_t *payload = msg + sizeof *r;
-	size_t len = n - sizeof *r < r->len ? n - sizeof *r : r->len;
-	struct sockaddr_storage sa;
-	socklen_t salen;
-	int program = -1, e = 0;
-	uint64_t id = 0;
+		return NULL;
+	const struct vw_req *r = (const struct vw_req *)msg;
+	*payload = msg + sizeof *r;
+	*len = n - sizeof *r < r->len ? n - sizeof *r : r->len;
+	return r;
+}
 
-	if (r->op == VW_SOCKET) {
-		e = make_socket(r, &program, &id);
-		reply(r->seq, e, id, 0, NULL, 0, program);
-		if (program >= 0)
-			close(program);
-		return;
-	}
-	if (r->op == VW_INFO) {
-		static char text[8192];
-		reply(r->seq, 0, 0, 0, text, info(text, sizeof text), -1);
-		return;
-	}
+/* The live conn a request names, or NULL and the errno in *err: a dead one
+ * still tells its name, its peer's and its options. */
+static struct conn *request_conn(const struct vw_req *r, int *err)
+{
 	struct conn *c = lookup(r->id);
-	if (!c || (c->state == DEAD && r->op != VW_GETSOCKOPT && r->op != VW_GETSOCKNAME &&
-		   r->op != VW_GETPEERNAME)) {
-		reply(r->seq, c ? (c->error ? c->error : ENOTCONN) : EBADF, 0, 0, NULL, 0, -1);
-		return;
+	if (!c) {
+		*err = EBADF;
+		return NULL;
 	}
+	if (c->state == DEAD && r->op != VW_GETSOCKOPT && r->op != VW_GETSOCKNAME &&
+	    r->op != VW_GETPEERNAME) {
+		*err = c->error ? c->error : ENOTCONN;
+		return NULL;
+	}
+	return c;
+}
+
+static int serve_accept(struct conn *c, struct answer *out)
+{
+	struct conn *a = c->queue;
+	if (c->state != LISTENING)
+		return EINVAL;
+	if (!a)
+		return EAGAIN;
+	c->queue = a->next_queued;
+	c->queued--;
+	out->len = a->pcb.tcp ? to_sockaddr(a, &a->pcb.tcp->remote_ip, a->pcb.tcp->remote_port, &out->sa)
+			      : to_sockaddr(a, NULL, 0, &out->sa);
+	out->payload = &out->sa;
+	out->val = (int64_t)a->id;
+	out->fd = a->held;
+	a->held = -1;
+	return 0;
+}
+
+static int serve_name(struct conn *c, int peer, struct answer *out)
+{
+	struct ip_pcb *ipcb = c->type == SOCK_STREAM ? (struct ip_pcb *)c->pcb.tcp
+						      : (struct ip_pcb *)c->pcb.udp;
+	u16_t port = 0;
+	if (c->type == SOCK_STREAM && c->pcb.tcp)
+		port = peer ? c->pcb.tcp->remote_port : c->pcb.tcp->local_port;
+	else if (c->type == SOCK_DGRAM)
+		port = peer ? c->pcb.udp->remote_port : c->pcb.udp->local_port;
+	if (peer && (c->type == SOCK_STREAM ? c->state != CONNECTED
+			  : !(c->pcb.udp->flags & UDP_FLAGS_CONNECTED)))
+		return ENOTCONN;
+	out->len = to_sockaddr(c, ipcb ? (peer ? &ipcb->remote_ip : &ipcb->local_ip) : NULL, port, &out->sa);
+	out->payload = &out->sa;
+	return 0;
+}
+
+static int serve_getsockopt(struct conn *c, const struct vw_req *r, struct answer *out)
+{
+	int e = do_getsockopt(c, r->a, r->b, &out->value, &out->linger, &out->len);
+	out->payload = out->len == sizeof out->value ? (void *)&out->value : (void *)&out->linger;
+	return e;
+}
+
+static int serve_sendto(struct conn *c, const struct vw_req *r, const uint8_t *payload, size_t len,
+			struct answer *out)
+{
+	ip_addr_t ip;
+	u16_t port = 0;
+	size_t alen = (size_t)r->b;
+	int e;
+	if (c->type != SOCK_DGRAM)
+		return EOPNOTSUPP;
+	if (alen > len)
+		return EINVAL;
+	if (!alen) {
+		if (!(c->pcb.udp->flags & UDP_FLAGS_CONNECTED))
+			return EDESTADDRREQ;
+	} else if ((e = from_sockaddr(c, payload, alen, &ip, &port))) {
+		return e;
+	}
+	e = udp_send_data(c, payload + alen, len - alen, alen ? &ip : NULL, port);
+	out->val = (int64_t)(len - alen);
+	return e;
+}
+
+/* One request, per its op (csrc/lwip_worker.h): its errno, and *out. */
+static int dispatch(const struct vw_req *r, const uint8_t *payload, size_t len, struct answer *out)
+{
+	static char text[8192];
+	uint64_t id = 0;
+	int e;
+	switch (r->op) {
+	case VW_SOCKET:
+		e = make_socket(r, &out->fd, &id);
+		out->val = (int64_t)id;
+		return e;
+	case VW_INFO:
+		out->len = info(text, sizeof text);
+		out->payload = text;
+		return 0;
+	}
+	struct conn *c = request_conn(r, &e);
+	if (!c)
+		return e;
 	switch (r->op) {
 	case VW_BIND:
-		e = do_bind(c, payload, len);
-		break;
+		return do_bind(c, payload, len);
 	case VW_CONNECT:
-		e = do_connect(c, payload, len);
-		break;
+		return do_connect(c, payload, len);
 	case VW_LISTEN:
-		e = do_listen(c, r->a);
-		break;
-	case VW_ACCEPT: {
-		struct conn *a = c->queue;
-		if (c->state != LISTENING) {
-			e = EINVAL;
-			break;
-		}
-		if (!a) {
-			e = EAGAIN;
-			break;
-		}
-		c->queue = a->next_queued;
-		c->queued--;
-		salen = a->pcb.tcp ? to_sockaddr(a, &a->pcb.tcp->remote_ip, a->pcb.tcp->remote_port, &sa)
-				   : to_sockaddr(a, NULL, 0, &sa);
-		reply(r->seq, 0, a->id, 0, &sa, salen, a->held);
-		close(a->held);
-		a->held = -1;
-		return;
-	}
+		return do_listen(c, r->a);
+	case VW_ACCEPT:
+		return serve_accept(c, out);
 	case VW_GETSOCKNAME:
-	case VW_GETPEERNAME: {
-		struct ip_pcb *ipcb = c->type == SOCK_STREAM ? (struct ip_pcb *)c->pcb.tcp
-							      : (struct ip_pcb *)c->pcb.udp;
-		int peer = r->op == VW_GETPEERNAME;
-		u16_t port = 0;
-		if (c->type == SOCK_STREAM && c->pcb.tcp)
-			port = peer ? c->pcb.tcp->remote_port : c->pcb.tcp->local_port;
-		else if (c->type == SOCK_DGRAM)
-			port = peer ? c->pcb.udp->remote_port : c->pcb.udp->local_port;
-		if (peer && (c->type == SOCK_STREAM ? c->state != CONNECTED
-				  : !(c->pcb.udp->flags & UDP_FLAGS_CONNECTED))) {
-			e = ENOTCONN;
-			break;
-		}
-		salen = to_sockaddr(c, ipcb ? (peer ? &ipcb->remote_ip : &ipcb->local_ip) : NULL, port, &sa);
-		reply(r->seq, 0, 0, 0, &sa, salen, -1);
-		return;
-	}
-	case VW_GETSOCKOPT: {
-		int value = 0;
-		struct linger lg;
-		size_t vlen;
-		e = do_getsockopt(c, r->a, r->b, &value, &lg, &vlen);
-		if (!e) {
-			reply(r->seq, 0, 0, 0, vlen == sizeof value ? (void *)&value : (void *)&lg, vlen, -1);
-			return;
-		}
-		break;
-	}
+	case VW_GETPEERNAME:
+		return serve_name(c, r->op == VW_GETPEERNAME, out);
+	case VW_GETSOCKOPT:
+		return serve_getsockopt(c, r, out);
 	case VW_SETSOCKOPT:
-		e = do_setsockopt(c, r->a, r->b, payload, len);
-		break;
-	case VW_SENDTO: {
-		ip_addr_t ip;
-		u16_t port = 0;
-		size_t alen = (size_t)r->b;
-		if (c->type != SOCK_DGRAM) {
-			e = EOPNOTSUPP;
-			break;
-		}
-		if (alen > len) {
-			e = EINVAL;
-			break;
-		}
-		if (!alen) {
-			if (!(c->pcb.udp->flags & UDP_FLAGS_CONNECTED)) {
-				e = EDESTADDRREQ;
-				break;
-			}
-		} else if ((e = from_sockaddr(c, payload, alen, &ip, &port))) {
-			break;
-		}
-		e = udp_send_data(c, payload + alen, len - alen, alen ? &ip : NULL, port);
-		reply(r->seq, e, e ? 0 : (int64_t)(len - alen), 0, NULL, 0, -1);
+		return do_setsockopt(c, r->a, r->b, payload, len);
+	case VW_SENDTO:
+		return serve_sendto(c, r, payload, len, out);
+	}
+	return EINVAL;
+}
+
+/* Read a request, serve it, reply. */
+static void serve(void)
+{
+	static uint8_t msg[sizeof(struct vw_req) + VW_MAX_PAYLOAD];
+	const uint8_t *payload;
+	size_t len;
+	const struct vw_req *r = read_request(msg, sizeof msg, &payload, &len);
+	if (!r)
 		return;
-	}
-	default:
-		e = EINVAL;
-	}
-	reply(r->seq, e, 0, 0, NULL, 0, -1);
+	struct answer out = { .fd = -1 };
+	int e = dispatch(r, payload, len, &out);
+	if (e)
+		reply(r->seq, e, 0, 0, NULL, 0, -1);
+	else
+		reply(r->seq, 0, out.val, 0, out.payload, out.len, out.fd);
+	if (out.fd >= 0)
+		close(out.fd);
 }
 
 /* The main thread: proxies and requests. */
@@ -1248,19 +1293,28 @@ static err_t nif_init(struct netif *netif)
 	return ERR_OK;
 }
 
+/* Starting -------------------------------------------------------------------------- */
+
 static void started(void *arg)
 {
 	sem_t *done = arg;
 	sem_post(done);
 }
 
-int main(int argc, char **argv)
+/* Tell vupy why the stack did not start (its VW_READY event, with err); 1. */
+static int not_ready(int err, const char *fmt, ...)
 {
-	if (argc < 6) {
-		fprintf(stderr, "usage: vupy-lwip CTLFD URL MAC MTU IP4/LEN[,IP4/LEN...]|- GW4|- [IP6 ...]\n");
-		return 2;
-	}
-	ctl = atoi(argv[1]);
+	char message[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof message, fmt, ap);
+	va_end(ap);
+	reply(0, err, 0, VW_READY, message, strlen(message), -1);
+	return 1;
+}
+
+static void prepare_process(void)
+{
 	signal(SIGPIPE, SIG_IGN);
 	struct rlimit rl;   /* source-address descriptors in flight count against it */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -1271,27 +1325,36 @@ int main(int argc, char **argv)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	srand((unsigned)(ts.tv_nsec ^ ts.tv_sec ^ getpid()));
+}
 
-	char message[512];
-	link_conn = vde_open(argv[2], "vupy-lwip", NULL);
+/* The VDE link to URL; 0, or 1 after telling vupy why not. */
+static int open_link(char *url)
+{
+	link_conn = vde_open(url, "vupy-lwip", NULL);
 	if (!link_conn) {
-		snprintf(message, sizeof message, "cannot open %s: %s", argv[2], strerror(errno));
-		reply(0, errno ? errno : EINVAL, 0, VW_READY, message, strlen(message), -1);
-		return 1;
+		int err = errno;
+		return not_ready(err ? err : EINVAL, "cannot open %s: %s", url, strerror(err));
 	}
+	return 0;
+}
+
+/* lwIP's tcpip thread, and the main thread's epoll and wake-up eventfd. */
+static void start_lwip(void)
+{
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-
 	sem_t done;
 	sem_init(&done, 0, 0);
 	tcpip_init(started, &done);
 	sem_wait(&done);
+}
 
-	ip4_addr_t ip[MAX_ALIASES + 1], mask[MAX_ALIASES + 1], gw = { 0 };
+/* IP4/LEN[,IP4/LEN...] or "-": the addresses and their masks, at most
+ * MAX_ALIASES + 1; how many. */
+static int parse_ipv4(char *list, ip4_addr_t *ip, ip4_addr_t *mask)
+{
 	int nip = 0;
-	memset(ip, 0, sizeof ip);
-	memset(mask, 0, sizeof mask);
-	for (char *item = strtok(argv[5], ","); item && nip <= MAX_ALIASES; item = strtok(NULL, ",")) {
+	for (char *item = strtok(list, ","); item && nip <= MAX_ALIASES; item = strtok(NULL, ",")) {
 		if (strcmp(item, "-") == 0)
 			continue;
 		char *slash = strchr(item, '/');
@@ -1301,51 +1364,81 @@ int main(int argc, char **argv)
 		ip4addr_aton(item, &ip[nip]);
 		mask[nip++].addr = len ? htonl(0xffffffffu << (32 - len)) : 0;
 	}
-	if (argc > 6 && strcmp(argv[6], "-") != 0)
-		ip4addr_aton(argv[6], &gw);
+	return nip;
+}
+
+/* An interface on the link, down; gw is the default route's (through nif). */
+static void add_interface(struct netif *netif, const unsigned mac[6], u16_t mtu,
+			  const ip4_addr_t *ip, const ip4_addr_t *mask, const ip4_addr_t *gw)
+{
+	for (int i = 0; i < 6; i++)
+		netif->hwaddr[i] = (u8_t)mac[i];
+	netif_add(netif, ip, mask, gw, NULL, nif_init, ethernet_input);
+	netif->mtu = mtu;
+}
+
+/* nif's IPv6 addresses: the link-local one, and ADDR[/64] each; 0, or the
+ * one lwIP refuses. */
+static const char *add_ipv6(char **addresses, int n)
+{
+	netif_create_ip6_linklocal_address(&nif, 1);
+	netif_ip6_addr_set_state(&nif, 0, IP6_ADDR_PREFERRED);
+	for (int i = 0; i < n; i++) {
+		ip6_addr_t a;
+		s8_t idx;
+		char *slash = strchr(addresses[i], '/');
+		if (slash)
+			*slash = 0;
+		if (!ip6addr_aton(addresses[i], &a) || netif_add_ip6_address(&nif, &a, &idx) != ERR_OK)
+			return addresses[i];
+		netif_ip6_addr_set_state(&nif, idx, IP6_ADDR_PREFERRED);
+	}
+	return NULL;
+}
+
+/* The interface nif (MAC, MTU, the first IPv4 address, IPv4 gateway "-"
+ * or an address, IPv6 addresses) and an alias for each further IPv4
+ * address, up; 0, or 1 after telling vupy why not. */
+static int configure(const char *mac_text, const char *mtu_text, char *ipv4, const char *gw_text,
+		     char **ipv6, int nipv6)
+{
+	ip4_addr_t ip[MAX_ALIASES + 1], mask[MAX_ALIASES + 1], gw = { 0 };
+	memset(ip, 0, sizeof ip);
+	memset(mask, 0, sizeof mask);
+	int nip = parse_ipv4(ipv4, ip, mask);
+	if (strcmp(gw_text, "-") != 0)
+		ip4addr_aton(gw_text, &gw);
+	unsigned mac[6];
+	sscanf(mac_text, "%x:%x:%x:%x:%x:%x", &mac[0], &mac[1], &mac[2], &mac[3], &mac[4], &mac[5]);
+	u16_t mtu = (u16_t)atoi(mtu_text);
 
 	LOCK_TCPIP_CORE();
-	unsigned mac[6];
-	sscanf(argv[3], "%x:%x:%x:%x:%x:%x", &mac[0], &mac[1], &mac[2], &mac[3], &mac[4], &mac[5]);
 	/* The aliases first: lwIP routes through the interface added last
 	 * first, which must be the main one (its address is the source of
 	 * what the stack sends on its subnet). */
 	for (naliases = 0; naliases + 1 < nip; naliases++) {
 		struct netif *a = &aliases[naliases];
-		for (int i = 0; i < 6; i++)
-			a->hwaddr[i] = (u8_t)mac[i];
-		netif_add(a, &ip[naliases + 1], &mask[naliases + 1], IP4_ADDR_ANY4, NULL, nif_init,
-			  ethernet_input);
-		a->mtu = (u16_t)atoi(argv[4]);
+		add_interface(a, mac, mtu, &ip[naliases + 1], &mask[naliases + 1], IP4_ADDR_ANY4);
 		netif_set_up(a);
 		netif_set_link_up(a);
 	}
-	for (int i = 0; i < 6; i++)
-		nif.hwaddr[i] = (u8_t)mac[i];
-	netif_add(&nif, &ip[0], &mask[0], &gw, NULL, nif_init, ethernet_input);
-	nif.mtu = (u16_t)atoi(argv[4]);
+	add_interface(&nif, mac, mtu, &ip[0], &mask[0], &gw);
 	nif.mtu6 = nif.mtu;
 	netif_set_default(&nif);
-	netif_create_ip6_linklocal_address(&nif, 1);
-	netif_ip6_addr_set_state(&nif, 0, IP6_ADDR_PREFERRED);
-	for (int i = 7; i < argc; i++) {
-		ip6_addr_t a;
-		s8_t idx;
-		char *slash = strchr(argv[i], '/');
-		if (slash)
-			*slash = 0;
-		if (!ip6addr_aton(argv[i], &a) || netif_add_ip6_address(&nif, &a, &idx) != ERR_OK) {
-			UNLOCK_TCPIP_CORE();
-			snprintf(message, sizeof message, "cannot add IPv6 address %s", argv[i]);
-			reply(0, EINVAL, 0, VW_READY, message, strlen(message), -1);
-			return 1;
-		}
-		netif_ip6_addr_set_state(&nif, idx, IP6_ADDR_PREFERRED);
+	const char *refused = add_ipv6(ipv6, nipv6);
+	if (refused) {
+		UNLOCK_TCPIP_CORE();
+		return not_ready(EINVAL, "cannot add IPv6 address %s", refused);
 	}
 	netif_set_up(&nif);
 	netif_set_link_up(&nif);
 	UNLOCK_TCPIP_CORE();
+	return 0;
+}
 
+/* The link thread, and the main thread's events: the stack is ready. */
+static void start_serving(void)
+{
 	pthread_t link;
 	pthread_create(&link, NULL, link_thread, NULL);
 
@@ -1354,7 +1447,12 @@ int main(int argc, char **argv)
 	ev.data.ptr = &wake;
 	epoll_ctl(ep, EPOLL_CTL_ADD, wake, &ev);
 	reply(0, 0, 0, VW_READY, NULL, 0, -1);
+}
 
+/* The main thread, until vupy closes the control socket: requests,
+ * proxies, and the closed ones to report. */
+static void __attribute__((noreturn)) main_loop(void)
+{
 	struct epoll_event events[64];
 	for (;;) {
 		int n = epoll_wait(ep, events, 64, -1);
@@ -1375,4 +1473,21 @@ int main(int argc, char **argv)
 		bring_out_the_dead();
 		UNLOCK_TCPIP_CORE();
 	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 6) {
+		fprintf(stderr, "usage: vupy-lwip CTLFD URL MAC MTU IP4/LEN[,IP4/LEN...]|- GW4|- [IP6 ...]\n");
+		return 2;
+	}
+	ctl = atoi(argv[1]);
+	prepare_process();
+	if (open_link(argv[2]))
+		return 1;
+	start_lwip();
+	if (configure(argv[3], argv[4], argv[5], argc > 6 ? argv[6] : "-", argv + 7, argc > 7 ? argc - 7 : 0))
+		return 1;
+	start_serving();
+	main_loop();
 }

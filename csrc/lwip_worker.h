@@ -7,13 +7,18 @@
  * the same seq; the worker also sends unsolicited events (seq 0).  A reply
  * that hands over a proxy descriptor carries it as SCM_RIGHTS.  Socket
  * addresses travel as the kernel's own struct sockaddr_in / sockaddr_in6.
- * modules/lwip.py spells the same layouts with struct (see its _REQ/_REP).
+ *
+ * Between the two cffi markers: what csrc/build_native.py also gives cffi's
+ * cdef, so modules/lwip.py packs and reads these very structs (vupy._native)
+ * and a change here changes both ends.  It needs no lwIP header: vupy._native
+ * is built everywhere, the worker only where lwIP is installed.
  */
 #ifndef VUPY_LWIP_WORKER_H
 #define VUPY_LWIP_WORKER_H
 
 #include <stdint.h>
 
+/* cffi: begin */
 enum vw_op {
 	VW_SOCKET = 1,      /* a=family b=type c=protocol -> val=id, fd */
 	VW_BIND,            /* payload=sockaddr */
@@ -50,5 +55,6 @@ struct vw_rep {
 };
 
 #define VW_MAX_PAYLOAD 65600   /* a datagram of 65535 bytes and its address */
+/* cffi: end */
 
 #endif

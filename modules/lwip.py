@@ -15,15 +15,18 @@ SOURCE is a libvdeplug URL: ``tap://IF``, ``vde://SWITCH``, ``vxvde://GROUP``,
 Each stack is a worker process (vupy/lib/vupy-lwip, from csrc/lwip_worker.c):
 lwIP keeps global state, so one stack per process.  The worker ends with the
 stack, and with vupy: it exits when its control socket closes.  Programs get
-proxy descriptors (see "Proxy stacks" in vupy/stack.py); the protocol with
-the worker is csrc/lwip_worker.h.
+proxy descriptors (see "Proxy stacks" in vupy/stack.py).
+
+LwipStack serves each proxy through one of two parts, found by its sock:
+Worker, the channel to the worker process (csrc/lwip_worker.h is the
+protocol, whose structs and numbers reach Python through vupy._native), for
+the inet sockets, and NetlinkRoute for the NETLINK_ROUTE ones, answered in
+vupy from the worker's list of interfaces.
 """
-import collections
 import errno
 import ipaddress
 import os
 import random
-import re
 import select
 import socket
 import struct
@@ -31,27 +34,24 @@ import sys
 
 import vupy
 from vupy import rtnetlink
+from vupy._native import ffi, lib     # csrc/lwip_worker.h: the worker's requests and replies
 from vupy.helpers import end_helper, start_helper
 from vupy.stack import ProxyStack, StackError, StackModule
+
+from ._options import Options, need_source
 
 WORKER = os.path.join(os.path.dirname(vupy.__file__), "lib", "vupy-lwip")
 READY_SECONDS = 10      # for the worker to open its link
 REPLY_SECONDS = 5       # for any answer: a worker that takes longer is broken
 
-# csrc/lwip_worker.h
-REQ = struct.Struct("=IIQiiiI")     # op seq id a b c len
-REP = struct.Struct("=IiqII")       # seq err val event len
-(VW_SOCKET, VW_BIND, VW_CONNECT, VW_LISTEN, VW_ACCEPT, VW_GETSOCKNAME, VW_GETPEERNAME,
- VW_GETSOCKOPT, VW_SETSOCKOPT, VW_SENDTO, VW_INFO) = range(1, 12)
-VW_READY, VW_CLOSED = 1, 2
-MAX_REPLY = REP.size + 65600
-Reply = collections.namedtuple("Reply", "seq err val event len")
+REPLY_SIZE = ffi.sizeof("struct vw_rep")
+MAX_MESSAGE = REPLY_SIZE + lib.VW_MAX_PAYLOAD
 
 OPTIONS = {"ip", "gw", "ip6", "mac", "mtu"}
 NETLINK_ROUTE = 0
 MAX_IPV4 = 8                  # csrc/lwip_worker.c: the interface and MAX_ALIASES
+MAX_IPV6 = 5                  # LWIP_IPV6_NUM_ADDRESSES (6, Debian's lwipopts.h), less the link-local one
 NETLINK_BUFFER = 212992       # what a netlink socket reports for SO_RCVBUF, SO_SNDBUF
-MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
 def _random_mac():
@@ -62,51 +62,14 @@ def _random_mac():
 
 def worker_arguments(url, options):
     """The worker's command line for `options`; StackError naming a bad one."""
-    unknown = set(options) - OPTIONS
-    if unknown:
-        raise StackError(f"lwip: unknown option {sorted(unknown)[0]!r} "
-                         f"(known: {', '.join(sorted(OPTIONS))})")
-    if not url:
-        raise StackError("lwip: needs a SOURCE: a VDE URL such as vde:///tmp/switch or tap://tap0")
-    ip = gw = "-"
-    ip6 = []
-    for key in ("ip", "gw", "ip6"):
-        if key not in options:
-            continue
-        value = options[key]
-        try:
-            if key == "ip":
-                addresses = []
-                for text in filter(None, value.split("+")):
-                    if "/" not in text:
-                        raise StackError(f"lwip: ip={text}: give the prefix length too, as in {text}/24")
-                    iface = ipaddress.IPv4Interface(text)
-                    addresses.append(f"{iface.ip}/{iface.network.prefixlen}")
-                if len(addresses) > MAX_IPV4:
-                    raise StackError(f"lwip: at most {MAX_IPV4} IPv4 addresses")
-                ip = ",".join(addresses) or "-"
-            elif key == "gw":
-                gw = str(ipaddress.IPv4Address(value))
-            else:
-                for text in filter(None, value.split("+")):
-                    iface6 = ipaddress.IPv6Interface(text)
-                    if "/" in text and iface6.network.prefixlen != 64:
-                        raise StackError(f"lwip: ip6={text}: lwIP 2.1 supports /64 prefixes only")
-                    ip6.append(str(iface6.ip))
-        except ValueError as e:
-            raise StackError(f"lwip: {key}={value}: {e}") from None
-    if len(ip6) > 5:
-        raise StackError("lwip: at most 5 IPv6 addresses besides the link-local one")
-    mac = options.get("mac") or _random_mac()
-    if not MAC.match(mac) or int(mac[:2], 16) & 1:
-        raise StackError(f"lwip: mac={mac}: not a unicast MAC address XX:XX:XX:XX:XX:XX")
-    try:
-        mtu = int(options.get("mtu", "1500"))
-    except ValueError:
-        mtu = 0
-    if not 576 <= mtu <= 65535:
-        raise StackError(f"lwip: mtu={options['mtu']}: not a number from 576 to 65535")
-    return [url, mac, str(mtu), ip, gw] + ip6
+    checked = Options("lwip", options, OPTIONS)
+    need_source("lwip", url, "tap://tap0")
+    ip = checked.interfaces("ip", 4, most=MAX_IPV4)
+    gw = checked.address("gw", 4)
+    ip6 = checked.interfaces("ip6", 6, most=MAX_IPV6, length=64)
+    mtu = checked.mtu(576) or 1500
+    return [url, checked.mac() or _random_mac(), str(mtu),
+            ",".join(map(str, ip)) or "-", str(gw or "-")] + [str(i.ip) for i in ip6]
 
 
 def parse_links(text):
@@ -149,45 +112,139 @@ class LwipModule(StackModule):
 
 
 class LwipStack(ProxyStack):
+    """A proxy stack of two parts: its worker, which serves the inet sockets,
+    and its NETLINK_ROUTE sockets, answered in vupy.  Each sock is looked up
+    once, in `handlers`, for the part that serves it."""
+
     families = LwipModule.families
 
     def __init__(self, arguments):
+        self.handlers = {}          # sock -> its Worker or NetlinkRoute, for the socks programs hold
+        self.gone = set()           # socks whose last descriptor is closed, not yet told
+        self.netlink = None
+        self.worker = Worker(arguments, on_lost=self._end)
+        self._links = parse_links(self.worker.info())
+        self.netlink = NetlinkRoute(self.links)
+
+    def _handler(self, sock):
+        # A sock not (or no longer) held goes to the worker, which answers
+        # EBADF, or ENETDOWN once it is gone.
+        return self.handlers.get(sock, self.worker)
+
+    def _end(self):
+        """The stack is closed, or its worker lost: netlink too is gone, and
+        every sock goes to the worker, which fails it with ENETDOWN."""
+        self.handlers.clear()
+        if self.netlink is not None:
+            self.netlink.close()
+
+    # ProxyStack ---------------------------------------------------------------
+
+    def socket(self, domain, type, protocol, creds):
+        handler = self.netlink if domain == socket.AF_NETLINK else self.worker
+        sock, fd = handler.socket(domain, type & 0xF, protocol)
+        self.handlers[sock] = handler
+        if type & socket.SOCK_NONBLOCK:
+            os.set_blocking(fd, False)
+        return fd
+
+    def bind(self, sock, address):
+        self._handler(sock).bind(sock, address)
+
+    def connect(self, sock, address):
+        self._handler(sock).connect(sock, address)
+
+    def listen(self, sock, backlog):
+        self._handler(sock).listen(sock, backlog)
+
+    def accept(self, sock):
+        handler = self._handler(sock)
+        new, fd, address = handler.accept(sock)
+        self.handlers[new] = handler
+        return fd, address
+
+    def getsockname(self, sock):
+        return self._handler(sock).getsockname(sock)
+
+    def getpeername(self, sock):
+        return self._handler(sock).getpeername(sock)
+
+    def getsockopt(self, sock, level, name, size):
+        return self._handler(sock).getsockopt(sock, level, name, size)
+
+    def setsockopt(self, sock, level, name, value):
+        self._handler(sock).setsockopt(sock, level, name, value)
+
+    def sendto(self, sock, data, flags, address):
+        return self._handler(sock).sendto(sock, data, flags, address)
+
+    def links(self):
+        return self._links
+
+    def _take_closed(self):
+        for part in (self.worker, self.netlink):
+            for sock in part.closed():
+                self.gone.add(sock)
+                self.handlers.pop(sock, None)
+
+    def closed(self):
+        self._take_closed()
+        gone, self.gone = self.gone, set()
+        return gone
+
+    def open_sockets(self):
+        self._take_closed()
+        return len(self.handlers)
+
+    def close(self):
+        self._end()
+        self.worker.close()
+
+
+class Worker:
+    """One stack's worker process and its control socket: a request and its
+    reply for each operation on the worker's socks, and the events the worker
+    sends on its own (csrc/lwip_worker.h, whose structs and VW_ numbers
+    vupy._native has).  A worker that exits or stops answering is lost: it
+    is ended, `on_lost()` is called, and every request fails with ENETDOWN."""
+
+    def __init__(self, arguments, on_lost):
         self.url = arguments[0]
+        self.on_lost = on_lost
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self.seq = 0
-        self.gone = set()           # proxies whose last descriptor is closed
+        # One struct vw_req, filled in for each request: cheaper than a new one.
+        self.request = ffi.new("struct vw_req *")
+        self.request_bytes = ffi.buffer(self.request)
+        self.gone = set()           # socks the worker said are closed, not yet taken
         try:
-            self.worker = start_helper([WORKER, str(theirs.fileno())] + arguments, pass_fds=[theirs.fileno()])
+            self.process = start_helper([WORKER, str(theirs.fileno())] + arguments, pass_fds=[theirs.fileno()])
         finally:
             theirs.close()
-        event = self._next(READY_SECONDS)
-        if event is None or event[0].seq != 0 or event[0].event != VW_READY:
-            reason = "no answer" if event is None else event[1].decode(errors="replace")
+        ready = self._next(READY_SECONDS)
+        if ready is None or ready[0].seq != 0 or ready[0].event != lib.VW_READY:
+            reason = "no answer" if ready is None else ready[1].decode(errors="replace")
             self.close()
             raise StackError(f"lwip:{self.url}: the stack did not start: {reason}")
-        if event[0].err:
+        if ready[0].err:
             self.close()
-            raise StackError(f"lwip:{self.url}: {event[1].decode(errors='replace')}")
-        self._links = parse_links(self._call(VW_INFO)[1].decode())
-        self.netlink = rtnetlink.Responder(self.links)
-        self.netlink_socks = set()
-        self.open = set()           # socks programs hold
+            raise StackError(f"lwip:{self.url}: {ready[1].decode(errors='replace')}")
 
-    # The worker's protocol ----------------------------------------------------
+    # The channel --------------------------------------------------------------
 
     def _next(self, timeout):
-        """(Reply, payload, fds) of the worker's next message, or None if the
-        worker is gone or silent."""
+        """(struct vw_rep, payload, fds) of the worker's next message, or None
+        if the worker is gone or silent."""
         if self.ctl is None or not select.select([self.ctl], [], [], timeout)[0]:
             return None
         try:
-            data, fds, _flags, _addr = socket.recv_fds(self.ctl, MAX_REPLY, 1)
+            data, fds, _flags, _addr = socket.recv_fds(self.ctl, MAX_MESSAGE, 1)
         except OSError:
             return None
-        if len(data) < REP.size:
+        if len(data) < REPLY_SIZE:
             return None
-        rep = Reply(*REP.unpack_from(data))
-        return rep, data[REP.size:REP.size + rep.len], fds
+        rep = ffi.from_buffer("struct vw_rep *", data)
+        return rep, data[REPLY_SIZE:REPLY_SIZE + rep.len], fds
 
     def _call(self, op, sock=0, a=0, b=0, c=0, payload=b""):
         """The worker's (value, payload, descriptor) for one request; OSError
@@ -195,8 +252,10 @@ class LwipStack(ProxyStack):
         if self.ctl is None:
             raise OSError(errno.ENETDOWN, "the lwIP stack is gone")
         self.seq = self.seq % 0xFFFFFFFF + 1
+        r = self.request
+        r.op, r.seq, r.id, r.a, r.b, r.c, r.len = op, self.seq, sock, a, b, c, len(payload)
         try:
-            self.ctl.sendmsg([REQ.pack(op, self.seq, sock, a, b, c, len(payload)), payload])
+            self.ctl.sendmsg([self.request_bytes, payload])
         except OSError:
             self._lost()
         while True:
@@ -216,141 +275,133 @@ class LwipStack(ProxyStack):
                 raise OSError(rep.err, os.strerror(rep.err))
             return rep.val, data, (fds[0] if fds else -1)
 
+    def _event(self, rep):
+        if rep.event == lib.VW_CLOSED:
+            self.gone.add(rep.val)
+
     def _lost(self):
-        status = self.worker.poll()
+        status = self.process.poll()
         how = "has stopped answering" if status is None else f"exited with status {status}"
         sys.stderr.write(f"vupy: lwip:{self.url}: the stack's worker {how}: "
                          "its sockets fail from now on (ENETDOWN)\n")
         self.close()
+        self.on_lost()
         raise OSError(errno.ENETDOWN, "the lwIP stack is gone")
 
-    # ProxyStack ---------------------------------------------------------------
-
-    def socket(self, domain, type, protocol, creds):
-        if domain == socket.AF_NETLINK:
-            fd = self._netlink_socket(type & 0xF, protocol)
-        else:
-            sock, _data, fd = self._call(VW_SOCKET, 0, domain, type & 0xF, protocol)
-            self.open.add(sock)
-        if type & socket.SOCK_NONBLOCK:
-            os.set_blocking(fd, False)
-        return fd
-
-    def bind(self, sock, address):
-        if sock in self.netlink_socks:
-            self._netlink_address(address)
-            self.netlink.port(sock)         # bound: it has its port id now
-            return
-        self._call(VW_BIND, sock, payload=address)
-
-    def connect(self, sock, address):
-        if sock in self.netlink_socks:
-            self._netlink_address(address)
-            return
-        self._call(VW_CONNECT, sock, payload=address)
-
-    def listen(self, sock, backlog):
-        self._not_netlink(sock)
-        self._call(VW_LISTEN, sock, backlog)
-
-    def accept(self, sock):
-        self._not_netlink(sock)
-        new, address, fd = self._call(VW_ACCEPT, sock)
-        self.open.add(new)
-        return fd, address
-
-    def getsockname(self, sock):
-        if sock in self.netlink_socks:
-            return rtnetlink.SOCKADDR_NL.pack(socket.AF_NETLINK, 0, self.netlink.port(sock), 0)
-        return self._call(VW_GETSOCKNAME, sock)[1]
-
-    def getpeername(self, sock):
-        if sock in self.netlink_socks:
-            return rtnetlink.KERNEL
-        return self._call(VW_GETPEERNAME, sock)[1]
-
-    def getsockopt(self, sock, level, name, size):
-        if sock in self.netlink_socks:
-            return struct.pack("=i", NETLINK_BUFFER if name in (socket.SO_RCVBUF, socket.SO_SNDBUF) else 0)
-        return self._call(VW_GETSOCKOPT, sock, level, name, size)[1]
-
-    def setsockopt(self, sock, level, name, value):
-        if sock in self.netlink_socks:
-            return                  # buffer sizes, strict checking, ...: nothing to change
-        self._call(VW_SETSOCKOPT, sock, level, name, payload=value)
-
-    def sendto(self, sock, data, flags, address):
-        if sock in self.netlink_socks:
-            if address:
-                self._netlink_address(address)
-            return self.netlink.request(sock, data)
-        return self._call(VW_SENDTO, sock, flags, len(address), payload=address + data)[0]
-
-    def links(self):
-        return self._links
-
-    # NETLINK_ROUTE, answered from the stack's interfaces (vupy/rtnetlink.py)
-
-    def _netlink_socket(self, type, protocol):
-        if protocol != NETLINK_ROUTE:
-            raise OSError(errno.EPROTONOSUPPORT, "lwip serves NETLINK_ROUTE only")
-        if type not in (socket.SOCK_RAW, socket.SOCK_DGRAM):
-            raise OSError(errno.ESOCKTNOSUPPORT, os.strerror(errno.ESOCKTNOSUPPORT))
-        fd = self.netlink.socket()
-        sock = os.fstat(fd).st_ino
-        self.netlink_socks.add(sock)
-        self.open.add(sock)
-        return fd
-
-    @staticmethod
-    def _netlink_address(address):
-        if len(address) < rtnetlink.SOCKADDR_NL.size or \
-                rtnetlink.SOCKADDR_NL.unpack_from(address)[0] != socket.AF_NETLINK:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-
-    def _not_netlink(self, sock):
-        if sock in self.netlink_socks:
-            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
-
-    def _take_events(self):
-        """Read what the worker said on its own (the closed proxies)."""
-        while True:
-            message = self._next(0)
-            if message is None:
-                break
+    def closed(self):
+        """The socks the worker has closed since the last call, from what it
+        said on its own (read now, without waiting) or amid replies."""
+        while (message := self._next(0)) is not None:
             if message[0].seq == 0:
                 self._event(message[0])
             for fd in message[2]:
                 os.close(fd)
-        if self.netlink is not None:
-            for sock in self.netlink.closed():
-                self._forget(sock)
-
-    def _event(self, rep):
-        if rep.event == VW_CLOSED:
-            self._forget(rep.val)
-
-    def _forget(self, sock):
-        self.gone.add(sock)
-        self.open.discard(sock)
-        self.netlink_socks.discard(sock)
-
-    def closed(self):
-        self._take_events()
         gone, self.gone = self.gone, set()
         return gone
 
-    def open_sockets(self):
-        if self.ctl is None:
-            return 0
-        self._take_events()
-        return len(self.open)
-
     def close(self):
-        if getattr(self, "netlink", None) is not None:
-            self.netlink.close()
-            self.netlink = None
         if self.ctl is not None:
             self.ctl.close()        # the worker exits when it sees this
             self.ctl = None
-        end_helper(self.worker, REPLY_SECONDS)
+        end_helper(self.process, REPLY_SECONDS)
+
+    # Its requests, as the ProxyStack operations on its socks -------------------
+
+    def info(self):
+        """Its interfaces, addresses and routes (text: parse_links)."""
+        return self._call(lib.VW_INFO)[1].decode()
+
+    def socket(self, domain, type, protocol):
+        sock, _data, fd = self._call(lib.VW_SOCKET, 0, domain, type, protocol)
+        return sock, fd
+
+    def bind(self, sock, address):
+        self._call(lib.VW_BIND, sock, payload=address)
+
+    def connect(self, sock, address):
+        self._call(lib.VW_CONNECT, sock, payload=address)
+
+    def listen(self, sock, backlog):
+        self._call(lib.VW_LISTEN, sock, backlog)
+
+    def accept(self, sock):
+        new, address, fd = self._call(lib.VW_ACCEPT, sock)
+        return new, fd, address
+
+    def getsockname(self, sock):
+        return self._call(lib.VW_GETSOCKNAME, sock)[1]
+
+    def getpeername(self, sock):
+        return self._call(lib.VW_GETPEERNAME, sock)[1]
+
+    def getsockopt(self, sock, level, name, size):
+        return self._call(lib.VW_GETSOCKOPT, sock, level, name, size)[1]
+
+    def setsockopt(self, sock, level, name, value):
+        self._call(lib.VW_SETSOCKOPT, sock, level, name, payload=value)
+
+    def sendto(self, sock, data, flags, address):
+        return self._call(lib.VW_SENDTO, sock, flags, len(address), payload=address + data)[0]
+
+
+class NetlinkRoute:
+    """A stack's NETLINK_ROUTE sockets, answered read only from its links
+    (vupy.rtnetlink.Responder): the ProxyStack operations on them."""
+
+    def __init__(self, links):
+        self.responder = rtnetlink.Responder(links)
+
+    def socket(self, _domain, type, protocol):
+        if self.responder is None:
+            raise OSError(errno.ENETDOWN, "the lwIP stack is gone")
+        if protocol != NETLINK_ROUTE:
+            raise OSError(errno.EPROTONOSUPPORT, "lwip serves NETLINK_ROUTE only")
+        if type not in (socket.SOCK_RAW, socket.SOCK_DGRAM):
+            raise OSError(errno.ESOCKTNOSUPPORT, os.strerror(errno.ESOCKTNOSUPPORT))
+        fd = self.responder.socket()
+        return os.fstat(fd).st_ino, fd
+
+    def bind(self, sock, address):
+        _check_address(address)
+        self.responder.port(sock)       # bound: it has its port id now
+
+    def connect(self, _sock, address):
+        _check_address(address)
+
+    def listen(self, _sock, _backlog):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    def accept(self, _sock):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    def getsockname(self, sock):
+        return rtnetlink.SOCKADDR_NL.pack(socket.AF_NETLINK, 0, self.responder.port(sock), 0)
+
+    def getpeername(self, _sock):
+        return rtnetlink.KERNEL
+
+    def getsockopt(self, _sock, _level, name, _size):
+        return struct.pack("=i", NETLINK_BUFFER if name in (socket.SO_RCVBUF, socket.SO_SNDBUF) else 0)
+
+    def setsockopt(self, _sock, _level, _name, _value):
+        pass                        # buffer sizes, strict checking, ...: nothing to change
+
+    def sendto(self, sock, data, _flags, address):
+        if address:
+            _check_address(address)
+        return self.responder.request(sock, data)
+
+    def closed(self):
+        return set() if self.responder is None else self.responder.closed()
+
+    def close(self):
+        if self.responder is not None:
+            self.responder.close()
+            self.responder = None
+
+
+def _check_address(address):
+    """EINVAL unless `address` is a sockaddr_nl."""
+    if len(address) < rtnetlink.SOCKADDR_NL.size or \
+            rtnetlink.SOCKADDR_NL.unpack_from(address)[0] != socket.AF_NETLINK:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))

@@ -28,9 +28,7 @@ and vde0 a veth linked through vde_plug's pcap:// (see _without_root).
 """
 import contextlib
 import errno
-import ipaddress
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -45,10 +43,10 @@ from vupy.helpers import (CAP_SYS_ADMIN, UserNamespaceStack, capable, end_helper
                           open_netns, start_helper)
 from vupy.stack import KERNEL_FAMILIES, KernelStack, Stack, StackError, StackModule
 
+from ._options import Options, need_source
 from .netns import NETNS_RUN_DIR, new_namespace
 
 OPTIONS = {"ip", "gw", "ip6", "gw6", "mac", "mtu", "netns"}
-MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 PLUG_SECONDS = 5            # for vde_plug to make its tap
 IP_SECONDS = 10             # for one `ip` command
 IFLA_IFNAME, IFLA_NET_NS_FD = 3, 28
@@ -57,42 +55,20 @@ IFLA_IFNAME, IFLA_NET_NS_FD = 3, 28
 def configuration(options):
     """The `ip` commands (argument lists) that configure vde0 for `options`;
     StackError naming a bad one."""
-    unknown = set(options) - OPTIONS
-    if unknown:
-        raise StackError(f"vde: unknown option {sorted(unknown)[0]!r} "
-                         f"(known: {', '.join(sorted(OPTIONS))})")
+    checked = Options("vde", options, OPTIONS)
     link = ["link", "set", "vde0"]
-    commands = []
-    key = None
-    try:
-        if "mac" in options:
-            key = "mac"
-            if not MAC.match(options[key]) or int(options[key][:2], 16) & 1:
-                raise ValueError("not a unicast MAC address XX:XX:XX:XX:XX:XX")
-            link += ["address", options[key]]
-        if "mtu" in options:
-            key = "mtu"
-            if not options[key].isdigit() or not 68 <= int(options[key]) <= 65535:
-                raise ValueError("not a number from 68 to 65535")
-            link += ["mtu", options[key]]
-        for key, version, extra in (("ip", 4, []), ("ip6", 6, ["nodad"])):
-            for text in filter(None, options.get(key, "").split("+")):
-                if "/" not in text:
-                    raise ValueError(f"give the prefix length too, as in {text}/{24 if version == 4 else 64}")
-                address = ipaddress.ip_interface(text)
-                if address.version != version:
-                    raise ValueError(f"not an IPv{version} address")
-                commands.append(["addr", "add", str(address), "dev", "vde0", *extra])
-        for key, version in (("gw", 4), ("gw6", 6)):
-            if key in options:
-                gateway = ipaddress.ip_address(options[key])
-                if gateway.version != version:
-                    raise ValueError(f"not an IPv{version} address")
-                commands.append([f"-{version}", "route", "add", "default", "via", str(gateway)])
-    except ValueError as e:
-        raise StackError(f"vde: {key}={options[key]}: {e}") from None
-    if any(c[0] == "addr" for c in commands):
+    if "mac" in checked:
+        link += ["address", checked.mac()]
+    if "mtu" in checked:
+        link += ["mtu", str(checked.mtu(68))]
+    commands = [["addr", "add", str(address), "dev", "vde0", *extra]
+                for key, version, extra in (("ip", 4, []), ("ip6", 6, ["nodad"]))
+                for address in checked.interfaces(key, version)]
+    if commands:
         link.append("up")
+    for key, version in (("gw", 4), ("gw6", 6)):
+        if key in checked:
+            commands.append([f"-{version}", "route", "add", "default", "via", str(checked.address(key, version))])
     return ([link] if len(link) > 3 else []) + commands
 
 
@@ -152,8 +128,7 @@ class VdeModule(StackModule):
         return None if shutil.which("vde_plug") else "vde_plug not found on PATH (Debian package vdeplug)"
 
     def create(self, source, options):
-        if not source:
-            raise StackError("vde: needs a SOURCE: a VDE URL such as vde:///tmp/switch or vxvde://239.1.2.3")
+        need_source("vde", source, "vxvde://239.1.2.3")
         uplink = options.pop("netns", None)
         commands = configuration(options)
         if not capable(CAP_SYS_ADMIN):

@@ -392,6 +392,36 @@ def test_ip_and_glibc_see_lwip_interfaces(vde_lan):
                     "addrconfig": ["AF_INET", "AF_INET6"]}
 
 
+def test_netlink_sockets_fail_with_enetdown_once_the_worker_is_lost(vde_lan):
+    """The worker killed: once vupy has seen it go, the stack's netlink
+    sockets fail as its inet ones do (ENETDOWN), old and new."""
+    script = PRELUDE + textwrap.dedent("""
+        def attempt(call):
+            try:
+                call()
+                return "ok"
+            except OSError as e:
+                return errno.errorcode[e.errno]
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        netlink = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")
+            except OSError:
+                continue
+            if argv[0].endswith(b"/vupy-lwip") and sys.argv[1].encode() in argv:
+                os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.5)
+        print(attempt(lambda: udp.sendto(b"x", ("10.9.0.1", 9))))
+        print(attempt(lambda: netlink.bind((0, 0))))
+        print(attempt(netlink.getsockname))
+        print(attempt(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)))
+    """)
+    r = lwip_run([PYTHON, "-c", script, vde_lan.url], vde_lan.stack())
+    assert assert_ok(r).split() == ["ENETDOWN"] * 4, r.stderr
+    assert "the stack's worker exited" in r.stderr, r.stderr
+
+
 def test_kernel_stack_answers_for_itself_in_a_userspace_session(vde_lan, netns):
     """In a session with an lwip stack, a process whose default is a kernel
     stack gets the kernel's answers (its calls go on natively): netlink from
