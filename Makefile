@@ -29,7 +29,8 @@ deps:
 	fi
 
 $(VENV)/.installed: pyproject.toml setup.py csrc/build_native.py csrc/supervisor.c csrc/supervisor.h \
-                    csrc/msocket.c csrc/msocket.h csrc/lwip_worker.c csrc/lwip_worker.h
+                    csrc/msocket.c csrc/msocket.h csrc/lwip_worker.c csrc/lwip_worker.h \
+                    csrc/fastpath.c vupy/_abi.py
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@

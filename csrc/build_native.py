@@ -4,11 +4,21 @@
 
 Run by setuptools through ``cffi_modules`` in setup.py; links libseccomp.
 """
+import importlib.util
 import os
 
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _abi():
+    """vupy/_abi.py, loaded by path: the package itself needs this build."""
+    spec = importlib.util.spec_from_file_location("_abi", os.path.join(HERE, "..", "vupy", "_abi.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 ffibuilder = FFI()
 with open(os.path.join(HERE, "supervisor.h")) as header:
@@ -19,11 +29,19 @@ ffibuilder.cdef(
     + """
     int prctl(int option, unsigned long arg2, unsigned long arg3,
               unsigned long arg4, unsigned long arg5);
+    #define FIONREAD ...
+    #define SIOCGIFINDEX ...
+    #define SIOCGIFNAME ...
+    #define SCMP_ARCH_X86_64 ...
+    #define SCMP_ARCH_X86 ...
+    #define SCMP_ARCH_X32 ...
     """
 )
 ffibuilder.set_source(
     "vupy._native",
-    '#include <sys/prctl.h>\n#include "supervisor.h"',
+    "#include <sys/ioctl.h>\n#include <sys/prctl.h>\n#include <linux/sockios.h>\n"
+    '#include <seccomp.h>\n#include "supervisor.h"',
+    define_macros=_abi().C_MACROS,
     sources=[os.path.relpath(os.path.join(HERE, name)) for name in ("supervisor.c", "fastpath.c")],
     include_dirs=[os.path.relpath(HERE)],
     libraries=["seccomp"],
