@@ -40,11 +40,27 @@
 
 #define MAX_FILTER 4096
 
-/* The number of a system call on an architecture (AUDIT_ARCH_*), or -1. */
+/* The number of a system call on an architecture (AUDIT_ARCH_*) as the
+ * kernel reports it, or -1. */
 int vupy_syscall_number(uint32_t arch, const char *name)
 {
 	int nr = seccomp_syscall_resolve_name_arch(arch, name);
-	return nr == __NR_SCMP_ERROR ? -1 : nr;
+
+	if (nr == __NR_SCMP_ERROR)
+		return -1;
+	if (nr >= 0)
+		return nr;
+	/* A pseudo-number: libseccomp names i386's socket calls as calls
+	 * through socketcall, but Linux 4.3+ also has them as calls of their
+	 * own (socket is 359), which its filter traps too. */
+	for (int i = 0; i < 1024; i++) {
+		char *known = seccomp_syscall_resolve_num_arch(arch, i);
+		int same = known != NULL && strcmp(known, name) == 0;
+		free(known);
+		if (same)
+			return i;
+	}
+	return -1;
 }
 
 /* Load libseccomp's program for ctx behind `head`, with a listener: the
