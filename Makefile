@@ -28,7 +28,8 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-$(VENV)/.installed: pyproject.toml setup.py csrc/build_native.py $(wildcard csrc/*.c csrc/*.h)
+$(VENV)/.installed: pyproject.toml setup.py csrc/build_native.py $(wildcard csrc/*.c csrc/*.h) \
+                    vupy/_abi.py
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@

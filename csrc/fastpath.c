@@ -37,13 +37,12 @@
 #include <unistd.h>
 #include <linux/audit.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 
 #define ROUTE_SLOTS 1024          /* threads remembered, by tid modulo */
-#define NR_SOCKET 41              /* x86-64 */
-#define SOCK_PROBE (-1)           /* VUOS's probe type: the dispatcher answers EINVAL */
 
-/* The families of kernel stacks (vupy/stack.py KERNEL_FAMILIES). */
-static const int families[] = { AF_INET, AF_INET6, AF_NETLINK, AF_PACKET };
+/* The families of kernel stacks (vupy/_abi.py KERNEL_FAMILIES). */
+static const int families[] = { VUPY_KERNEL_FAMILIES };
 #define NFAMILIES (sizeof(families) / sizeof(families[0]))
 
 struct route {
@@ -106,11 +105,11 @@ static int readable(int fd)
 static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 {
 	const struct route *r = &routes[call->pid % ROUTE_SLOTS];
-	int domain, type, protocol, i, fd, rc;
+	int domain, type, protocol, i, fd;
 
 	if (r->tid != call->pid || call->arch != AUDIT_ARCH_X86_64)
 		return 0;
-	if (call->nr == NR_SOCKET) {
+	if (call->nr == __NR_socket) {     /* built for x86_64, as the call */
 		domain = (int)call->args[0];
 		type = (int)call->args[1];
 		protocol = (int)call->args[2];
@@ -118,13 +117,13 @@ static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 		domain = (int)call->args[1];
 		type = (int)call->args[2];
 		protocol = (int)call->args[3];
-		if (type == 0)    /* SOCK_DEFAULT: a change of default */
+		if (type == VUPY_SOCK_DEFAULT)    /* a change of default */
 			return 0;
 	} else {
 		return 0;
 	}
 	i = family_index(domain);
-	if (i < 0 || r->nsfd[i] < 0 || type == SOCK_PROBE || readable(events_fd))
+	if (i < 0 || r->nsfd[i] < 0 || type == VUPY_SOCK_PROBE || readable(events_fd))
 		return 0;
 	fd = vupy_make_socket(r->nsfd[i], r->nsino[i], domain, type & ~SOCK_CLOEXEC,
 			      protocol, &r->creds);
@@ -132,12 +131,7 @@ static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 		vupy_respond(listener, call->id, 0, -fd, 0);
 		return 1;
 	}
-	rc = vupy_addfd_send(listener, call->id, fd, (type & SOCK_CLOEXEC) ? O_CLOEXEC : 0);
-	close(fd);
-	/* ENOENT: the caller is gone.  Anything else (EMFILE, ...) is the
-	 * caller's error to see. */
-	if (rc < 0 && rc != -ENOENT)
-		vupy_respond(listener, call->id, 0, -rc, 0);
+	vupy_inject(listener, call->id, fd, (type & SOCK_CLOEXEC) ? O_CLOEXEC : 0);
 	return 1;
 }
 

@@ -40,15 +40,27 @@
 
 #define MAX_FILTER 4096
 
-static const char *const creds_calls[] = {
-	"capset", "setgroups", "setgroups32", "unshare", "setns",
-};
-
-/* The number of a system call on an architecture (AUDIT_ARCH_*), or -1. */
+/* The number of a system call on an architecture (AUDIT_ARCH_*) as the
+ * kernel reports it, or -1. */
 int vupy_syscall_number(uint32_t arch, const char *name)
 {
 	int nr = seccomp_syscall_resolve_name_arch(arch, name);
-	return nr == __NR_SCMP_ERROR ? -1 : nr;
+
+	if (nr == __NR_SCMP_ERROR)
+		return -1;
+	if (nr >= 0)
+		return nr;
+	/* A pseudo-number: libseccomp names i386's socket calls as calls
+	 * through socketcall, but Linux 4.3+ also has them as calls of their
+	 * own (socket is 359), which its filter traps too. */
+	for (int i = 0; i < 1024; i++) {
+		char *known = seccomp_syscall_resolve_num_arch(arch, i);
+		int same = known != NULL && strcmp(known, name) == 0;
+		free(known);
+		if (same)
+			return i;
+	}
+	return -1;
 }
 
 /* Load libseccomp's program for ctx behind `head`, with a listener: the
@@ -94,56 +106,91 @@ out:
 	return rc;
 }
 
-/* The filter.  libseccomp writes the program: per-architecture sections for
- * x86_64, i386 and x32 (so that an i386 socketcall/socket or an x32 socket
- * cannot slip past), 32-bit argument comparisons (the kernel truncates the
- * domain to int, so a comparison of all 64 bits could be fooled by junk in
- * the upper half), and ALLOW for everything else.  libseccomp refuses syscall
- * numbers -1..-99, and msocket is VUOS's -5, so six instructions that trap
- * -5 and vupy's control call on x86_64 are put in front of libseccomp's
- * program.  libseccomp 2.5.4
- * also cannot ask for WAIT_KILLABLE_RECV, so vupy loads the program itself. */
-/* The calls a proxy descriptor needs served (see vupy/_proxy.py), trapped
- * only in sessions with userspace stacks. */
-static const char *const proxy_calls[] = {
-	"bind", "connect", "listen", "accept", "accept4", "getsockname", "getpeername",
-	"getsockopt", "setsockopt", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg",
-};
+#define TRAP(name, kind, feature) { name, 0, kind, feature, VUPY_ARG_ANY, 0, 0, 0 }
+#define TRAP_IF(name, kind, feature, cond, arg, wide, value) \
+	{ name, 0, kind, feature, cond, arg, wide, value }
 
-static int add_proxy_rules(scmp_filter_ctx ctx)
-{
-	int rc;
-
-	for (size_t i = 0; i < sizeof(proxy_calls) / sizeof(proxy_calls[0]); i++)
-		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY,
-					   seccomp_syscall_resolve_name(proxy_calls[i]), 0)) < 0)
-			return rc;
+/* Every call the filter traps (see supervisor.h).  Numbers libseccomp
+ * cannot write (it refuses -1..-99, and msocket is VUOS's -5) are trapped
+ * by a head of a few instructions put in front of its program, on x86_64
+ * only. */
+const struct vupy_trap vupy_traps[] = {
+	{ NULL, VUPY_NR_MSOCKET, VUPY_TRAP_MSOCKET, 0, VUPY_ARG_ANY, 0, 0, 0 },
+	{ NULL, VUPY_NR_CONTROL, VUPY_TRAP_CONTROL, 0, VUPY_ARG_ANY, 0, 0, 0 },
+	/* AF_UNIX is never routed: trapping it would only cost time. */
+	TRAP_IF("socket", VUPY_TRAP_SOCKET, 0, VUPY_ARG_NE, 0, 0, AF_UNIX),
+	/* i386 socketcall carries its arguments in memory: trap SYS_SOCKET. */
+	TRAP_IF("socketcall", VUPY_TRAP_SOCKETCALL, 0, VUPY_ARG_EQ, 0, 0, SYS_SOCKET),
+	/* io_uring can make sockets (IORING_OP_SOCKET) with no socket(2) call
+	 * for the filter to see: refuse it, as if the kernel had no io_uring,
+	 * so programs fall back to the calls vupy routes. */
+	TRAP("io_uring_setup", VUPY_TRAP_REFUSED, 0),
+	/* The calls that change a thread's credentials without a process
+	 * event (see vupy/_procs.py): the supervisor forgets what it knew of
+	 * the caller's credentials and lets the call go on. */
+	TRAP("capset", VUPY_TRAP_CREDS, 0),
+	TRAP("setgroups", VUPY_TRAP_CREDS, 0),
+	TRAP("setgroups32", VUPY_TRAP_CREDS, 0),
+	TRAP("unshare", VUPY_TRAP_CREDS, 0),
+	TRAP("setns", VUPY_TRAP_CREDS, 0),
+	/* Without the process-events connector (unprivileged), vupy learns of
+	 * a process's end from its exit: its children, about to be orphaned,
+	 * must be given their defaults first (see vupy/_procs.py). */
+	TRAP("exit", VUPY_TRAP_EXIT, VUPY_TRAP_EXITS),
+	TRAP("exit_group", VUPY_TRAP_EXIT, VUPY_TRAP_EXITS),
+	/* The calls a proxy descriptor needs served (see vupy/_proxy.py). */
+	TRAP("bind", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	TRAP("connect", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	TRAP("listen", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	TRAP("accept", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	TRAP("accept4", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	TRAP("getsockname", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	TRAP("getpeername", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	TRAP("getsockopt", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	TRAP("setsockopt", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	TRAP("sendmsg", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	TRAP("recvmsg", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	TRAP("sendmmsg", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	TRAP("recvmmsg", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
 	/* Without an address, send and receive go straight to the proxy. */
-	if ((rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(sendto), 1,
-				   SCMP_A4_64(SCMP_CMP_NE, 0))) < 0 ||
-	    (rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(recvfrom), 1,
-				   SCMP_A4_64(SCMP_CMP_NE, 0))) < 0)
-		return rc;
+	TRAP_IF("sendto", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_NE, 4, 1, 0),
+	TRAP_IF("recvfrom", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_NE, 4, 1, 0),
 	/* FIONREAD on a datagram proxy, and glibc's if_nametoindex and
 	 * if_indextoname, whose answers come from a userspace stack. */
-	static const unsigned long requests[] = { FIONREAD, SIOCGIFINDEX, SIOCGIFNAME };
-	for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
-		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(ioctl), 1,
-					   SCMP_A1_32(SCMP_CMP_EQ, requests[i]))) < 0)
-			return rc;
-	return 0;
+	TRAP_IF("ioctl", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_EQ, 1, 0, FIONREAD),
+	TRAP_IF("ioctl", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_EQ, 1, 0, SIOCGIFINDEX),
+	TRAP_IF("ioctl", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_EQ, 1, 0, SIOCGIFNAME),
+};
+const int vupy_ntraps = sizeof(vupy_traps) / sizeof(vupy_traps[0]);
+
+static int add_trap(scmp_filter_ctx ctx, const struct vupy_trap *t)
+{
+	uint32_t action = t->kind == VUPY_TRAP_REFUSED ? SCMP_ACT_ERRNO(ENOSYS) : SCMP_ACT_NOTIFY;
+	int nr = seccomp_syscall_resolve_name(t->name);
+
+	if (nr == __NR_SCMP_ERROR)
+		return 0;         /* not a call of the native architecture (setgroups32) */
+	if (t->cond == VUPY_ARG_ANY)
+		return seccomp_rule_add(ctx, action, nr, 0);
+	/* As libseccomp's SCMP_A0_32 and SCMP_A0_64 write it. */
+	struct scmp_arg_cmp cmp = {
+		.arg = (unsigned int)t->arg,
+		.op = t->cond == VUPY_ARG_EQ ? SCMP_CMP_EQ : SCMP_CMP_NE,
+		.datum_a = t->wide ? t->value : (uint32_t)t->value,
+	};
+	return seccomp_rule_add_array(ctx, action, nr, 1, &cmp);
 }
 
+/* The filter.  libseccomp writes the program from `vupy_traps`:
+ * per-architecture sections for x86_64, i386 and x32 (so that an i386
+ * socketcall/socket or an x32 socket cannot slip past), and ALLOW for
+ * everything else.  The calls it cannot name go in a head of BPF in front
+ * of its program.  libseccomp 2.5.4 also cannot ask for
+ * WAIT_KILLABLE_RECV, so vupy loads the program itself. */
 int vupy_filter_install(int no_new_privs, unsigned int features)
 {
-	struct sock_filter head[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 4),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)VUPY_NR_MSOCKET, 1, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)VUPY_NR_CONTROL, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-	};
+	struct sock_filter head[4 + 8];
+	size_t n = 0;             /* numbers trapped by the head */
 	scmp_filter_ctx ctx;
 	int rc;
 
@@ -153,44 +200,35 @@ int vupy_filter_install(int no_new_privs, unsigned int features)
 	if ((rc = seccomp_arch_add(ctx, SCMP_ARCH_X86)) < 0 ||
 	    (rc = seccomp_arch_add(ctx, SCMP_ARCH_X32)) < 0)
 		goto out;
-	/* AF_UNIX is never routed: trapping it would only cost time. */
-	rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(socket), 1,
-			      SCMP_A0_32(SCMP_CMP_NE, AF_UNIX));
-	if (rc < 0)
-		goto out;
-	/* i386 socketcall carries its arguments in memory: trap SYS_SOCKET. */
-	rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(socketcall), 1,
-			      SCMP_A0_32(SCMP_CMP_EQ, SYS_SOCKET));
-	if (rc < 0)
-		goto out;
-	/* io_uring can make sockets (IORING_OP_SOCKET) with no socket(2) call
-	 * for the filter to see: refuse it, as if the kernel had no io_uring,
-	 * so programs fall back to the calls vupy routes. */
-	rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(io_uring_setup), 0);
-	if (rc < 0)
-		goto out;
-	/* The calls that change a thread's credentials without a process
-	 * event (see vupy/_procs.py): the supervisor forgets what it knew of
-	 * the caller's credentials and lets the call go on. */
-	for (size_t i = 0; i < sizeof(creds_calls) / sizeof(creds_calls[0]); i++) {
-		int nr = seccomp_syscall_resolve_name(creds_calls[i]);
-		if (nr == __NR_SCMP_ERROR)
+	for (int i = 0; i < vupy_ntraps; i++) {
+		const struct vupy_trap *t = &vupy_traps[i];
+		if (t->feature && !(features & t->feature))
 			continue;
-		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, nr, 0)) < 0)
+		if (t->name != NULL) {
+			if ((rc = add_trap(ctx, t)) < 0)
+				goto out;
+		} else if (n == sizeof(head) / sizeof(head[0]) - 4) {
+			rc = -E2BIG;
 			goto out;
+		} else {  /* nr == t->nr ? to the RET : to the next test */
+			head[3 + n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+								   (uint32_t)t->nr, 0, 0);
+			n++;
+		}
 	}
-	if ((features & VUPY_TRAP_PROXY_CALLS) && (rc = add_proxy_rules(ctx)) < 0)
-		goto out;
-	/* Without the process-events connector (unprivileged), vupy learns of
-	 * a process's end from its exit: its children, about to be orphaned,
-	 * must be given their defaults first (see vupy/_procs.py). */
-	if (features & VUPY_TRAP_EXITS) {
-		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(exit_group), 0)) < 0 ||
-		    (rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(exit), 0)) < 0)
-			goto out;
+	/* arch == x86_64 and nr one of the head's: NOTIFY; else libseccomp's. */
+	head[0] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+					       offsetof(struct seccomp_data, arch));
+	head[1] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64,
+					       0, (uint8_t)(n + 2));
+	head[2] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+					       offsetof(struct seccomp_data, nr));
+	for (size_t j = 0; j < n; j++) {
+		head[3 + j].jt = (uint8_t)(n - 1 - j);
+		head[3 + j].jf = j + 1 == n ? 1 : 0;
 	}
-	rc = load(ctx, head, sizeof(head) / sizeof(head[0]), no_new_privs,
-		  SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
+	head[3 + n] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF);
+	rc = load(ctx, head, n ? 4 + n : 0, no_new_privs, SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
 out:
 	seccomp_release(ctx);
 	return rc;
@@ -244,8 +282,11 @@ int vupy_respond(int listener, uint64_t id, int64_t val, int error, int cont)
 }
 
 /* Put fd into the target's table and complete its call with the new
- * number, atomically (ADDFD_FLAG_SEND, Linux 5.14+). */
-int vupy_addfd_send(int listener, uint64_t id, int fd, uint32_t newfd_flags)
+ * number, atomically (ADDFD_FLAG_SEND, Linux 5.14+); fd is closed.  If the
+ * kernel refuses (EMFILE, ...), the call fails with that errno, the
+ * caller's to see; ENOENT means the caller is gone, with nothing to answer.
+ * Returns the caller's new descriptor, or the negative errno. */
+int vupy_inject(int listener, uint64_t id, int fd, uint32_t newfd_flags)
 {
 	struct seccomp_notif_addfd addfd = {
 		.id = id,
@@ -255,7 +296,12 @@ int vupy_addfd_send(int listener, uint64_t id, int fd, uint32_t newfd_flags)
 		.newfd_flags = newfd_flags,
 	};
 	int rc = ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
-	return rc < 0 ? -errno : rc;
+
+	rc = rc < 0 ? -errno : rc;
+	close(fd);
+	if (rc < 0 && rc != -ENOENT)
+		vupy_respond(listener, id, 0, -rc, 0);
+	return rc;
 }
 
 ssize_t vupy_read_mem(uint32_t pid, uint64_t addr, void *buf, size_t len)

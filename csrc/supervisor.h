@@ -15,8 +15,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define VUPY_NR_MSOCKET (-5)      /* VUOS's virtual syscall number for msocket */
-#define VUPY_NR_CONTROL (-1000)   /* vupy's own: vumount, vuumount, queries */
+/* VUPY_NR_MSOCKET, VUPY_NR_CONTROL, VUPY_SOCK_PROBE, VUPY_SOCK_DEFAULT and
+ * VUPY_KERNEL_FAMILIES come from vupy/_abi.py, through csrc/build_native.py. */
+#ifndef VUPY_NR_MSOCKET
+#error "build through csrc/build_native.py: the constants come from vupy/_abi.py"
+#endif
 
 /* Between the two cffi markers: what csrc/build_native.py gives cffi's cdef,
  * so the declarations are written once. */
@@ -38,8 +41,38 @@ struct vupy_creds {               /* what the kernel looks at when a socket is m
 	uint32_t groups[VUPY_MAX_GROUPS];
 };
 
-#define VUPY_TRAP_PROXY_CALLS 1     /* features of vupy_filter_install */
+/* The calls the filter traps, one table (`vupy_traps`, in supervisor.c)
+ * from which the filter is written and the Python loop sorts the calls it
+ * receives (vupy/_trapped.py). */
+#define VUPY_TRAP_SOCKET 1        /* socket(2): routed (vupy/_dispatch.py) */
+#define VUPY_TRAP_SOCKETCALL 2    /* i386 socketcall(SYS_SOCKET, args): routed */
+#define VUPY_TRAP_MSOCKET 3       /* VUOS's msocket (x86_64 only) */
+#define VUPY_TRAP_CONTROL 4       /* vupy's control call (x86_64 only) */
+#define VUPY_TRAP_CREDS 5         /* changes the caller's credentials: forgotten, goes on */
+#define VUPY_TRAP_EXIT 6          /* a thread's exit: its children adopted, goes on */
+#define VUPY_TRAP_PROXY 7         /* a call a proxy descriptor needs served (vupy/_proxy.py) */
+#define VUPY_TRAP_REFUSED 8       /* refused (ENOSYS) by the filter itself: never received */
+
+#define VUPY_TRAP_PROXY_CALLS 1   /* features of vupy_filter_install */
 #define VUPY_TRAP_EXITS 2
+
+#define VUPY_ARG_ANY 0            /* conditions of a trap on one argument */
+#define VUPY_ARG_EQ 1
+#define VUPY_ARG_NE 2
+
+struct vupy_trap {
+	const char *name;         /* as libseccomp names the call; NULL: `nr` */
+	int nr;                   /* x86_64 number of a call libseccomp cannot name */
+	int kind;                 /* VUPY_TRAP_SOCKET, ... */
+	unsigned int feature;     /* 0: always trapped, else only with that feature */
+	int cond;                 /* VUPY_ARG_*: the call is trapped only if */
+	int arg;                  /*   argument `arg` (compared on 32 bits, or 64 if wide) */
+	int wide;
+	uint64_t value;           /*   is or is not `value` */
+};
+extern const struct vupy_trap vupy_traps[];
+extern const int vupy_ntraps;
+
 int vupy_filter_install(int no_new_privs, unsigned int features);
 int vupy_getfd(uint32_t pid, int fd);
 int vupy_syscall_number(uint32_t arch, const char *name);
@@ -47,7 +80,7 @@ int vupy_set_sync_wakeup(int listener);
 int vupy_notif_recv(int listener, struct vupy_call *call);
 int vupy_notif_id_valid(int listener, uint64_t id);
 int vupy_respond(int listener, uint64_t id, int64_t val, int error, int cont);
-int vupy_addfd_send(int listener, uint64_t id, int fd, uint32_t newfd_flags);
+int vupy_inject(int listener, uint64_t id, int fd, uint32_t newfd_flags);
 ssize_t vupy_read_mem(uint32_t pid, uint64_t addr, void *buf, size_t len);
 ssize_t vupy_write_mem(uint32_t pid, uint64_t addr, const void *buf, size_t len);
 ssize_t vupy_read_cstring(uint32_t pid, uint64_t addr, char *buf, size_t size);

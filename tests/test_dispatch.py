@@ -2,12 +2,15 @@
 # Copyright (C) 2026 the vupy authors
 """Unit tests of the dispatcher's rules: pure decisions, no kernel."""
 import errno
+import itertools
 import socket
 
 import pytest
 
 from vupy import _dispatch as d
+from vupy._abi import I386, X32, X86_64
 from vupy._stacks import Scope
+from vupy.stack import ProxyStack
 
 INET, INET6, UNIX, UNSPEC = socket.AF_INET, socket.AF_INET6, socket.AF_UNIX, socket.AF_UNSPEC
 STREAM = socket.SOCK_STREAM
@@ -18,8 +21,13 @@ class FakeStack:
         self.families = frozenset(families)
 
 
+class FakeProxyStack(ProxyStack):
+    families = frozenset((INET, INET6))
+
+
 A, B, HOST = FakeStack(), FakeStack(), FakeStack()
 INET_ONLY = FakeStack((INET,))
+USERSPACE = FakeProxyStack()
 SESSION = Scope(defaults={f: HOST for f in HOST.families})
 ROOT = d.Creds(0, 0, (), (1 << 41) - 1)
 NOBODY = d.Creds(65534, 65534, (), 0)
@@ -30,25 +38,25 @@ def target(stack=A, uid=0, gid=0, mode=0o644, namespace_file=False):
 
 
 def msock(path, domain=INET, type_=STREAM):
-    return d.Call(domain, type_, 0, msocket=True, path=path)
+    return d.SocketRequest(domain, type_, 0, msocket=True, path=path)
 
 
 def test_socket_goes_to_session_default_when_process_has_none():
-    assert d.decide(d.Call(INET, STREAM, 0), d.Defaults(None, SESSION)) == d.Create(HOST, INET, STREAM, 0, False)
+    assert d.decide(d.SocketRequest(INET, STREAM, 0), d.Defaults(None, SESSION)) == d.Create(HOST, INET, STREAM, 0, False)
 
 
 def test_socket_goes_to_process_default():
     defaults = d.Defaults({INET: A}, SESSION)
-    assert d.decide(d.Call(INET, STREAM, 0), defaults).stack is A
-    assert d.decide(d.Call(INET6, STREAM, 0), defaults).stack is HOST
+    assert d.decide(d.SocketRequest(INET, STREAM, 0), defaults).stack is A
+    assert d.decide(d.SocketRequest(INET6, STREAM, 0), defaults).stack is HOST
 
 
 def test_unrouted_family_is_left_to_the_callers_kernel():
-    assert d.decide(d.Call(UNIX, STREAM, 0), d.Defaults(None, SESSION)) is d.NATIVE
+    assert d.decide(d.SocketRequest(UNIX, STREAM, 0), d.Defaults(None, SESSION)) is d.NATIVE
 
 
 def test_cloexec_becomes_a_descriptor_flag_nonblock_stays_in_type():
-    call = d.Call(INET, STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK, 0)
+    call = d.SocketRequest(INET, STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK, 0)
     decision = d.decide(call, d.Defaults(None, SESSION))
     assert decision.type == STREAM | socket.SOCK_NONBLOCK
     assert decision.cloexec
@@ -131,8 +139,8 @@ def test_back_to_the_session_default_keeps_the_scope():
     inner = Scope(SESSION, {INET: B})
     defaults = d.Defaults({INET: A}, inner)
     assert defaults.cleared() == d.Defaults(None, inner)
-    assert d.decide(d.Call(INET, STREAM, 0), defaults.cleared()).stack is B
-    assert d.decide(d.Call(INET6, STREAM, 0), defaults.cleared()) is d.NATIVE
+    assert d.decide(d.SocketRequest(INET, STREAM, 0), defaults.cleared()).stack is B
+    assert d.decide(d.SocketRequest(INET6, STREAM, 0), defaults.cleared()) is d.NATIVE
 
 
 def test_a_nested_scope_sees_its_names_first_then_the_enclosing_ones():
@@ -148,9 +156,44 @@ def test_a_nested_scope_sees_its_names_first_then_the_enclosing_ones():
 
 
 def test_errno_table_names_every_errno_decide_returns():
-    listed = {err for err, _ in d.MSOCKET_ERRORS}
+    """decide over a systematic set of calls: every errno it returns is
+    one of the table's codes, or named in a row's text (ENOTDIR and ELOOP,
+    from a path's resolution, as for stat(2))."""
+    named = {err for err, text in d.MSOCKET_ERRORS} | {
+        e for e, name in errno.errorcode.items() if any(name in text for _, text in d.MSOCKET_ERRORS)}
+    stacks = (A, INET_ONLY, USERSPACE)
+    paths = (None, b"/dev/net/a", errno.EFAULT, errno.ENAMETOOLONG)
+    targets = [None, errno.ENOENT, errno.ENOTDIR, errno.ELOOP] + [
+        target(stack, uid, 0, mode, ns) for stack in stacks for uid in (0, 65534)
+        for mode in (0o600, 0o644) for ns in (False, True)]
+    defaults = [d.Defaults(None, SESSION)] + [d.Defaults({INET: stack}, SESSION) for stack in stacks]
+    returned = set()
+    for path, tgt, creds, domain, type_, msocket, abi, dflt in itertools.product(
+            paths, targets, (ROOT, NOBODY), (INET, INET6, UNIX, UNSPEC, socket.AF_PACKET),
+            (STREAM, STREAM | socket.SOCK_CLOEXEC, d.SOCK_DEFAULT, d.SOCK_PROBE),
+            (False, True), (X86_64, I386, X32), defaults):
+        if path is not None and not msocket:
+            continue                    # socket(2) has no path
+        request = d.SocketRequest(domain, type_, 0, msocket=msocket, path=path, abi=abi)
+        decision = d.decide(request, dflt, tgt if isinstance(path, bytes) else None, creds)
+        if isinstance(decision, d.Fail):
+            returned.add(decision.errno)
+    assert returned <= named, {errno.errorcode[e] for e in returned - named}
     assert {errno.EFAULT, errno.ENAMETOOLONG, errno.ENOENT, errno.EOPNOTSUPP, errno.EACCES,
-            errno.EAFNOSUPPORT, errno.EINVAL} <= listed
+            errno.EAFNOSUPPORT, errno.EINVAL} <= returned
+
+
+@pytest.mark.parametrize("abi", [I386, X32])
+def test_userspace_stack_refuses_i386_and_x32_callers(abi):
+    """Calls on proxies are trapped for x86_64 code only: other code gets
+    no proxy (EAFNOSUPPORT), but may make it its default."""
+    dflt = d.Defaults({INET: USERSPACE}, SESSION)
+    assert d.decide(d.SocketRequest(INET, STREAM, 0, abi=abi), dflt) == d.Fail(errno.EAFNOSUPPORT)
+    assert d.decide(d.SocketRequest(INET, STREAM, 0, msocket=True, path=b"/u", abi=abi),
+                    dflt, target(USERSPACE), ROOT) == d.Fail(errno.EAFNOSUPPORT)
+    assert isinstance(d.decide(d.SocketRequest(INET, STREAM, 0), dflt), d.Create)
+    assert d.decide(d.SocketRequest(INET, d.SOCK_DEFAULT, 0, msocket=True, path=b"/u", abi=abi),
+                    dflt, target(USERSPACE), ROOT) == d.SetDefault((INET,), USERSPACE)
 
 
 def test_errno_table_in_the_man_page_is_the_codes():

@@ -80,3 +80,40 @@ def test_a_trace_that_cannot_be_written_ends_and_the_session_goes_on():
         r = vupy("-v", "--", PYTHON, "-c", "import socket\nfor _ in range(3): socket.socket()\nprint('made 3')",
                  stderr=full, capture_output=False, stdout=subprocess.PIPE)
     assert (r.returncode, r.stdout) == (0, "made 3\n")
+
+
+def test_every_call_served_on_a_proxy_is_traced_with_its_outcome(vde_lan, tmp_path):
+    """On a userspace stack, each call served on a proxy descriptor is one
+    trace line with its outcome: the answers, the stack's errnos and the
+    faults of the caller's memory alike."""
+    from vdenet import LWIP_IP, RUNNER, lwip_argv, py
+    out = tmp_path / "trace"
+    program = py("""
+        import ctypes, fcntl, struct, termios
+        print(os.getpid(), flush=True)
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        t.bind((sys.argv[1], 0))
+        t.getsockname()
+        try:
+            t.getpeername()
+        except OSError:
+            pass
+        t.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        size = ctypes.c_int(16)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.getsockname(t.fileno(), ctypes.c_void_p(8), ctypes.byref(size))     # a fault
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        fcntl.ioctl(u, termios.FIONREAD, struct.pack("i", 0))
+    """, LWIP_IP)
+    argv = lwip_argv(program, vde_lan.stack())
+    at = argv.index("run") + 1
+    r = run(argv[:at] + [f"--trace={out}"] + argv[at:], env=RUNNER.env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    pid = int(r.stdout.split()[0])
+    served = [re.sub(r"fd \d+, proxy \d+", "fd, proxy", c) for c in _calls(out.read_text(), pid)
+              if ", proxy " in c]
+    assert served[:7] == ["bind(fd, proxy) -> 0", "getsockname(fd, proxy) -> 0",
+                      "getpeername(fd, proxy) -> ENOTCONN", "setsockopt(fd, proxy) -> 0",
+                      "getsockopt(fd, proxy) -> 0", "getsockname(fd, proxy) -> EFAULT",
+                      "ioctl(fd, proxy) -> 0"], "\n".join(served)

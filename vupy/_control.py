@@ -41,24 +41,20 @@ from . import _families
 from ._dispatch import Defaults
 from ._stacks import MountError, apply_defaults, name_key, parse_options, parse_spec
 
-NR_CONTROL = -1000
 MAX_REQUEST = 65536
 MANAGING = ("mount", "umount", "nest")
 
 
-class ControlError(Exception):
-    def __init__(self, err):
-        super().__init__(err)
-        self.errno = err
-
-
 def parse_request(data):
+    """The request of a control call; OSError(EINVAL), the call's errno, if
+    it is not one."""
+    invalid = OSError(errno.EINVAL, "not a control request")
     try:
         request = json.loads(data)
     except (ValueError, UnicodeDecodeError):
-        raise ControlError(errno.EINVAL) from None
+        raise invalid from None
     if not isinstance(request, dict) or not isinstance(request.get("op"), str):
-        raise ControlError(errno.EINVAL)
+        raise invalid
     return request
 
 

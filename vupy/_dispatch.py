@@ -3,7 +3,7 @@
 """What to do with a trapped call: the dispatcher.
 
 Theory of operation.  The notification loop (vupy/_notify.py) turns each
-trapped system call into a `Call`, reads what the call points to, resolves a
+trapped socket(2) or msocket call into a `SocketRequest`, reads what the call points to, resolves a
 stack path to a `Target`, and asks `decide` what to do.  `decide` is a plain
 function of the call, the target, the caller's credentials and its defaults:
 it does no I/O, so every rule below is unit-tested without a kernel.  The
@@ -13,8 +13,10 @@ Two rules hold everything together:
 
 1. Fail closed.  If a call cannot be routed as asked, the caller gets an
    errno, never a socket on some other stack.
-2. One table.  Every errno msocket can return is decided here and listed in
-   `MSOCKET_ERRORS`, which docs/msocket.2.md repeats.
+2. One table.  Every errno msocket can return is listed in `MSOCKET_ERRORS`,
+   which docs/msocket.2.md repeats; all but two are decided here, and the
+   table names where those two come from (ENETDOWN from the stacks, EIO from
+   the notification loop).
 
 The msocket conventions are VUOS's (virtualsquare/vuos 0.9.4): ENOENT for a
 path that does not exist, EOPNOTSUPP for one that is not a stack,
@@ -25,9 +27,10 @@ import errno
 import socket
 from dataclasses import dataclass
 
-SOCK_DEFAULT = 0
-SOCK_PROBE = -1
-CAP_SYS_ADMIN = 21
+from ._abi import CAP_SYS_ADMIN, SOCK_DEFAULT, SOCK_PROBE, X86_64
+from ._reply import Fail
+from .stack import ProxyStack
+
 CAP_DAC_OVERRIDE = 1
 CAP_DAC_READ_SEARCH = 2
 
@@ -44,19 +47,24 @@ MSOCKET_ERRORS = (
                    "(its mode bits, as for a file: caller's fs ids and groups); for a namespace "
                    "file, also without CAP_SYS_ADMIN"),
     (errno.EAFNOSUPPORT, "the stack does not serve domain (also with SOCK_DEFAULT; "
-                         "domain AF_UNSPEC with a socket type)"),
+                         "domain AF_UNSPEC with a socket type); or it is a userspace stack and "
+                         "the caller is i386 or x32 code"),
     (errno.EINVAL, "type is -1 and the stack serves domain (VUOS's probe)"),
-    (errno.ENETDOWN, "the stack is gone (unmounted and freed, or its backing process exited)"),
-    (errno.EIO, "vupy failed internally while routing the call (a bug: reported on stderr)"),
+    (errno.ENETDOWN, "the stack is gone (unmounted and freed, or its backing process exited): "
+                     "the stack's socket() says so (vupy/stack.py)"),
+    (errno.EIO, "vupy failed internally while routing the call (a bug: reported on stderr): "
+                "the notification loop's answer (vupy/_notify.py)"),
 )
 
 
 @dataclass(frozen=True)
-class Call:
-    """A trapped call, with its arguments as the kernel sees them.
+class SocketRequest:
+    """A trapped socket(2) or msocket call, with its arguments as the kernel
+    sees them.
 
     ``path`` is None for socket(2) and for msocket with a NULL path, the
     bytes of the path otherwise, or an errno (int) if reading it failed.
+    ``abi`` is the code that made the call: X86_64, I386 or X32.
     """
 
     domain: int
@@ -64,6 +72,7 @@ class Call:
     protocol: int
     msocket: bool = False
     path: object = None
+    abi: str = X86_64
 
 
 @dataclass(frozen=True)
@@ -131,12 +140,7 @@ class Defaults:
         return isinstance(other, Defaults) and self._map == other._map and self.scope is other.scope
 
 
-# Decisions ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Fail:
-    errno: int
-
+# Decisions (and Fail, the outcome of vupy/_reply.py) ----------------------
 
 @dataclass(frozen=True)
 class Create:
@@ -187,7 +191,8 @@ def default_stack(family, defaults):
 
 
 def decide(call, defaults, target=None, creds=None):
-    """The decision for one call of a process whose Defaults are `defaults`.
+    """The decision for one SocketRequest `call` of a process whose
+    Defaults are `defaults`.
 
     `target` is the resolution of ``call.path`` (a Target, or an errno) when
     the path is bytes.
@@ -225,6 +230,9 @@ def _on_stack(call, stack):
         return Fail(errno.EAFNOSUPPORT)
     if call.type == SOCK_PROBE:
         return Fail(errno.EINVAL)
+    if isinstance(stack, ProxyStack) and call.abi != X86_64:
+        # Calls on a proxy are trapped for x86_64 code only (vupy/_proxy.py).
+        return Fail(errno.EAFNOSUPPORT)
     return Create(
         stack,
         call.domain,

@@ -8,6 +8,8 @@ family a kernel stack serves), `ipv4`/`ip4` and `ipv6`/`ip6`.
 """
 import socket
 
+from ._abi import KERNEL_FAMILIES  # the families of kernel stacks (re-exported by stack.py)
+
 AF_UNSPEC = socket.AF_UNSPEC
 
 NAMES = {
@@ -18,11 +20,6 @@ NAMES = {
     "netlink": socket.AF_NETLINK,
     "packet": socket.AF_PACKET,
 }
-
-# The families a kernel network namespace serves, as VUOS's stacks do.
-KERNEL_FAMILIES = frozenset(
-    (socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK, socket.AF_PACKET)
-)
 
 ALIASES = {
     "ip": tuple(sorted(KERNEL_FAMILIES)),

@@ -8,7 +8,10 @@ read from a pid that died and was reused is never acted upon), asks the
 dispatcher what to do, and does it: an errno, a CONTINUE (only for socket(2)
 calls left to the caller's own kernel, whose arguments are all in registers
 and so cannot change under us), or a socket made on the stack and put into
-the caller with ADDFD+SEND.  Calls are handled inline, one at a time; none
+the caller with ADDFD+SEND.  Which call is which comes from the one table
+of trapped calls (vupy/_trapped.py); the answers are the outcomes of
+vupy/_reply.py, sent by `_reply.send`; calls on descriptors go to the proxy
+layer (vupy/_proxy.py).  Calls are handled inline, one at a time; none
 of the work waits on another process, so no target waits behind another.
 An exception while handling a call answers the caller EIO (fail closed).
 The waiting and receiving are C (csrc/fastpath.c, vupy_serve), which also
@@ -26,51 +29,20 @@ import traceback
 
 from . import _control as control
 from . import _dispatch as dispatch
+from . import _reply as reply
+from . import _trapped as trapped
+from ._abi import X86_64
 from ._dispatch import c_int
 from ._families import family_symbol, protocol_symbol, type_symbol
 from ._native import ffi, lib
 from ._paths import PATH_MAX, Resolver
-from ._proxy import PROXY_CALLS, ProxyServer
+from ._proxy import ProxyServer
+from ._reply import CONTINUE, Answer, Fail, Inject
+from ._wire import CallerMemory
 from .stack import KernelStack, ProxyStack
 
-AUDIT_ARCH_X86_64 = 0xC000003E
-AUDIT_ARCH_I386 = 0x40000003
-X32_SYSCALL_BIT = 0x40000000
-NR_SOCKET = 41            # x86_64 and x32 (with X32_SYSCALL_BIT)
-NR_MSOCKET = -5           # VUOS's virtual syscall number
-NR_CONTROL = control.NR_CONTROL
-NR_I386_SOCKET = 359
-NR_I386_SOCKETCALL = 102
-SYS_SOCKET = 1            # socketcall(2) call number
-O_CLOEXEC = 0o2000000
-SOCKETCALL_ARGS = struct.Struct("=iii")
-CREDS_CALLS = ("capset", "setgroups", "setgroups32", "unshare", "setns")
+SOCKETCALL_ARGS = struct.Struct("=iii")     # socketcall(SYS_SOCKET, args): domain, type, protocol
 PARKED_CHECK_MS = 50      # how often waiting proxy calls look for signals
-
-
-def _numbers(arch, names):
-    return frozenset(n for n in (lib.vupy_syscall_number(arch, name.encode()) for name in names)
-                     if n >= 0)
-
-
-# System calls that change the caller's credentials and that the filter traps
-# only so that the supervisor forgets them (see _procs.py).
-CREDS_NRS = {
-    AUDIT_ARCH_X86_64: _numbers(AUDIT_ARCH_X86_64, CREDS_CALLS),
-    AUDIT_ARCH_I386: _numbers(AUDIT_ARCH_I386, CREDS_CALLS),
-}
-
-# Trapped in sessions without process events (see _procs.py).
-EXIT_NRS = {
-    AUDIT_ARCH_X86_64: _numbers(AUDIT_ARCH_X86_64, ("exit", "exit_group")),
-    AUDIT_ARCH_I386: _numbers(AUDIT_ARCH_I386, ("exit", "exit_group")),
-}
-
-# System calls trapped in sessions with userspace stacks (see _proxy.py).
-PROXY_NRS = {
-    AUDIT_ARCH_X86_64: _numbers(AUDIT_ARCH_X86_64, PROXY_CALLS),
-    AUDIT_ARCH_I386: _numbers(AUDIT_ARCH_I386, PROXY_CALLS),
-}
 
 
 class Supervisor:
@@ -185,31 +157,30 @@ class Supervisor:
         except Exception:
             traceback.print_exc(file=sys.stderr)
             sys.stderr.write("vupy: internal error while routing a call: the caller gets EIO\n")
-            lib.vupy_respond(self.listener, call.id, 0, errno.EIO, 0)
+            self.reply(call, Fail(errno.EIO))
 
     # One call ---------------------------------------------------------------
 
     def _handle(self, call):
-        if call.arch == AUDIT_ARCH_X86_64 and call.nr == NR_CONTROL:
+        kind, name = trapped.classify(call.arch, call.nr)
+        if kind == trapped.CONTROL:
             return self.control(call)
-        if self.proxy is not None and call.nr & ~X32_SYSCALL_BIT in PROXY_NRS.get(call.arch, ()):
-            if call.arch == AUDIT_ARCH_X86_64 and not call.nr & X32_SYSCALL_BIT:
-                return self.proxy.handle(call)
+        if kind == trapped.PROXY:
+            if self.proxy is not None and trapped.abi(call.arch, call.nr) == X86_64:
+                return self.proxy.handle(call, name)
             # i386 and x32 code holds no proxies (see _proxy.py).
-            return lib.vupy_respond(self.listener, call.id, 0, 0, 1)
-        if call.nr & ~X32_SYSCALL_BIT in EXIT_NRS.get(call.arch, ()):
+            return self.reply(call, CONTINUE)
+        if kind == trapped.EXIT:
             # Only trapped without process events: the caller's children
             # take its defaults before they are orphaned.
             known = self.table.lookup(call.pid)
             if known is not None:
                 self.table.adopt(known[0])
-            lib.vupy_respond(self.listener, call.id, 0, 0, 1)
-            return
-        if call.nr & ~X32_SYSCALL_BIT in CREDS_NRS.get(call.arch, ()):
+            return self.reply(call, CONTINUE)
+        if kind == trapped.CREDS:
             self.table.forget_creds(call.pid)
-            lib.vupy_respond(self.listener, call.id, 0, 0, 1)
-            return
-        parsed = self.parse(call)
+            return self.reply(call, CONTINUE)
+        parsed = self.parse(call, kind)
         if isinstance(parsed, int):
             return self.fail(call, parsed)
         request, via_memory = parsed
@@ -249,14 +220,16 @@ class Supervisor:
             return self.fail(call, errno.EIO)
         if request_len > control.MAX_REQUEST:
             return self.fail(call, errno.E2BIG)
-        buf = ffi.new("char[]", max(request_len, 1))
-        if lib.vupy_read_mem(call.pid, request_at, buf, request_len) != request_len:
-            return self.fail(call, errno.EFAULT)
+        memory = CallerMemory(call.pid, known[0])
+        try:
+            text = memory.read(request_at, request_len)
+        except OSError as e:
+            return self.fail(call, e.errno)
         if lib.vupy_notif_id_valid(self.listener, call.id) < 0:
             return
         try:
-            request = control.parse_request(ffi.buffer(buf, request_len)[:])
-        except control.ControlError as e:
+            request = control.parse_request(text)
+        except OSError as e:
             return self.fail(call, e.errno)
         if request["op"] in control.MANAGING and not control.may_manage(creds.euid, self.stacks.owner[0]):
             return self.fail(call, errno.EPERM)
@@ -265,39 +238,31 @@ class Supervisor:
         caller = control.Caller(tgid, defaults,
                                 lambda path, free=False: paths.key(call.pid, tgid, os.fsencode(path),
                                                                    creds, free))
-        reply = control.encode(control.handle(request, self.stacks, self.table, caller))
-        if len(reply) > reply_size:
+        answer = control.encode(control.handle(request, self.stacks, self.table, caller))
+        if len(answer) > reply_size:
             return self.fail(call, errno.ERANGE)
-        if lib.vupy_write_mem(call.pid, reply_at, reply, len(reply)) != len(reply):
-            return self.fail(call, errno.EFAULT)
-        self._trace_control(call, request, reply)
-        lib.vupy_respond(self.listener, call.id, len(reply), 0, 0)
+        self._trace_control(call, request, answer)
+        reply.send(self.listener, call.id, Answer(len(answer), ((reply_at, answer),)), memory)
 
-    def parse(self, call):
-        """(Call, arguments-read-from-memory) or an errno."""
+    def parse(self, call, kind):
+        """(SocketRequest, arguments-read-from-memory) or an errno."""
         args = call.args
-        if call.arch == AUDIT_ARCH_X86_64:
-            if call.nr == NR_MSOCKET:
-                path = None
-                if args[0]:
-                    n = lib.vupy_read_cstring(call.pid, args[0], self.pathbuf, PATH_MAX)
-                    path = n if n < 0 else ffi.buffer(self.pathbuf, n)[:]
-                    if isinstance(path, int):
-                        path = -path
-                return dispatch.Call(c_int(args[1]), c_int(args[2]), c_int(args[3]),
-                                     msocket=True, path=path), path is not None
-            if call.nr & ~X32_SYSCALL_BIT == NR_SOCKET:
-                return dispatch.Call(c_int(args[0]), c_int(args[1]), c_int(args[2])), False
-        elif call.arch == AUDIT_ARCH_I386:
-            if call.nr == NR_I386_SOCKET:
-                return dispatch.Call(c_int(args[0]), c_int(args[1]), c_int(args[2])), False
-            if call.nr == NR_I386_SOCKETCALL:
-                n = lib.vupy_read_mem(call.pid, args[1] & 0xFFFFFFFF, self.argbuf,
-                                      SOCKETCALL_ARGS.size)
-                if n != SOCKETCALL_ARGS.size:
-                    return errno.EFAULT
-                domain, type_, protocol = SOCKETCALL_ARGS.unpack(ffi.buffer(self.argbuf)[:])
-                return dispatch.Call(domain, type_, protocol), True
+        abi = trapped.abi(call.arch, call.nr)
+        if kind == trapped.MSOCKET:
+            path = None
+            if args[0]:
+                n = lib.vupy_read_cstring(call.pid, args[0], self.pathbuf, PATH_MAX)
+                path = -n if n < 0 else ffi.buffer(self.pathbuf, n)[:]
+            return dispatch.SocketRequest(c_int(args[1]), c_int(args[2]), c_int(args[3]),
+                                          msocket=True, path=path, abi=abi), path is not None
+        if kind == trapped.SOCKET:
+            return dispatch.SocketRequest(c_int(args[0]), c_int(args[1]), c_int(args[2]), abi=abi), False
+        if kind == trapped.SOCKETCALL:
+            n = lib.vupy_read_mem(call.pid, args[1] & 0xFFFFFFFF, self.argbuf, SOCKETCALL_ARGS.size)
+            if n != SOCKETCALL_ARGS.size:
+                return errno.EFAULT
+            domain, type_, protocol = SOCKETCALL_ARGS.unpack(ffi.buffer(self.argbuf)[:])
+            return dispatch.SocketRequest(domain, type_, protocol, abi=abi), True
         return errno.ENOSYS
 
     def creds_of(self, call):
@@ -339,22 +304,15 @@ class Supervisor:
                 self.table.adopt(tgid)          # its unknown children keep the old ones
             self.table.set(tgid, new)
             self._trace(call, request, "default " + self._name(decision.stack))
-            lib.vupy_respond(self.listener, call.id, 0, 0, 0)
+            self.reply(call, Answer())
         elif kind is dispatch.Create:
             creds = self.creds_of(call)
             if creds is None:
                 return
-            proxied = isinstance(decision.stack, ProxyStack)
-            if proxied and (self.proxy is None or call.arch != AUDIT_ARCH_X86_64
-                            or call.nr > 0 and call.nr & X32_SYSCALL_BIT):
-                # Calls on a proxy are served for x86_64 code only.
-                self._trace(call, request, f"{self._name(decision.stack)}: EAFNOSUPPORT "
-                                           "(userspace stacks serve x86_64 code only)")
-                return self.fail(call, errno.EAFNOSUPPORT)
             try:
                 fd = decision.stack.socket(decision.domain, decision.type,
                                            decision.protocol, creds)
-                if proxied:
+                if isinstance(decision.stack, ProxyStack):
                     self.proxy.register(fd, decision.stack, decision.domain, decision.type,
                                         decision.protocol)
             except OSError as e:
@@ -362,7 +320,7 @@ class Supervisor:
                 return self.fail(call, self._own_error(call, e.errno))
             self.inject(call, request, fd, decision.cloexec, self._name(decision.stack))
             if request.path is None and not via_memory:
-                self._learn(call, decision, creds)
+                self._learn(call, request, decision, creds)
         elif request.msocket or via_memory:
             # Left to the caller's own namespace, but there is no system call
             # to continue (msocket) or its arguments are in memory that may
@@ -386,32 +344,29 @@ class Supervisor:
             self.inject(call, request, fd, bool(request.type & socket.SOCK_CLOEXEC), "native")
         else:
             self._trace(call, request, "native")
-            lib.vupy_respond(self.listener, call.id, 0, 0, 1)
+            self.reply(call, CONTINUE)
 
-    def _learn(self, call, decision, creds):
+    def _learn(self, call, request, decision, creds):
         """Let the fast path (csrc/fastpath.c) repeat this decision for the
         thread's next socket(2) calls of the family: only where it would be
         the same, a kernel stack's plain socket(), with credentials kept
         exact by process events, and with nothing to trace."""
         stack = decision.stack
         if (self.events is not None and not self.events.lost and self.trace is None
-                and call.arch == AUDIT_ARCH_X86_64 and isinstance(stack, KernelStack)
+                and request.abi == X86_64 and isinstance(stack, KernelStack)
                 and type(stack).socket is KernelStack.socket and stack.nsfd >= 0):
             lib.vupy_route_learn(call.pid, decision.domain, stack.nsfd, stack.nsino, creds)
 
     def inject(self, call, request, fd, cloexec, where):
-        try:
-            rc = lib.vupy_addfd_send(self.listener, call.id, fd, O_CLOEXEC if cloexec else 0)
-        finally:
-            os.close(fd)
-        if rc < 0 and rc != -errno.ENOENT:
-            # ENOENT: the caller is gone.  Anything else (EMFILE, ...) is the
-            # caller's error to see.
-            self.fail(call, -rc)
-        self._trace(call, request, f"{where}: fd {rc}" if rc >= 0 else f"{where}: {errno.errorcode.get(-rc)}")
+        got = self.reply(call, Inject(fd, cloexec))
+        self._trace(call, request, f"{where}: fd {got.value}" if type(got) is Answer
+                    else f"{where}: {reply.describe(got)}")
+
+    def reply(self, call, outcome):
+        return reply.send(self.listener, call.id, outcome)
 
     def fail(self, call, err):
-        lib.vupy_respond(self.listener, call.id, 0, err, 0)
+        self.reply(call, Fail(err))
 
     @staticmethod
     def _own_error(call, err):

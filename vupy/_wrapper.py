@@ -20,10 +20,7 @@ import os
 import signal
 import socket
 
-NR_MSOCKET = -5
-NR_CONTROL = -1000  # vupy's control call: see vupy/_control.py
-SOCK_DEFAULT = 0
-SOCK_PROBE = -1
+from ._abi import NR_CONTROL, NR_MSOCKET, SOCK_DEFAULT, SOCK_PROBE
 
 _syscall = ctypes.CDLL(None, use_errno=True).syscall      # long syscall(long number, ...)
 _syscall.restype = ctypes.c_long

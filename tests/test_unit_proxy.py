@@ -1,0 +1,193 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
+"""Unit tests of the proxy layer's decisions: each handler, from a decoded
+call on a fake memory and a fake userspace stack to its outcome.  No
+seccomp listener, no stack process."""
+import errno
+import socket
+import struct
+
+import pytest
+
+from vupy import _proxy as proxy
+from vupy._reply import CONTINUE, Answer, Fail
+from vupy._wire import IFREQ, INT, MSGHDR, SOCKLEN, address_writes, iovecs, read_address
+from vupy.stack import ProxyStack
+
+SOCK = 4242                         # the proxy's inode
+
+
+class FakeMemory:
+    """A caller's memory: {address: bytes} regions; anything else faults."""
+
+    def __init__(self, regions=()):
+        self.regions = dict(regions)
+
+    def read(self, addr, size):
+        if size == 0:
+            return b""
+        for base, data in self.regions.items():
+            if base <= addr and addr + size <= base + len(data):
+                return data[addr - base:addr - base + size]
+        raise OSError(errno.EFAULT, "fault")
+
+    def read_int(self, addr):
+        return INT.unpack(self.read(addr, INT.size)).value
+
+
+class FakeStack(ProxyStack):
+    families = frozenset((socket.AF_INET,))
+
+    def __init__(self):
+        self.calls = []
+
+    def bind(self, sock, address):
+        self.calls.append(("bind", sock, address))
+
+    def getsockname(self, sock):
+        return b"\2\0\0\x50" + bytes([10, 9, 0, 2]) + bytes(8)
+
+    def getpeername(self, sock):
+        raise OSError(errno.ENOTCONN, "not connected")
+
+    def getsockopt(self, sock, level, name, size):
+        return INT.pack(7)
+
+    def setsockopt(self, sock, level, name, value):
+        self.calls.append(("setsockopt", level, name, value))
+
+    def sendto(self, sock, data, flags, address):
+        self.calls.append(("sendto", data, flags, address))
+        return len(data)
+
+    def links(self):
+        class Link:
+            name, index = "vde0", 2
+        return [Link()]
+
+
+def call(name, *args, memory=None):
+    c = proxy.ProxyCall(1, 100, 100, name, (3, *args) + (0,) * (5 - len(args)))
+    c.memory = memory or FakeMemory()
+    return c
+
+
+def stream_or_dgram(kind):
+    registry = proxy.ProxyRegistry()
+    return proxy.Proxy(registry, SOCK, FakeStack(), socket.AF_INET, kind, 0)
+
+
+def decide(c, p):
+    return proxy.attempt(lambda: proxy.HANDLERS[c.name](c, p))
+
+
+def test_bind_reads_the_address_and_answers_zero():
+    p = stream_or_dgram(socket.SOCK_STREAM)
+    mem = FakeMemory({0x1000: b"A" * 16})
+    assert decide(call("bind", 0x1000, 16, memory=mem), p) == Answer()
+    assert p.stack.calls == [("bind", SOCK, b"A" * 16)]
+
+
+@pytest.mark.parametrize("size, err", [(129, errno.EINVAL), (0xFFFFFFFF, errno.EINVAL), (16, errno.EFAULT)])
+def test_bind_with_a_bad_address_fails_as_the_kernel_would(size, err):
+    assert decide(call("bind", 0x5000, size), stream_or_dgram(socket.SOCK_STREAM)) == Fail(err)
+
+
+def test_getsockname_writes_the_address_truncated_and_its_full_length():
+    mem = FakeMemory({0x2000: SOCKLEN.pack(4)})
+    outcome = decide(call("getsockname", 0x1000, 0x2000, memory=mem), stream_or_dgram(socket.SOCK_STREAM))
+    assert outcome == Answer(0, ((0x1000, b"\2\0\0\x50"), (0x2000, SOCKLEN.pack(16))))
+
+
+def test_getsockname_with_a_negative_length_is_einval_and_unreadable_length_efault():
+    mem = FakeMemory({0x2000: SOCKLEN.pack(-1)})
+    p = stream_or_dgram(socket.SOCK_STREAM)
+    assert decide(call("getsockname", 0x1000, 0x2000, memory=mem), p) == Fail(errno.EINVAL)
+    assert decide(call("getsockname", 0x1000, 0x3000, memory=mem), p) == Fail(errno.EFAULT)
+
+
+def test_getpeername_passes_the_stacks_errno_on():
+    assert decide(call("getpeername", 0x1000, 0x2000), stream_or_dgram(socket.SOCK_STREAM)) == \
+        Fail(errno.ENOTCONN)
+
+
+def test_getsockopt_answers_domain_type_protocol_itself():
+    mem = FakeMemory({0x2000: SOCKLEN.pack(4)})
+    p = stream_or_dgram(socket.SOCK_DGRAM)
+    c = call("getsockopt", socket.SOL_SOCKET, socket.SO_TYPE, 0x1000, 0x2000, memory=mem)
+    assert decide(c, p) == Answer(0, ((0x1000, INT.pack(socket.SOCK_DGRAM)), (0x2000, SOCKLEN.pack(4))))
+    c = call("getsockopt", socket.IPPROTO_TCP, socket.TCP_NODELAY, 0x1000, 0x2000, memory=mem)
+    assert decide(c, p) == Answer(0, ((0x1000, INT.pack(7)), (0x2000, SOCKLEN.pack(4))))
+
+
+@pytest.mark.parametrize("name", ["getsockopt", "setsockopt"])
+def test_timeouts_are_the_proxys_own(name):
+    c = call(name, socket.SOL_SOCKET, socket.SO_RCVTIMEO, 0x1000, 16)
+    assert decide(c, stream_or_dgram(socket.SOCK_STREAM)) is CONTINUE
+
+
+def test_setsockopt_reads_the_value_and_refuses_a_bad_size():
+    p = stream_or_dgram(socket.SOCK_STREAM)
+    mem = FakeMemory({0x1000: INT.pack(1)})
+    c = call("setsockopt", socket.IPPROTO_TCP, socket.TCP_NODELAY, 0x1000, 4, memory=mem)
+    assert decide(c, p) == Answer()
+    assert p.stack.calls == [("setsockopt", socket.IPPROTO_TCP, socket.TCP_NODELAY, INT.pack(1))]
+    c = call("setsockopt", socket.IPPROTO_TCP, socket.TCP_NODELAY, 0x1000, 257, memory=mem)
+    assert decide(c, p) == Fail(errno.EINVAL)
+
+
+def test_sendto_a_datagram_goes_to_the_stack_with_its_address():
+    p = stream_or_dgram(socket.SOCK_DGRAM)
+    mem = FakeMemory({0x1000: b"hello", 0x2000: b"B" * 16})
+    c = call("sendto", 0x1000, 5, socket.MSG_DONTWAIT, 0x2000, 16, memory=mem)
+    assert decide(c, p) == Answer(5)
+    assert p.stack.calls == [("sendto", b"hello", socket.MSG_DONTWAIT, b"B" * 16)]
+
+
+def test_sendmsg_gathers_the_iovecs_named_in_the_msghdr():
+    p = stream_or_dgram(socket.SOCK_DGRAM)
+    msg = MSGHDR.pack(0x2000, 16, 0x3000, 2, 0, 0, 0)
+    iov = struct.pack("=QQQQ", 0x1000, 3, 0x1003, 2)
+    mem = FakeMemory({0x1000: b"hello", 0x2000: b"C" * 16, 0x3000: iov, 0x4000: msg})
+    assert decide(call("sendmsg", 0x4000, 0, memory=mem), p) == Answer(5)
+    assert p.stack.calls == [("sendto", b"hello", 0, b"C" * 16)]
+
+
+def test_a_datagram_over_64k_is_emsgsize():
+    p = stream_or_dgram(socket.SOCK_DGRAM)
+    mem = FakeMemory({0x10000: bytes(70000)})
+    assert decide(call("sendto", 0x10000, 70000, 0, 0, 0, memory=mem), p) == Fail(errno.EMSGSIZE)
+
+
+@pytest.mark.parametrize("name", ["sendmmsg", "recvmmsg"])
+def test_mmsg_calls_are_eopnotsupp(name):
+    assert decide(call(name), stream_or_dgram(socket.SOCK_DGRAM)) == Fail(errno.EOPNOTSUPP)
+
+
+def test_accept4_with_unknown_flags_is_einval():
+    assert decide(call("accept4", 0, 0, 0x40), stream_or_dgram(socket.SOCK_STREAM)) == Fail(errno.EINVAL)
+
+
+def test_interface_ioctls_answer_from_the_stacks_links():
+    from vupy._native import lib
+    mem = FakeMemory({0x1000: IFREQ.pack(b"vde0", 0)})
+    c = call("ioctl", lib.SIOCGIFINDEX, 0x1000, memory=mem)
+    assert proxy.attempt(lambda: proxy.interface_ioctl(c, FakeStack())) == \
+        Answer(0, ((0x1000, IFREQ.pack(b"vde0", 2)),))
+    mem = FakeMemory({0x1000: IFREQ.pack(b"", 9)})
+    c = call("ioctl", lib.SIOCGIFNAME, 0x1000, memory=mem)
+    assert proxy.attempt(lambda: proxy.interface_ioctl(c, FakeStack())) == Fail(errno.ENODEV)
+    assert proxy.interface_ioctl(c, object()) is CONTINUE         # a kernel stack answers itself
+
+
+def test_wire_helpers_follow_the_kernel():
+    mem = FakeMemory({0x2000: SOCKLEN.pack(2), 0x3000: struct.pack("=QQ", 0x1000, 1 << 40)})
+    assert address_writes(mem, 0, 0x2000, b"abcd") == ()
+    assert address_writes(mem, 0x1000, 0x2000, b"abcd") == ((0x1000, b"ab"), (0x2000, SOCKLEN.pack(4)))
+    assert iovecs(mem, 0x3000, 1, 10) == [(0x1000, 10)]
+    with pytest.raises(OSError) as e:
+        iovecs(mem, 0x3000, 1025, 10)
+    assert e.value.errno == errno.EMSGSIZE
+    with pytest.raises(OSError) as e:
+        read_address(mem, 0x1000, 129)
+    assert e.value.errno == errno.EINVAL

@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
+"""What a trapped call gets: the outcomes, and the one place they are sent.
+
+Every layer that serves a call (the notification loop, vupy/_notify.py; the
+proxy layer, vupy/_proxy.py; the dispatcher's `Fail`) says what the call
+gets as one of these values, and `send` carries it out.  The C fast path
+(csrc/fastpath.c) answers with the same two kernel calls `send` uses:
+vupy_respond, and vupy_inject (ADDFD+SEND, then the call failed with the
+kernel's errno unless the caller is gone).
+
+`Park` is the proxy layer's own: the call waits, and its `resume` gives the
+outcome later (see ProxyServer).  It is never sent.
+"""
+import errno
+import os
+from dataclasses import dataclass
+
+from ._native import lib
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The call returns `value`, after `writes` ((address, bytes), ...) are
+    made in the caller's memory; EFAULT instead if one cannot be."""
+    value: int = 0
+    writes: tuple = ()
+
+
+@dataclass(frozen=True)
+class Fail:
+    """The call fails with this errno."""
+    errno: int
+
+
+@dataclass(frozen=True)
+class Continue:
+    """The call goes on in the caller's kernel, as if never trapped."""
+
+
+CONTINUE = Continue()
+
+
+@dataclass(frozen=True)
+class Inject:
+    """Descriptor `fd` (ours, given away) becomes the call's result, a new
+    descriptor of the caller, close-on-exec if `cloexec`."""
+    fd: int
+    cloexec: bool = False
+
+
+@dataclass(frozen=True)
+class Park:
+    """The call waits until `fd` (ours, kept until then) has `events`;
+    then `resume(fd)` gives its outcome."""
+    fd: int
+    events: int
+    resume: object
+
+
+def send(listener, id, outcome, memory=None):
+    """Carry out `outcome` for notification `id`; `memory` (a
+    _wire.CallerMemory) makes an Answer's writes.  Returns what the caller
+    got: the Answer (for an Inject, Answer(new descriptor)), or the Fail
+    (Fail(ENOENT) for an Inject whose caller is gone)."""
+    kind = type(outcome)
+    if kind is Answer:
+        try:
+            for address, data in outcome.writes:
+                memory.write(address, data)
+        except OSError as e:
+            outcome = Fail(e.errno)
+        else:
+            lib.vupy_respond(listener, id, outcome.value, 0, 0)
+            return outcome
+    elif kind is Continue:
+        lib.vupy_respond(listener, id, 0, 0, 1)
+        return outcome
+    elif kind is Inject:
+        rc = lib.vupy_inject(listener, id, outcome.fd, os.O_CLOEXEC if outcome.cloexec else 0)
+        return Answer(rc) if rc >= 0 else Fail(-rc)
+    lib.vupy_respond(listener, id, 0, outcome.errno, 0)
+    return outcome
+
+
+def describe(outcome):
+    """An outcome as a trace shows it."""
+    kind = type(outcome)
+    if kind is Answer:
+        return str(outcome.value)
+    if kind is Fail:
+        return errno.errorcode.get(outcome.errno, str(outcome.errno))
+    if kind is Park:
+        return "waiting"
+    return "native" if kind is Continue else repr(outcome)
