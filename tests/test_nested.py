@@ -8,14 +8,10 @@ import os
 import signal
 import subprocess
 
-from conftest import BIN, PYTHON, TIMEOUT, VUPY, ns_references, run, vupy
+from helpers import BIN, PYTHON, TIMEOUT, VUPY, ns_label, ns_references, run, vupy
 
 ENV = dict(os.environ, PATH=BIN + os.pathsep + os.environ["PATH"])
 DEPTH = f"{PYTHON} -c 'import vupy; print(vupy.in_session())'"
-
-
-def ns(name):
-    return f"ns:{os.stat(f'/run/netns/{name}').st_ino}"
 
 
 def wait_for(path):
@@ -49,11 +45,11 @@ def test_three_levels_each_with_its_own_stacks_and_defaults(netns, probe, tmp_pa
     assert r.returncode == 0, r.stderr
     out = r.stdout.split()
     host = f"ns:{os.stat('/proc/self/ns/net').st_ino}"
-    assert out[:4] == ["1", "2", ns(b), ns(a)], out
+    assert out[:4] == ["1", "2", ns_label(b), ns_label(a)], out
     new = out[5]
-    assert out[4:10] == ["3", new, new, ns(b), ns(b), "EAFNOSUPPORT"], out
-    assert new not in (ns(a), ns(b), host), out
-    assert out[10:12] == [ns(a), "ENOENT"], out                # level 3 is over
+    assert out[4:10] == ["3", new, new, ns_label(b), ns_label(b), "EAFNOSUPPORT"], out
+    assert new not in (ns_label(a), ns_label(b), host), out
+    assert out[10:12] == [ns_label(a), "ENOENT"], out                # level 3 is over
     assert out[12:15] == ["ENOENT", "ENOENT", host], out       # level 1's view during it
     assert out[15:] == ["ENOENT", "/dev/net/a"], out            # level 2 is over
 

@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from conftest import NOBODY, SYSTEM_PYTHON, files_kept, run
+from helpers import NOBODY, SYSTEM_PYTHON, files_kept, run
 from vdenet import (LAN_IP, PROGRAM_SECONDS, TCP_ECHO, assert_ok, http_server, processes_with, py, site,
                     two_machines, vxvde_group)
 

@@ -26,7 +26,7 @@ import time
 import pexpect
 import pytest
 
-from conftest import BIN, PYTHON, TIMEOUT, VUPY, VUSTACK, files_kept, ns_references, vupy
+from helpers import BIN, PYTHON, TIMEOUT, VUPY, VUSTACK, files_kept, ns_references, vupy
 
 EXPECT_TIMEOUT = 20
 
