@@ -241,6 +241,11 @@ def wait_for(check, what, seconds=10):
 
 # Namespaces --------------------------------------------------------------------
 
+# The tests' own network namespace, a session's `host` stack.
+HOST_INODE = os.stat("/proc/self/ns/net").st_ino
+HOST_LABEL = f"ns:{HOST_INODE}"
+
+
 def ns_inode(name):
     """The inode of the network namespace made by `ip netns add NAME`."""
     return os.stat(f"/run/netns/{name}").st_ino

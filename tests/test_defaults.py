@@ -8,15 +8,13 @@ import textwrap
 
 import pytest
 
-from helpers import PYTHON, VUSTACK, ns_label, run, vupy
+from helpers import HOST_LABEL, PYTHON, VUSTACK, ns_label, run, vupy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE = os.path.join(HERE, "probe.py")
 
 # Every test twice: with the process-events connector and without it.
 pytestmark = pytest.mark.usefixtures("process_events")
-
-HOST = f"ns:{os.stat('/proc/self/ns/net').st_ino}"
 
 PRELUDE = textwrap.dedent("""
     import fcntl, os, socket, sys, threading, vupy
@@ -122,7 +120,7 @@ def test_vustack_family_list_sets_only_those_families(two):
     r = vupy(*options, "--", VUSTACK, "-f", "ip6", "/dev/net/a", PYTHON, PROBE,
              "sock", "inet", "dgram", "sock", "inet6", "dgram")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == [HOST, ns_label(a)]
+    assert r.stdout.split() == [HOST_LABEL, ns_label(a)]
 
 
 def test_default_option_for_one_family(two):
@@ -136,14 +134,14 @@ def test_default_option_for_one_family(two):
 def test_families_without_default_use_host(two):
     _, _, options = two
     r = vupy(*options, "--", PYTHON, PROBE, "sock", "inet", "dgram", "sock", "netlink", "dgram")
-    assert r.stdout.split() == [HOST, HOST], r.stderr
+    assert r.stdout.split() == [HOST_LABEL, HOST_LABEL], r.stderr
 
 
 def test_null_default_disables_networking_but_not_unix_sockets():
     r = vupy("--stack", "/dev/net/off=null", "--default", "/dev/net/off", "--",
              PYTHON, PROBE, "sock", "inet", "stream", "sock", "inet6", "dgram",
              "sock", "netlink", "dgram", "sock", "packet", "dgram", "sock", "unix", "stream")
-    assert r.stdout.split() == ["EAFNOSUPPORT"] * 4 + [HOST], r.stderr
+    assert r.stdout.split() == ["EAFNOSUPPORT"] * 4 + [HOST_LABEL], r.stderr
 
 
 def test_vustack_options_after_stack_belong_to_command(two):

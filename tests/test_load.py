@@ -51,11 +51,10 @@ import time
 
 import pytest
 
-from helpers import (BIN, NOBODY, SYSTEM_PYTHON, VUPY, descendants, kill_quietly, ns_inode, run, stat_fields,
-                     vupy)
+from helpers import (BIN, HOST_INODE, HOST_LABEL, NOBODY, SYSTEM_PYTHON, VUPY, descendants, kill_quietly,
+                     ns_inode, run, stat_fields, vupy)
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c", "load.c")
-HOST = os.stat("/proc/self/ns/net").st_ino
 DEADLOCK_SECONDS = 600
 SETTLE_SECONDS = 30
 RSS_GROWTH_KIB = 8 * 1024
@@ -177,7 +176,7 @@ def test_processes_fork_and_exec_at_once(netns, load, process_events):
     and changed after it; half of them orphans."""
     a, b = netns(), netns()
     r = vupy("--stack", f"/dev/net/a=netns:{a}", "--stack", f"/dev/net/b=netns:{b}", "--",
-             load, "procs", "500", "1", "/dev/net/a", str(ns_inode(a)), "/dev/net/b", str(ns_inode(b)), str(HOST),
+             load, "procs", "500", "1", "/dev/net/a", str(ns_inode(a)), "/dev/net/b", str(ns_inode(b)), str(HOST_INODE),
              timeout=DEADLOCK_SECONDS)
     assert (r.returncode, r.stdout) == (0, "ok=500\n"), r.stderr
 
@@ -312,7 +311,7 @@ def leaves_nothing(argv, env, stacks, vumount, load, probe, tmp_path, who):
         assert ppid(session.keeper) == session.proc.pid, session.errors()
         ns = {path: session.ok(f"{SYSTEM_PYTHON} {probe} msock {path} inet dgram")[0] for path in stacks}
         assert all(re.fullmatch(r"ns:\d+", n) for n in ns.values()), ns
-        assert len(set(ns.values()) | {f"ns:{HOST}"}) == len(stacks) + 1, ns
+        assert len(set(ns.values()) | {HOST_LABEL}) == len(stacks) + 1, ns
         made = [int(ns[path][3:]) for path, spec in stacks.items() if spec == "netns:new"]
         a, b, c = stacks
         loaded = f"{a} {ns[a][3:]} {b} {ns[b][3:]}"

@@ -12,11 +12,9 @@ from vupy.stack import ProxyStack, Stack, StackModule
 OWNER = (1000, 100)
 
 
-class CountedStack(Stack):
-    """Serves inet and inet6; `sockets` is what open_sockets says; `closes`
-    counts the calls of close."""
-
-    families = frozenset({socket.AF_INET, socket.AF_INET6})
+class Counted:
+    """A stack whose sockets all fail; `sockets` is what open_sockets says,
+    `closes` counts the calls of close."""
 
     def __init__(self):
         self.sockets = 0
@@ -32,6 +30,10 @@ class CountedStack(Stack):
         self.closes += 1
 
 
+class CountedStack(Counted, Stack):
+    families = frozenset({socket.AF_INET, socket.AF_INET6})
+
+
 class CountedModule(StackModule):
     name = "counted"
     description = "test: a stack that counts its closes"
@@ -41,17 +43,8 @@ class CountedModule(StackModule):
         return CountedStack()
 
 
-class UserspaceStack(ProxyStack):
+class UserspaceStack(Counted, ProxyStack):
     families = frozenset({socket.AF_INET})
-
-    def __init__(self):
-        self.closes = 0
-
-    def socket(self, domain, type, protocol, creds):
-        raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
-
-    def close(self):
-        self.closes += 1
 
 
 class UserspaceModule(StackModule):
