@@ -27,6 +27,8 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 TIMEOUT = 60
 
 
+# Sessions ----------------------------------------------------------------------
+
 def run(argv, **kw):
     """Run argv, capture text output; never hang a test run."""
     kw.setdefault("capture_output", True)
@@ -38,89 +40,6 @@ def run(argv, **kw):
 def vupy(*args, **kw):
     return run([VUPY, "run", *args], **kw)
 
-
-def descendants(pid):
-    """Every process below pid, from /proc."""
-    found, todo = [], [pid]
-    while todo:
-        below = children(todo.pop())
-        found += below
-        todo += below
-    return found
-
-
-def _links_to(directory, tag):
-    """The entries of `directory` that are links to `tag`."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    found = []
-    for name in names:
-        try:
-            if os.readlink(f"{directory}/{name}") == tag:
-                found.append(f"{directory}/{name}")
-        except OSError:
-            pass
-    return found
-
-
-def ns_references(kind, inode):
-    """Every place on the system that holds namespace kind:[inode] alive:
-    a process in it, an open descriptor of it, a mount of its file."""
-    tag = f"{kind}:[{inode}]"
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if pid == str(os.getpid()):
-            continue
-        found += _links_to(f"/proc/{pid}/ns", tag) + _links_to(f"/proc/{pid}/fd", tag)
-        try:
-            with open(f"/proc/{pid}/mountinfo") as f:
-                if tag in f.read():
-                    found.append(f"/proc/{pid}/mountinfo")
-        except OSError:
-            pass
-    return found
-
-
-DATA_WRITER = textwrap.dedent("""
-    import hashlib, os, socket, sys, vupy
-    directory = sys.argv[1]
-    data = os.urandom(8 << 20)
-    with open(os.path.join(directory, "data.bin"), "wb") as f:
-        f.write(data)
-    os.mkdir(os.path.join(directory, "new"))
-    with open(os.path.join(directory, "keep"), "a") as f:
-        f.write("more\\n")
-    try:
-        vupy.msocket(os.path.join(directory, "st"), socket.AF_INET, socket.SOCK_STREAM)
-    except OSError as e:
-        print("stack", e.errno)
-    print(sorted(os.listdir(directory)))
-    print(hashlib.sha256(data).hexdigest())
-""")
-
-
-def files_kept(directory, run_session, python=(PYTHON,)):
-    """Write into `directory` (a pathlib.Path), which holds the stack name
-    `st`, in a session started by `run_session(argv)`, with the Python
-    command `python`; check that all of it is there afterwards and that no
-    file named `st` ever was."""
-    keep = directory / "keep"
-    keep.write_text("kept\n")
-    os.chown(keep, directory.stat().st_uid, directory.stat().st_gid)
-    r = run_session(["--stack", f"{directory}/st=null", "--", *python, "-c", DATA_WRITER,
-                     str(directory)])
-    assert r.returncode == 0, r.stderr
-    stack, listing, digest = r.stdout.splitlines()
-    assert stack == f"stack {errno.EAFNOSUPPORT}"       # the name is the null stack's
-    assert listing == str(["data.bin", "keep", "new"])  # and no file is
-    assert sorted(os.listdir(directory)) == ["data.bin", "keep", "new"]
-    assert hashlib.sha256((directory / "data.bin").read_bytes()).hexdigest() == digest
-    assert (directory / "keep").read_text() == "kept\nmore\n"
-
-
-# Sessions ----------------------------------------------------------------------
 
 @contextlib.contextmanager
 def started(args, **kw):
@@ -186,7 +105,54 @@ def end(proc, pids=()):
     proc.communicate(timeout=TIMEOUT)
 
 
+DATA_WRITER = textwrap.dedent("""
+    import hashlib, os, socket, sys, vupy
+    directory = sys.argv[1]
+    data = os.urandom(8 << 20)
+    with open(os.path.join(directory, "data.bin"), "wb") as f:
+        f.write(data)
+    os.mkdir(os.path.join(directory, "new"))
+    with open(os.path.join(directory, "keep"), "a") as f:
+        f.write("more\\n")
+    try:
+        vupy.msocket(os.path.join(directory, "st"), socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as e:
+        print("stack", e.errno)
+    print(sorted(os.listdir(directory)))
+    print(hashlib.sha256(data).hexdigest())
+""")
+
+
+def files_kept(directory, run_session, python=(PYTHON,)):
+    """Write into `directory` (a pathlib.Path), which holds the stack name
+    `st`, in a session started by `run_session(argv)`, with the Python
+    command `python`; check that all of it is there afterwards and that no
+    file named `st` ever was."""
+    keep = directory / "keep"
+    keep.write_text("kept\n")
+    os.chown(keep, directory.stat().st_uid, directory.stat().st_gid)
+    r = run_session(["--stack", f"{directory}/st=null", "--", *python, "-c", DATA_WRITER,
+                     str(directory)])
+    assert r.returncode == 0, r.stderr
+    stack, listing, digest = r.stdout.splitlines()
+    assert stack == f"stack {errno.EAFNOSUPPORT}"       # the name is the null stack's
+    assert listing == str(["data.bin", "keep", "new"])  # and no file is
+    assert sorted(os.listdir(directory)) == ["data.bin", "keep", "new"]
+    assert hashlib.sha256((directory / "data.bin").read_bytes()).hexdigest() == digest
+    assert (directory / "keep").read_text() == "kept\nmore\n"
+
+
 # Processes ---------------------------------------------------------------------
+
+def descendants(pid):
+    """Every process below pid, from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        below = children(todo.pop())
+        found += below
+        todo += below
+    return found
+
 
 def kill_quietly(*pids):
     """SIGKILL each of pids that is still there."""
@@ -202,6 +168,10 @@ def stat_fields(pid):
     process group, session, ... (OSError if the process is gone)."""
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()
+
+
+def parent(pid):
+    return int(stat_fields(pid)[1])
 
 
 def comm(pid):
@@ -220,13 +190,11 @@ def ended(pid):
 def gone(pid, patience=10.0):
     """Whether pid no longer exists (a zombie counts as existing).  Polls a
     little, for init to reap what vupy may have left to it."""
-    deadline = time.monotonic() + patience
-    while True:
-        if not os.path.exists(f"/proc/{pid}"):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
+    try:
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), f"the end of {pid}", patience)
+    except RuntimeError:
+        return False
+    return True
 
 
 def wait_for(check, what, seconds=10):
@@ -254,3 +222,37 @@ def ns_inode(name):
 def ns_label(name):
     """How the tests' probes name that namespace: ns:INODE."""
     return f"ns:{ns_inode(name)}"
+
+
+def _links_to(directory, tag):
+    """The entries of `directory` that are links to `tag`."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        try:
+            if os.readlink(f"{directory}/{name}") == tag:
+                found.append(f"{directory}/{name}")
+        except OSError:
+            pass
+    return found
+
+
+def ns_references(kind, inode):
+    """Every place on the system that holds namespace kind:[inode] alive:
+    a process in it, an open descriptor of it, a mount of its file."""
+    tag = f"{kind}:[{inode}]"
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if pid == str(os.getpid()):
+            continue
+        found += _links_to(f"/proc/{pid}/ns", tag) + _links_to(f"/proc/{pid}/fd", tag)
+        try:
+            with open(f"/proc/{pid}/mountinfo") as f:
+                if tag in f.read():
+                    found.append(f"/proc/{pid}/mountinfo")
+        except OSError:
+            pass
+    return found

@@ -10,8 +10,7 @@ import signal
 import textwrap
 import time
 
-from helpers import (PYTHON, VUPY, comm, descendants, end, ended, ns_inode, run, spawned, stat_fields,
-                     wait_for)
+from helpers import PYTHON, VUPY, comm, descendants, end, ended, ns_inode, parent, run, spawned, wait_for
 from vdenet import STACK
 
 SECONDS = 30
@@ -83,7 +82,7 @@ def test_without_supervisor_and_keeper_socket_calls_fail_with_enosys(netns):
     programs = {}
     try:
         programs = _programs(session, ns)
-        os.kill(int(stat_fields(programs["main"])[1]), signal.SIGKILL)     # the keeper
+        os.kill(parent(programs["main"]), signal.SIGKILL)     # the keeper
         session.kill()
         failing = set()
         deadline = time.monotonic() + SECONDS
