@@ -1,32 +1,23 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Copyright (C) 2026 the vupy authors
 """Shared fixtures: namespaces the tests make (and always remove), servers
-inside them, and the commands under test.
+inside them, the commands under test, the process-events connector on and
+off.  Plain functions the tests share are in helpers.py.
 
 Every namespace is named vupyt-PID-N; traffic stays on each namespace's own
 loopback, so a server in namespace A is reachable only through stack A.
 """
-import errno
-import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import textwrap
 
 import pytest
 
 from compat.lab import remove_namespace
-from vupy._procs import children
-
-BIN = os.path.dirname(sys.executable)
-VUPY = os.path.join(BIN, "vupy")
-VUSTACK = os.path.join(BIN, "vustack")
-PYTHON = sys.executable
-SYSTEM_PYTHON = "/usr/bin/python3"   # any user can run it (the venv may be in /root)
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-TIMEOUT = 60
+from helpers import PYTHON, SYSTEM_PYTHON, TIMEOUT, run
+from vdenet import as_user, background, vde_lan, vde_switch  # noqa: F401  (the VDE networks' fixtures)
 
 # A TCP server that answers every connection with one line and closes it.
 SERVER = textwrap.dedent("""
@@ -43,101 +34,8 @@ SERVER = textwrap.dedent("""
 """)
 
 
-def run(argv, **kw):
-    """Run argv, capture text output; never hang a test run."""
-    kw.setdefault("capture_output", True)
-    kw.setdefault("text", True)
-    kw.setdefault("timeout", TIMEOUT)
-    return subprocess.run(argv, **kw)
-
-
-def vupy(*args, **kw):
-    return run([VUPY, "run", *args], **kw)
-
-
-def descendants(pid):
-    """Every process below pid, from /proc."""
-    found, todo = [], [pid]
-    while todo:
-        below = children(todo.pop())
-        found += below
-        todo += below
-    return found
-
-
-def _links_to(directory, tag):
-    """The entries of `directory` that are links to `tag`."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    found = []
-    for name in names:
-        try:
-            if os.readlink(f"{directory}/{name}") == tag:
-                found.append(f"{directory}/{name}")
-        except OSError:
-            pass
-    return found
-
-
-def ns_references(kind, inode):
-    """Every place on the system that holds namespace kind:[inode] alive:
-    a process in it, an open descriptor of it, a mount of its file."""
-    tag = f"{kind}:[{inode}]"
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if pid == str(os.getpid()):
-            continue
-        found += _links_to(f"/proc/{pid}/ns", tag) + _links_to(f"/proc/{pid}/fd", tag)
-        try:
-            with open(f"/proc/{pid}/mountinfo") as f:
-                if tag in f.read():
-                    found.append(f"/proc/{pid}/mountinfo")
-        except OSError:
-            pass
-    return found
-
-
 def _ip(*args):
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=TIMEOUT)
-
-
-DATA_WRITER = textwrap.dedent("""
-    import hashlib, os, socket, sys, vupy
-    directory = sys.argv[1]
-    data = os.urandom(8 << 20)
-    with open(os.path.join(directory, "data.bin"), "wb") as f:
-        f.write(data)
-    os.mkdir(os.path.join(directory, "new"))
-    with open(os.path.join(directory, "keep"), "a") as f:
-        f.write("more\\n")
-    try:
-        vupy.msocket(os.path.join(directory, "st"), socket.AF_INET, socket.SOCK_STREAM)
-    except OSError as e:
-        print("stack", e.errno)
-    print(sorted(os.listdir(directory)))
-    print(hashlib.sha256(data).hexdigest())
-""")
-
-
-def files_kept(directory, run_session, python=(PYTHON,)):
-    """Write into `directory` (a pathlib.Path), which holds the stack name
-    `st`, in a session started by `run_session(argv)`, with the Python
-    command `python`; check that all of it is there afterwards and that no
-    file named `st` ever was."""
-    keep = directory / "keep"
-    keep.write_text("kept\n")
-    os.chown(keep, directory.stat().st_uid, directory.stat().st_gid)
-    r = run_session(["--stack", f"{directory}/st=null", "--", *python, "-c", DATA_WRITER,
-                     str(directory)])
-    assert r.returncode == 0, r.stderr
-    stack, listing, digest = r.stdout.splitlines()
-    assert stack == f"stack {errno.EAFNOSUPPORT}"       # the name is the null stack's
-    assert listing == str(["data.bin", "keep", "new"])  # and no file is
-    assert sorted(os.listdir(directory)) == ["data.bin", "keep", "new"]
-    assert hashlib.sha256((directory / "data.bin").read_bytes()).hexdigest() == digest
-    assert (directory / "keep").read_text() == "kept\nmore\n"
 
 
 @pytest.fixture
@@ -207,6 +105,17 @@ def stack_module(tmp_path):
     return install
 
 
+@pytest.fixture(params=["events", "no events"])
+def process_events(request, monkeypatch):
+    """The test twice: with the process-events connector, and without it
+    (as an unprivileged vupy runs, forced here by VUPY_PROCESS_EVENTS=off:
+    forks followed through pidfds and trapped exits)."""
+    if request.param == "no events":
+        monkeypatch.setenv("VUPY_PROCESS_EVENTS", "off")
+    else:
+        monkeypatch.delenv("VUPY_PROCESS_EVENTS", raising=False)
+
+
 @pytest.fixture(scope="session")
 def probe():
     """tests/probe.py in a directory every user can read (for setpriv'd runs)."""
@@ -217,7 +126,6 @@ def probe():
     os.chmod(path, 0o644)
     yield path
     shutil.rmtree(directory)
-
 
 
 @pytest.fixture(scope="session")
@@ -249,7 +157,3 @@ def unprivileged():
     paths["env"] = dict(os.environ, PATH=os.path.join(directory, "bin") + os.pathsep + os.environ["PATH"])
     yield paths
     shutil.rmtree(directory)
-
-
-# The VDE networks (tests/vdenet.py) --------------------------------------------
-from vdenet import as_user, background, vde_lan, vde_switch  # noqa: E402,F401  (fixtures)

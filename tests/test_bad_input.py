@@ -8,10 +8,9 @@ documentation lists, never a socket of another stack, and the supervisor
 goes on serving.  The examples run inside one session, so that thousands
 of calls cost one vupy start."""
 import errno
-import os
 import textwrap
 
-from conftest import PYTHON, run, vupy
+from helpers import PYTHON, ns_inode, run, vupy
 from vupy._dispatch import MSOCKET_ERRORS
 
 # What socket(2) itself may answer once a stack is chosen (docs/msocket.2.md).
@@ -94,7 +93,7 @@ def test_msocket_with_arbitrary_arguments(netns, tmp_path):
     allowed = {code for code, _ in MSOCKET_ERRORS} | SOCKET_ERRORS
     r = vupy("--stack", f"/dev/net/h=netns:{ns}", "--", PYTHON, "-c", PROGRAM, "1500",
              ",".join(map(str, sorted(allowed))), "/dev/net/h",
-             str(os.stat(f"/run/netns/{ns}").st_ino), str(not_a_stack), timeout=600)
+             str(ns_inode(ns)), str(not_a_stack), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     calls, served = r.stdout.split()
     assert int(calls) >= 1500 and served == "True", r.stdout
@@ -165,5 +164,5 @@ def test_path_rewritten_while_the_call_is_in_flight(netns, tmp_path):
     assert r.returncode == 0, r.stderr
     *inodes, summary = r.stdout.splitlines()
     seen = set(map(int, inodes))
-    assert seen <= {os.stat(f"/run/netns/{n}").st_ino for n in (a, b)}, seen
+    assert seen <= {ns_inode(n) for n in (a, b)}, seen
     assert len(inodes) > 0 and summary.startswith("enoent ") and summary.endswith(" other 0"), summary

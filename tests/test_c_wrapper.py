@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import NOBODY, SYSTEM_PYTHON, run, vupy
+from helpers import NOBODY, SYSTEM_PYTHON, run, vupy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(REPO, "csrc")

@@ -8,11 +8,13 @@ import textwrap
 
 import pytest
 
-from conftest import PYTHON, VUSTACK, run, vupy
+from helpers import HOST_LABEL, PYTHON, VUSTACK, ns_label, run, vupy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE = os.path.join(HERE, "probe.py")
-HOST = f"ns:{os.stat('/proc/self/ns/net').st_ino}"
+
+# Every test twice: with the process-events connector and without it.
+pytestmark = pytest.mark.usefixtures("process_events")
 
 PRELUDE = textwrap.dedent("""
     import fcntl, os, socket, sys, threading, vupy
@@ -23,20 +25,6 @@ PRELUDE = textwrap.dedent("""
             os.close(fd)
             return f"ns:{ino}"
 """)
-
-
-@pytest.fixture(autouse=True, params=["events", "no events"])
-def process_events(request, monkeypatch):
-    """Every test twice: with the process-events connector, and without it
-    (as an unprivileged vupy runs, forced here by VUPY_PROCESS_EVENTS=off)."""
-    if request.param == "no events":
-        monkeypatch.setenv("VUPY_PROCESS_EVENTS", "off")
-    else:
-        monkeypatch.delenv("VUPY_PROCESS_EVENTS", raising=False)
-
-
-def ino(ns):
-    return f"ns:{os.stat(f'/run/netns/{ns}').st_ino}"
 
 
 @pytest.fixture
@@ -67,7 +55,7 @@ def test_child_keeps_default_set_before_fork(two):
         os.write(w, b'x')
         os.waitpid(pid, 0)
     """)
-    assert out == ["parent", ino(b), "child", ino(a)]
+    assert out == ["parent", ns_label(b), "child", ns_label(a)]
 
 
 def test_double_forked_daemon_keeps_default_of_its_starter(two):
@@ -91,7 +79,7 @@ def test_double_forked_daemon_keeps_default_of_its_starter(two):
         print(os.read(out_r, 100).decode())
         print('starter', where())
     """)
-    assert out == ["daemon", ino(a), "True", "starter", ino(b)]
+    assert out == ["daemon", ns_label(a), "True", "starter", ns_label(b)]
 
 
 def test_default_is_kept_across_execve(two):
@@ -99,7 +87,7 @@ def test_default_is_kept_across_execve(two):
     r = vupy(*options, "--", VUSTACK, "/dev/net/a", "sh", "-c",
              f"exec {PYTHON} {PROBE} sock inet dgram sock inet6 dgram sock netlink dgram")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == [ino(a)] * 3
+    assert r.stdout.split() == [ns_label(a)] * 3
 
 
 def test_threads_of_a_process_share_its_defaults(two):
@@ -109,7 +97,7 @@ def test_threads_of_a_process_share_its_defaults(two):
         t.start(); t.join()
         print(where())
     """)
-    assert out == [ino(a)]
+    assert out == [ns_label(a)]
 
 
 def test_msocket_null_sock_default_restores_session_default(two):
@@ -124,7 +112,7 @@ def test_msocket_null_sock_default_restores_session_default(two):
         vupy.set_default(None)
         print(where(), where(socket.AF_INET6))
     """)
-    assert out == [ino(b), ino(a), ino(b), ino(a), ino(b), ino(b)]
+    assert out == [ns_label(b), ns_label(a), ns_label(b), ns_label(a), ns_label(b), ns_label(b)]
 
 
 def test_vustack_family_list_sets_only_those_families(two):
@@ -132,7 +120,7 @@ def test_vustack_family_list_sets_only_those_families(two):
     r = vupy(*options, "--", VUSTACK, "-f", "ip6", "/dev/net/a", PYTHON, PROBE,
              "sock", "inet", "dgram", "sock", "inet6", "dgram")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == [HOST, ino(a)]
+    assert r.stdout.split() == [HOST_LABEL, ns_label(a)]
 
 
 def test_default_option_for_one_family(two):
@@ -140,20 +128,20 @@ def test_default_option_for_one_family(two):
     r = vupy(*options, "--default", "/dev/net/b", "--default", "inet6=/dev/net/a", "--",
              PYTHON, PROBE, "sock", "inet", "dgram", "sock", "inet6", "dgram", "sock", "packet", "dgram")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == [ino(b), ino(a), ino(b)]
+    assert r.stdout.split() == [ns_label(b), ns_label(a), ns_label(b)]
 
 
 def test_families_without_default_use_host(two):
     _, _, options = two
     r = vupy(*options, "--", PYTHON, PROBE, "sock", "inet", "dgram", "sock", "netlink", "dgram")
-    assert r.stdout.split() == [HOST, HOST], r.stderr
+    assert r.stdout.split() == [HOST_LABEL, HOST_LABEL], r.stderr
 
 
 def test_null_default_disables_networking_but_not_unix_sockets():
     r = vupy("--stack", "/dev/net/off=null", "--default", "/dev/net/off", "--",
              PYTHON, PROBE, "sock", "inet", "stream", "sock", "inet6", "dgram",
              "sock", "netlink", "dgram", "sock", "packet", "dgram", "sock", "unix", "stream")
-    assert r.stdout.split() == ["EAFNOSUPPORT"] * 4 + [HOST], r.stderr
+    assert r.stdout.split() == ["EAFNOSUPPORT"] * 4 + [HOST_LABEL], r.stderr
 
 
 def test_vustack_options_after_stack_belong_to_command(two):
@@ -194,7 +182,7 @@ def test_new_thread_does_not_reset_its_process_defaults(two):
         print(where())
     """)
     r = vupy(*options, "--", "sh", "-c", f"{VUSTACK} /dev/net/a {PYTHON} -c \"$0\"", code)
-    assert r.stdout.split() == [ino(a)] * 3, r.stderr
+    assert r.stdout.split() == [ns_label(a)] * 3, r.stderr
 
 
 def test_namespace_file_can_be_a_default(netns):
@@ -210,7 +198,7 @@ def test_msocket_with_sock_default_sets_the_default_and_returns_no_socket(two):
         print(vupy.msocket('/dev/net/a', socket.AF_INET, vupy.SOCK_DEFAULT))
         print(where())
     """)
-    assert out == ["None", ino(a)]
+    assert out == ["None", ns_label(a)]
 
 
 def test_a_deep_process_tree_keeps_its_defaults(two):
@@ -235,4 +223,4 @@ def test_a_deep_process_tree_keeps_its_defaults(two):
             print(where(), flush=True)
             os.close(w)
     """)
-    assert out == [ino(b)], out
+    assert out == [ns_label(b)], out

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from conftest import BIN, NOBODY, SYSTEM_PYTHON, VUPY, run
+from helpers import BIN, NOBODY, SYSTEM_PYTHON, VUPY, run
 
 MINIMAL_PATH = "/usr/bin:/bin"
 

@@ -6,10 +6,9 @@ same thread, each thing the decision depends on, and check that the second
 call follows the change: the default stack, the caller's credentials (by a
 trapped call and by a process event alone), and the process (fork, exec).
 """
-import os
 import textwrap
 
-from conftest import PYTHON, VUPY, run
+from helpers import PYTHON, VUPY, ns_inode, run
 
 PRELUDE = """
     import errno, fcntl, os, socket, sys
@@ -28,10 +27,6 @@ def _session(a, b, script, *args):
                 "--default", "/dev/net/a", "--", PYTHON, "-c", textwrap.dedent(PRELUDE + script), *args])
 
 
-def _inode(ns):
-    return os.stat(f"/run/netns/{ns}").st_ino
-
-
 def test_a_new_default_is_followed_at_once(netns):
     a, b = netns(), netns()
     r = _session(a, b, """
@@ -42,7 +37,7 @@ def test_a_new_default_is_followed_at_once(netns):
     print(where())
     """)
     assert r.returncode == 0, r.stderr
-    ns_a, ns_b = f"ns {_inode(a)}", f"ns {_inode(b)}"
+    ns_a, ns_b = f"ns {ns_inode(a)}", f"ns {ns_inode(b)}"
     assert r.stdout.splitlines() == [f"{ns_a} {ns_a}", f"{ns_b} {ns_a}", ns_a]
 
 
@@ -82,5 +77,5 @@ def test_children_and_exec_keep_their_own_defaults(netns):
     print(where())
     """, textwrap.dedent(PRELUDE) + "print(where())")
     assert r.returncode == 0, r.stderr
-    ns_a, ns_b = f"ns {_inode(a)}", f"ns {_inode(b)}"
+    ns_a, ns_b = f"ns {ns_inode(a)}", f"ns {ns_inode(b)}"
     assert r.stdout.splitlines() == [ns_a, ns_b, ns_b, ns_a]

@@ -7,37 +7,19 @@ the user is told is checked.
 """
 import os
 import signal
-import subprocess
 import textwrap
 import time
 
-from conftest import PYTHON, VUPY, descendants, run
-from vdenet import STACK, _gone, _wait_for
+from helpers import PYTHON, VUPY, comm, descendants, end, ended, ns_inode, parent, run, spawned, wait_for
+from vdenet import STACK
 
 SECONDS = 30
-
-
-def _ns_inode(name):
-    return os.stat(f"/run/netns/{name}").st_ino
 
 
 def _session(args, script, *script_args):
     """A session running the Python `script`, in a process group of its own
     (so that whatever it leaves is easy to find and kill)."""
-    return subprocess.Popen([VUPY, "run", *args, "--", PYTHON, "-c", textwrap.dedent(script),
-                             *script_args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def _end(proc, pids=()):
-    """Kill the session `proc`, what is below it and `pids`."""
-    for pid in {*descendants(proc.pid), *pids, proc.pid}:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.communicate(timeout=SECONDS)
+    return spawned([VUPY, "run", *args, "--", PYTHON, "-c", textwrap.dedent(script), *script_args])
 
 
 # The probe of the next test: a tree of processes that each report the
@@ -79,16 +61,16 @@ def test_killed_supervisor_ends_every_process_of_the_session(netns, vde_lan):
                         "--stack", vde_lan.stack(STACK + "v", "10.9.0.3/24", None, module="vde")], TREE)
     try:
         programs = _programs(session, ns)
-        below = [pid for pid in descendants(session.pid) if not _gone(pid)]
-        helpers = sorted(_comm(pid) for pid in below if pid not in programs.values())
+        below = [pid for pid in descendants(session.pid) if not ended(pid)]
+        helpers = sorted(comm(pid) for pid in below if pid not in programs.values())
         # The keeper (a copy of vupy), the lwIP worker and vde_plug.
         assert len(helpers) == 3 and {"vupy-lwip", "vde_plug"} <= set(helpers), helpers
         session.kill()
-        _wait_for(lambda: all(_gone(pid) for pid in below), "the session's processes to end", SECONDS)
+        wait_for(lambda: all(ended(pid) for pid in below), "the session's processes to end", SECONDS)
         rest = session.stdout.read().splitlines()
-        assert all(line.split()[2:] in (["ns", str(_ns_inode(ns))], ["ENOSYS"]) for line in rest), rest
+        assert all(line.split()[2:] in (["ns", str(ns_inode(ns))], ["ENOSYS"]) for line in rest), rest
     finally:
-        _end(session, programs.values())
+        end(session, programs.values())
 
 
 def test_without_supervisor_and_keeper_socket_calls_fail_with_enosys(netns):
@@ -100,7 +82,7 @@ def test_without_supervisor_and_keeper_socket_calls_fail_with_enosys(netns):
     programs = {}
     try:
         programs = _programs(session, ns)
-        os.kill(_parent(programs["main"]), signal.SIGKILL)     # the keeper
+        os.kill(parent(programs["main"]), signal.SIGKILL)     # the keeper
         session.kill()
         failing = set()
         deadline = time.monotonic() + SECONDS
@@ -109,10 +91,10 @@ def test_without_supervisor_and_keeper_socket_calls_fail_with_enosys(netns):
             if result == ["ENOSYS"]:
                 failing.add(tag)
             else:
-                assert tag not in failing and result == ["ns", str(_ns_inode(ns))], (tag, result)
+                assert tag not in failing and result == ["ns", str(ns_inode(ns))], (tag, result)
         assert failing == set(programs)
     finally:
-        _end(session, programs.values())
+        end(session, programs.values())
 
 
 def _programs(session, ns):
@@ -121,19 +103,9 @@ def _programs(session, ns):
     programs = {}
     while len(programs) < 4:
         tag, pid, *result = session.stdout.readline().split()
-        assert result == ["ns", str(_ns_inode(ns))], (tag, result)
+        assert result == ["ns", str(ns_inode(ns))], (tag, result)
         programs[tag] = int(pid)
     return programs
-
-
-def _parent(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
-
-
-def _comm(pid):
-    with open(f"/proc/{pid}/comm") as f:
-        return f.read().strip()
 
 
 # Finds vupy from inside its session: COMMAND's parent is the keeper, whose
@@ -180,7 +152,7 @@ def test_programs_killed_in_the_middle_of_calls(netns):
     r = run([VUPY, "run", "--stack", f"/dev/net/a=netns:{a}", "--stack", f"/dev/net/b=netns:{b}",
              "--default", "/dev/net/a", "--", PYTHON, "-c", textwrap.dedent(script)], timeout=120)
     assert r.returncode == 0 and r.stderr == "", r
-    assert r.stdout.split() == ["ns", str(_ns_inode(a)), "ns", str(_ns_inode(b))]
+    assert r.stdout.split() == ["ns", str(ns_inode(a)), "ns", str(ns_inode(b))]
 
 
 def test_lwip_worker_dying(netns, vde_lan):
@@ -206,7 +178,7 @@ def test_lwip_worker_dying(netns, vde_lan):
     r = run([VUPY, "run", "--stack", vde_lan.stack(), "--stack", f"/dev/net/a=netns:{ns}",
              "--default", "/dev/net/a", "--", PYTHON, "-c", textwrap.dedent(script), STACK])
     assert r.returncode == 0, r
-    assert r.stdout.splitlines() == ["ENETDOWN", "ENETDOWN", f"ns {_ns_inode(ns)}"]
+    assert r.stdout.splitlines() == ["ENETDOWN", "ENETDOWN", f"ns {ns_inode(ns)}"]
     assert "the stack's worker" in r.stderr and "ENETDOWN" in r.stderr, r.stderr
 
 
@@ -230,5 +202,5 @@ def test_supervisor_out_of_descriptors(netns):
              "--default", "/dev/net/a", "--", PYTHON, "-c", textwrap.dedent(script)])
     assert r.returncode == 0, r
     out = r.stdout.splitlines()
-    assert out == ["EMFILE EMFILE", f"ns {_ns_inode(a)} ns {_ns_inode(b)}"], (out, r.stderr)
+    assert out == ["EMFILE EMFILE", f"ns {ns_inode(a)} ns {ns_inode(b)}"], (out, r.stderr)
     assert "descriptors" in r.stderr, r.stderr

@@ -8,7 +8,7 @@ from importlib.metadata import version
 import pytest
 
 import vupy
-from conftest import BIN, VUPY, VUSTACK, run
+from helpers import BIN, VUPY, VUSTACK, run
 
 VUMOUNT, VUUMOUNT = os.path.join(BIN, "vumount"), os.path.join(BIN, "vuumount")
 

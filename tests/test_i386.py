@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import run, vupy
+from helpers import run, vupy
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c", "i386_sockets.c")
 

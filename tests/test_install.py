@@ -11,7 +11,7 @@ import tomllib
 
 import pytest
 
-from conftest import PYTHON, run
+from helpers import PYTHON, run
 from vupy import __version__ as vupy_version
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -25,7 +25,6 @@ import io
 import os
 import re
 import signal
-import subprocess
 import textwrap
 import time
 import urllib.request
@@ -33,7 +32,7 @@ import urllib.request
 import pexpect
 import pytest
 
-from conftest import NOBODY, PYTHON, SYSTEM_PYTHON, TIMEOUT, VUPY, descendants
+from helpers import NOBODY, PYTHON, SYSTEM_PYTHON, TIMEOUT, VUPY, comm, end, spawned, stat_fields
 from vdenet import LAN_IP, PRELUDE, STACK_DIR, TCP_ECHO, py
 from vupy._procs import children
 
@@ -96,18 +95,12 @@ def _finish(child):
 
 
 def _session_of(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[3])
+    return int(stat_fields(pid)[3])
 
 
 def _blocked(pid):
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
-
-
-def _comm(pid):
-    with open(f"/proc/{pid}/comm") as f:
-        return f.read().strip()
 
 
 def _helpers_apart(vupy_pid):
@@ -117,11 +110,11 @@ def _helpers_apart(vupy_pid):
     below = children(vupy_pid)
     sessions = {pid: _session_of(pid) for pid in below}
     keepers = [pid for pid in below if sessions[pid] == _session_of(vupy_pid)]
-    assert len(keepers) == 1, {pid: (_comm(pid), sessions[pid]) for pid in below}
+    assert len(keepers) == 1, {pid: (comm(pid), sessions[pid]) for pid in below}
     helpers = [pid for pid in below if pid not in keepers]
     for pid in helpers:
-        assert sessions[pid] == pid and _blocked(pid) == 0, (_comm(pid), sessions[pid], hex(_blocked(pid)))
-    return sorted(_comm(pid) for pid in helpers)
+        assert sessions[pid] == pid and _blocked(pid) == 0, (comm(pid), sessions[pid], hex(_blocked(pid)))
+    return sorted(comm(pid) for pid in helpers)
 
 
 def _ctrl_c_then_new_connection(child, helpers):
@@ -204,35 +197,16 @@ COUNTER = textwrap.dedent(f"""
 """)
 
 
-def _started(argv, **kw):
-    """argv in a session (and so a process group) of its own, its output
-    pipes."""
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True, start_new_session=True, **kw)
-
-
-def _end(proc):
-    """SIGKILL proc, if still running, and every process below it (a kill
-    of its process group would miss a COMMAND that has left it)."""
-    if proc.poll() is None:
-        for pid in [proc.pid, *descendants(proc.pid)]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait()
-
-
 def _count(argv, send):
     """Run argv, `send` it a signal (send(pid)) once it is ready; (exit
     status, the count it printed)."""
-    proc = _started(argv)
+    proc = spawned(argv)
     try:
         assert proc.stdout.readline() == "ready\n", proc.communicate(timeout=TIMEOUT)
         send(proc.pid)
         out, err = proc.communicate(timeout=TIMEOUT)
     finally:
-        _end(proc)
+        end(proc)
     assert "Traceback" not in err and "vupy:" not in err, err
     return proc.returncode, out
 
@@ -283,7 +257,7 @@ def test_group_interrupt_ends_http_server_cleanly():
     """The issue's case: kill -INT -PGID of `vupy run -- python3 -m
     http.server`, which ends on its KeyboardInterrupt with status 0 (a
     second SIGINT would interrupt its cleanup: a traceback and 130)."""
-    proc = _started([VUPY, "run", "--", PYTHON, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+    proc = spawned([VUPY, "run", "--", PYTHON, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
     try:
         serving = re.match(r"Serving HTTP on \S+ port (\d+)", proc.stdout.readline())
         assert serving, proc.communicate(timeout=TIMEOUT)
@@ -294,7 +268,7 @@ def test_group_interrupt_ends_http_server_cleanly():
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=TIMEOUT)
     finally:
-        _end(proc)
+        end(proc)
     assert proc.returncode == 0 and "Traceback" not in err, (proc.returncode, err)
     assert "Keyboard interrupt received, exiting." in out
 
@@ -357,7 +331,7 @@ def test_signal_while_stacks_are_made_ends_vupy_before_command(sig, stack_module
     exits with 128+N; COMMAND never starts."""
     env = stack_module("vupytslow", SLOW_MODULE)
     marker = str(tmp_path / "slow")
-    proc = _started([VUPY, "run", f"--stack={os.path.join(STACK_DIR, 'ci-slow')}=vupytslow:{marker}",
+    proc = spawned([VUPY, "run", f"--stack={os.path.join(STACK_DIR, 'ci-slow')}=vupytslow:{marker}",
                      "--", "echo", "started"], env=env)
     try:
         deadline = time.monotonic() + TIMEOUT
@@ -367,7 +341,7 @@ def test_signal_while_stacks_are_made_ends_vupy_before_command(sig, stack_module
         open(marker + ".go", "w").close()
         out, err = proc.communicate(timeout=TIMEOUT)
     finally:
-        _end(proc)
+        end(proc)
     assert proc.returncode == 128 + sig and out == "", (proc.returncode, out, err)
     assert len(err.splitlines()) == 1 and sig.name in err and "Traceback" not in err, err
     assert os.path.exists(marker + ".closed")

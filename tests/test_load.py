@@ -44,7 +44,6 @@ is never what is asserted.
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -52,10 +51,10 @@ import time
 
 import pytest
 
-from conftest import BIN, NOBODY, SYSTEM_PYTHON, VUPY, descendants, run, vupy
+from helpers import (BIN, HOST_INODE, HOST_LABEL, NOBODY, SYSTEM_PYTHON, VUPY, descendants, kill_quietly,
+                     ns_inode, run, stat_fields, vupy)
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c", "load.c")
-HOST = os.stat("/proc/self/ns/net").st_ino
 DEADLOCK_SECONDS = 600
 SETTLE_SECONDS = 30
 RSS_GROWTH_KIB = 8 * 1024
@@ -77,16 +76,8 @@ def load():
     r = run(["gcc", "-Wall", "-Wextra", "-Werror", "-O2", "-pthread", "-o", program, SOURCE])
     assert r.returncode == 0, r.stderr
     yield program
-    for pid in running(program):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_quietly(*running(program))
     shutil.rmtree(directory)
-
-
-def ino(ns):
-    return os.stat(f"/run/netns/{ns}").st_ino
 
 
 def named_namespaces():
@@ -94,7 +85,7 @@ def named_namespaces():
     found = {}
     for name in os.listdir("/run/netns"):
         try:
-            found[ino(name)] = name
+            found[ns_inode(name)] = name
         except OSError:
             pass
     return found
@@ -118,8 +109,7 @@ def running(program):
 def stat(pid):
     """(state, parent, start time) of a process; None if it is gone."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        fields = stat_fields(pid)
     except OSError:
         return None
     return fields[0], int(fields[1]), int(fields[19])
@@ -174,21 +164,11 @@ def test_threads_on_two_stacks_at_once(netns, load):
     a, b = netns(), netns()
     try:
         r = vupy("--stack", f"/dev/net/a=netns:{a}", "--stack", f"/dev/net/b=netns:{b}", "--",
-                 load, "threads", "64", "2000", "/dev/net/a", str(ino(a)), "/dev/net/b", str(ino(b)),
+                 load, "threads", "64", "2000", "/dev/net/a", str(ns_inode(a)), "/dev/net/b", str(ns_inode(b)),
                  timeout=DEADLOCK_SECONDS)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the session did not end in {DEADLOCK_SECONDS} s: a deadlock")
     assert (r.returncode, r.stdout) == (0, "a=64000 b=64000\n"), r.stderr
-
-
-@pytest.fixture(params=["events", "no events"])
-def process_events(request, monkeypatch):
-    """With the process-events connector, and without it
-    (VUPY_PROCESS_EVENTS=off: forks followed through pidfds and trapped exits)."""
-    if request.param == "no events":
-        monkeypatch.setenv("VUPY_PROCESS_EVENTS", "off")
-    else:
-        monkeypatch.delenv("VUPY_PROCESS_EVENTS", raising=False)
 
 
 def test_processes_fork_and_exec_at_once(netns, load, process_events):
@@ -196,7 +176,7 @@ def test_processes_fork_and_exec_at_once(netns, load, process_events):
     and changed after it; half of them orphans."""
     a, b = netns(), netns()
     r = vupy("--stack", f"/dev/net/a=netns:{a}", "--stack", f"/dev/net/b=netns:{b}", "--",
-             load, "procs", "500", "1", "/dev/net/a", str(ino(a)), "/dev/net/b", str(ino(b)), str(HOST),
+             load, "procs", "500", "1", "/dev/net/a", str(ns_inode(a)), "/dev/net/b", str(ns_inode(b)), str(HOST_INODE),
              timeout=DEADLOCK_SECONDS)
     assert (r.returncode, r.stdout) == (0, "ok=500\n"), r.stderr
 
@@ -325,13 +305,13 @@ def leaves_nothing(argv, env, stacks, vumount, load, probe, tmp_path, who):
     ({path: spec}: the two loaded, then the session's AF_INET6 default)."""
     files = {path: os.path.exists(path) for path in stacks}
     given = {path: spec for path, spec in stacks.items() if spec != "netns:new"}
-    given_ino = {path: ino(spec.split(":", 1)[1]) for path, spec in given.items()}
+    given_ino = {path: ns_inode(spec.split(":", 1)[1]) for path, spec in given.items()}
     session = Session(argv, env, tmp_path / "stderr", load)
     try:
         assert ppid(session.keeper) == session.proc.pid, session.errors()
         ns = {path: session.ok(f"{SYSTEM_PYTHON} {probe} msock {path} inet dgram")[0] for path in stacks}
         assert all(re.fullmatch(r"ns:\d+", n) for n in ns.values()), ns
-        assert len(set(ns.values()) | {f"ns:{HOST}"}) == len(stacks) + 1, ns
+        assert len(set(ns.values()) | {HOST_LABEL}) == len(stacks) + 1, ns
         made = [int(ns[path][3:]) for path, spec in stacks.items() if spec == "netns:new"]
         a, b, c = stacks
         loaded = f"{a} {ns[a][3:]} {b} {ns[b][3:]}"
@@ -370,4 +350,4 @@ def leaves_nothing(argv, env, stacks, vumount, load, probe, tmp_path, who):
     assert {path: os.path.exists(path) for path in stacks} == files
     assert [name for number, name in named_namespaces().items() if number in made] == []
     for path, spec in given.items():
-        assert ino(spec.split(":", 1)[1]) == given_ino[path], f"{spec}: changed by the session"
+        assert ns_inode(spec.split(":", 1)[1]) == given_ino[path], f"{spec}: changed by the session"

@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 
-from conftest import PYTHON, VUPY, VUSTACK, run
+from helpers import PYTHON, VUPY, VUSTACK, run
 from vdenet import (CLIENT, CURL, LAN_IP, LAN_IP6, LWIP_IP, LWIP_IP6, Lan, ONE_SHOT, PRELUDE,
                     PROGRAM_SECONDS, STACK, TCP_ECHO, UDP_ECHO, assert_ok, http_server, lines_of,
                     lwip_argv, lwip_run, processes_with, py, site)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import run
+from helpers import run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

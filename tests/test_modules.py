@@ -8,16 +8,12 @@ import subprocess
 
 import pytest
 
-from conftest import NOBODY, PYTHON, SYSTEM_PYTHON, VUPY, run, vupy
+from helpers import HOST_LABEL, NOBODY, PYTHON, SYSTEM_PYTHON, VUPY, ns_label, run, vupy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.join(os.path.dirname(HERE), "examples", "vupy-pidstack")
 BIN = os.path.dirname(PYTHON)
 VUMOUNT, VUUMOUNT = os.path.join(BIN, "vumount"), os.path.join(BIN, "vuumount")
-
-
-def ino(ns):
-    return f"ns:{os.stat(f'/run/netns/{ns}').st_ino}"
 
 
 def shell(*args, script, env=None):
@@ -73,7 +69,7 @@ def test_entry_point_module_works_with_stack_option(pidstack, netns, process_in,
     r = vupy("--stack", f"/dev/net/p=pid:{pid}", "--default", "/dev/net/p", "--",
              PYTHON, probe, "sock", "inet", "stream", "msock", "/dev/net/p", "inet6", "dgram",
              env=pidstack)
-    assert r.stdout.split() == [ino(a)] * 2, r.stderr
+    assert r.stdout.split() == [ns_label(a)] * 2, r.stderr
 
 
 def test_entry_point_module_works_with_vumount(pidstack, netns, process_in, probe):
@@ -81,7 +77,7 @@ def test_entry_point_module_works_with_vumount(pidstack, netns, process_in, prob
     pid = process_in(a)
     r = shell(script=f"vumount -t pid {pid} /dev/net/q && {PYTHON} {probe} msock /dev/net/q inet dgram",
               env=pidstack)
-    assert r.stdout.split() == [ino(a)], r.stderr
+    assert r.stdout.split() == [ns_label(a)], r.stderr
 
 
 def test_followed_process_stack_fails_with_enetdown_once_process_is_gone(pidstack, netns, probe):
@@ -91,7 +87,7 @@ def test_followed_process_stack_fails_with_enetdown_once_process_is_gone(pidstac
               f"{PYTHON} {probe} msock /dev/net/q inet dgram && kill $pid && wait $pid; "
               f"{PYTHON} {probe} msock /dev/net/q inet dgram")
     r = shell(script=script, env=pidstack)
-    assert r.stdout.split() == [ino(a), "ENETDOWN"], r.stderr
+    assert r.stdout.split() == [ns_label(a), "ENETDOWN"], r.stderr
 
 
 BROKEN = """
@@ -120,7 +116,7 @@ def test_mount_use_unmount_in_one_session(netns, probe):
     r = shell(script=f"vumount -t netns {a} /dev/net/x && {PYTHON} {probe} msock /dev/net/x inet stream"
                      f" && vuumount /dev/net/x && {PYTHON} {probe} msock /dev/net/x inet stream; "
                      "vumount | grep -c /dev/net/x")
-    assert r.stdout.split() == [ino(a), "ENOENT", "0"], r.stderr
+    assert r.stdout.split() == [ns_label(a), "ENOENT", "0"], r.stderr
 
 
 def test_vumount_lists_the_sessions_stacks(netns):
@@ -140,7 +136,7 @@ def test_busy_stack_is_not_unmounted_and_its_default_still_works(netns, probe):
     r = shell(script=f"vumount -t netns {a} /dev/net/x && vustack /dev/net/x sh -c "
                      f"'vuumount /dev/net/x; echo rc=$?; vumount | grep -c /dev/net/x; "
                      f"{PYTHON} {probe} sock inet stream'")
-    assert r.stdout.split() == ["rc=1", "1", ino(a)], r.stderr
+    assert r.stdout.split() == ["rc=1", "1", ns_label(a)], r.stderr
     assert "in use as a default by 2 processes" in r.stderr
 
 
@@ -150,7 +146,7 @@ def test_lazy_unmount_detaches_now_and_frees_when_the_last_user_is_gone(netns, p
                      f"'vuumount -l /dev/net/x; echo rc=$?; {PYTHON} {probe} msock /dev/net/x inet stream; "
                      f"vumount | grep -c detached; {PYTHON} {probe} sock inet stream'; "
                      "vumount | grep -c /dev/net/x")
-    assert r.stdout.split() == ["rc=0", "ENOENT", "1", ino(a), "0"], r.stderr
+    assert r.stdout.split() == ["rc=0", "ENOENT", "1", ns_label(a), "0"], r.stderr
 
 
 def test_mount_refused_for_another_uid(probe):
@@ -227,16 +223,15 @@ def test_session_default_is_not_unmounted_and_lazy_keeps_it(netns, probe):
                      f"vuumount /dev/net/x; echo rc=$?; vuumount -l /dev/net/x; echo rc=$?; "
                      f"ls /dev/net; vustack -f inet /dev/net/x 2>/dev/null; "
                      f"{PYTHON} {probe} sock inet stream")
-    assert r.stdout.split() == ["rc=1", "rc=0", "tun", ino(a)], r.stderr
+    assert r.stdout.split() == ["rc=1", "rc=0", "tun", ns_label(a)], r.stderr
     assert "session default" in r.stderr
 
 
 def test_host_mounted_during_a_session_is_vupys_namespace(probe):
-    host = f"ns:{os.stat('/proc/self/ns/net').st_ino}"
     r = shell("--stack", "/dev/net/n=netns:new", "--default", "/dev/net/n",
               script=f"{PYTHON} {probe} sock inet dgram >/dev/null && vumount -t host none /dev/net/h && "
                      f"{PYTHON} {probe} msock /dev/net/h inet dgram")
-    assert r.stdout.split() == [host], r.stderr
+    assert r.stdout.split() == [HOST_LABEL], r.stderr
 
 
 def test_unavailable_module_is_listed_and_refused_with_its_reason(tmp_path):

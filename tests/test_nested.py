@@ -8,14 +8,10 @@ import os
 import signal
 import subprocess
 
-from conftest import BIN, PYTHON, TIMEOUT, VUPY, ns_references, run, vupy
+from helpers import BIN, HOST_LABEL, PYTHON, TIMEOUT, VUPY, ns_label, ns_references, run, started, vupy
 
 ENV = dict(os.environ, PATH=BIN + os.pathsep + os.environ["PATH"])
 DEPTH = f"{PYTHON} -c 'import vupy; print(vupy.in_session())'"
-
-
-def ns(name):
-    return f"ns:{os.stat(f'/run/netns/{name}').st_ino}"
 
 
 def wait_for(path):
@@ -48,13 +44,12 @@ def test_three_levels_each_with_its_own_stacks_and_defaults(netns, probe, tmp_pa
     r = vupy("--stack", f"/dev/net/a=netns:{a}", "--", "sh", "-c", level1, env=ENV)
     assert r.returncode == 0, r.stderr
     out = r.stdout.split()
-    host = f"ns:{os.stat('/proc/self/ns/net').st_ino}"
-    assert out[:4] == ["1", "2", ns(b), ns(a)], out
+    assert out[:4] == ["1", "2", ns_label(b), ns_label(a)], out
     new = out[5]
-    assert out[4:10] == ["3", new, new, ns(b), ns(b), "EAFNOSUPPORT"], out
-    assert new not in (ns(a), ns(b), host), out
-    assert out[10:12] == [ns(a), "ENOENT"], out                # level 3 is over
-    assert out[12:15] == ["ENOENT", "ENOENT", host], out       # level 1's view during it
+    assert out[4:10] == ["3", new, new, ns_label(b), ns_label(b), "EAFNOSUPPORT"], out
+    assert new not in (ns_label(a), ns_label(b), HOST_LABEL), out
+    assert out[10:12] == [ns_label(a), "ENOENT"], out                # level 3 is over
+    assert out[12:15] == ["ENOENT", "ENOENT", HOST_LABEL], out       # level 1's view during it
     assert out[15:] == ["ENOENT", "/dev/net/a"], out            # level 2 is over
 
 
@@ -92,9 +87,7 @@ def test_nested_session_ends_when_its_vupy_is_killed(probe):
               f"inet stream; exec sleep 600' & "
               f"{PYTHON} -c 'import sys; sys.stdin.readline()'; kill -KILL $!; wait; "
               f"{PYTHON} {probe} msock /dev/net/n inet stream; echo done; read x; exit 0")
-    proc = subprocess.Popen([VUPY, "run", "--", "sh", "-c", script], env=ENV, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
-    try:
+    with started(["--", "sh", "-c", script], env=ENV, stdin=subprocess.PIPE) as proc:
         made = proc.stdout.readline().strip()
         assert made.startswith("ns:"), made
         inode = int(made[3:])
@@ -105,10 +98,6 @@ def test_nested_session_ends_when_its_vupy_is_killed(probe):
         assert ns_references("net", inode) == []        # the stack is closed
         proc.stdin.close()
         assert proc.wait(timeout=TIMEOUT) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def test_nested_exit_status_is_its_commands():

@@ -20,7 +20,7 @@ import tempfile
 
 import pytest
 
-from conftest import NOBODY, TIMEOUT, run
+from helpers import NOBODY, TIMEOUT, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")

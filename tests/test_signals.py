@@ -17,7 +17,7 @@ import os
 
 import pytest
 
-from conftest import VUPY, run
+from helpers import VUPY, ns_inode, run
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c", "signal_storm.c")
 CALLS = 20000
@@ -45,7 +45,7 @@ def _session(ns, argv):
 @pytest.mark.parametrize("path", [None, "/dev/net/a"], ids=["socket", "msocket"])
 def test_handlers_with_sa_restart_never_see_a_failure(netns, storm, path):
     ns = netns()
-    inode = str(os.stat(f"/run/netns/{ns}").st_ino)
+    inode = str(ns_inode(ns))
     counts = _counts(_session(ns, [storm, "restart", str(CALLS), inode] + ([path] if path else [])))
     print(counts)
     assert counts["made"] == CALLS and counts["signals"] > 0, counts
@@ -56,7 +56,7 @@ def test_handlers_without_sa_restart_see_only_eintr(netns, storm, path):
     """Natively: no EINTR at all.  In a session: each call makes a socket
     of the stack asked for or fails with EINTR (see above), nothing else."""
     ns = netns()
-    inode = str(os.stat(f"/run/netns/{ns}").st_ino)
+    inode = str(ns_inode(ns))
     if path is None:
         native = _counts(run(["ip", "netns", "exec", ns, storm, "norestart", str(CALLS), inode]))
         assert native["made"] == CALLS and native["signals"] > 0, native

@@ -7,7 +7,7 @@ import re
 import subprocess
 import textwrap
 
-from conftest import PYTHON, run, vupy
+from helpers import PYTHON, run, vupy
 
 LINE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{6}) vupy: pid (\d+): (.*)$")
 

@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from conftest import PYTHON, VUPY, VUSTACK, run
+from helpers import PYTHON, VUPY, VUSTACK, run
 from vdenet import (LAN_IP, LAN_IP6, LWIP_IP, PROGRAM_SECONDS, STACK, STACK_DIR, TCP_ECHO, UDP_ECHO, assert_ok,
                     lines_of, lwip_argv, lwip_run, processes_with, py, two_machines, vxvde_group)
 

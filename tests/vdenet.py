@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import NOBODY, PYTHON, SYSTEM_PYTHON, VUPY, VUSTACK, run
+from helpers import NOBODY, PYTHON, SYSTEM_PYTHON, VUPY, VUSTACK, ended, run, wait_for
 
 LAN_IP, LAN_IP6 = "10.9.0.1", "fd09::1"         # the namespace's tap
 LWIP_IP, LWIP_IP6 = "10.9.0.2", "fd09::2"       # the lwIP stack under test
@@ -188,7 +188,7 @@ def _cmdline(pid):
 def processes_with(text):
     """Pids of the live processes whose command line holds `text`."""
     return [int(pid) for pid in filter(str.isdigit, os.listdir("/proc"))
-            if text in _cmdline(pid) and not _gone(int(pid))]
+            if text in _cmdline(pid) and not ended(int(pid))]
 
 
 # Background processes ------------------------------------------------------
@@ -309,23 +309,6 @@ class Lan:
         return run(self.ns_argv(argv), **kw)
 
 
-def _wait_for(check, what, seconds=10):
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _gone(pid):
-    """Whether process pid has ended (a zombie has)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-
-
 @pytest.fixture
 def vde_switch():
     """A vde_switch of the test's own, in a directory every user can reach
@@ -338,7 +321,7 @@ def vde_switch():
     try:
         r = run(["vde_switch", "-s", switch, "-m", "777", "-d", "-p", pidfile], timeout=PROGRAM_SECONDS)
         assert r.returncode == 0, r.stderr
-        _wait_for(lambda: os.path.exists(os.path.join(switch, "ctl")) and os.path.exists(pidfile)
+        wait_for(lambda: os.path.exists(os.path.join(switch, "ctl")) and os.path.exists(pidfile)
                   and os.path.getsize(pidfile) > 0,
                   "vde_switch to start")
         with open(pidfile) as f:
@@ -353,7 +336,7 @@ def vde_switch():
         # Plugs, sessions and lwIP workers name the switch: none may be left
         # once they have had a moment to see the switch go.
         try:
-            _wait_for(lambda: not processes_with(directory), "the switch's users to end", 5)
+            wait_for(lambda: not processes_with(directory), "the switch's users to end", 5)
         except RuntimeError:
             pass
         leftover = {pid: _cmdline(pid) for pid in processes_with(directory)}
@@ -367,7 +350,7 @@ def _end(pid):
     """SIGTERM pid, SIGKILL it if it is still there after a while."""
     try:
         os.kill(pid, signal.SIGTERM)
-        _wait_for(lambda: _gone(pid), f"the end of {pid}", 5)
+        wait_for(lambda: ended(pid), f"the end of {pid}", 5)
     except ProcessLookupError:
         pass
     except RuntimeError:
@@ -394,7 +377,7 @@ def vde_lan(vde_switch, netns):
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         # The plug is in when the switch has a port besides its own.
-        _wait_for(lambda: plug.poll() is not None or _switch_ports(lan) >= 1, "vde_plug to connect")
+        wait_for(lambda: plug.poll() is not None or _switch_ports(lan) >= 1, "vde_plug to connect")
         assert plug.poll() is None, plug.stderr.read().decode()
         yield lan
     finally:
