@@ -6,7 +6,7 @@ modules that make one (lwip, vde): ``ip=``, ``gw=``, ``ip6=``, ``gw6=``,
 
 Each check takes the option's text and gives its value, or raises
 StackError saying ``MODULE: KEY=TEXT: why``; nothing here touches the
-system, so every rule is unit-tested alone (tests/test_options.py).
+system, so every rule is unit-tested alone (tests/test_unit_options.py).
 """
 import contextlib
 import ipaddress

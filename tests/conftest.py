@@ -19,6 +19,14 @@ from compat.lab import remove_namespace
 from helpers import PYTHON, SYSTEM_PYTHON, TIMEOUT, run
 from vdenet import as_user, background, vde_lan, vde_switch  # noqa: F401  (the VDE networks' fixtures)
 
+
+def pytest_collection_modifyitems(items):
+    """Every test of a tests/test_unit_*.py file is a unit test of pure logic
+    (no kernel, no session): `pytest -m unit` runs them alone, in seconds."""
+    for item in items:
+        if item.path.name.startswith("test_unit_"):
+            item.add_marker(pytest.mark.unit)
+
 # A TCP server that answers every connection with one line and closes it.
 SERVER = textwrap.dedent("""
     import socket, sys

@@ -11,7 +11,6 @@ from vupy import _families
 from vupy._wrapper import stack_path
 from vupy.cli import UsageError, _bare_trace, _run_option, parse_default_option, parse_stack_option
 
-pytestmark = pytest.mark.unit
 
 INET, INET6, NETLINK, PACKET = socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK, socket.AF_PACKET
 

@@ -15,7 +15,6 @@ from vupy._dispatch import Defaults
 from vupy._procs import ProcessTable
 from vupy._stacks import Scope
 
-pytestmark = pytest.mark.unit
 
 INET, INET6 = socket.AF_INET, socket.AF_INET6
 P = 1 << 23                 # above pid_max: the kernel knows no such process

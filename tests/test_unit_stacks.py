@@ -13,7 +13,6 @@ from unitstacks import MODULES, OWNER, CountedStack, UserspaceModule, key, pidfd
 from vupy._stacks import (DEFAULT_MODE, MountError, Scope, StackTable, apply_defaults, file_attributes,
                           name_key, parse_options, parse_spec)
 
-pytestmark = pytest.mark.unit
 
 INET, INET6 = socket.AF_INET, socket.AF_INET6
 

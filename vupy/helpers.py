@@ -33,13 +33,13 @@ import subprocess
 import sys
 
 from . import _native
+from ._abi import CAP_SYS_ADMIN
 from ._procs import status
 from .stack import KERNEL_FAMILIES, Stack, StackError
 
 __all__ = ["start_helper", "end_helper", "open_netns", "is_netns", "network_namespace", "host_namespace",
            "loopback_up", "UserNamespaceStack", "capable", "CAP_SYS_ADMIN"]
 
-CAP_SYS_ADMIN = 21
 NS_GET_NSTYPE = 0xB703  # ioctl(2) on an nsfs descriptor: its CLONE_NEW* type
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
