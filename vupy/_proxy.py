@@ -2,23 +2,22 @@
 # Copyright (C) 2026 the vupy authors
 """Serving the socket calls made on proxy descriptors.
 
-A userspace stack hands programs proxies (see "Proxy stacks" in stack.py):
+A userspace stack hands programs proxies (see ProxyStack in stack.py):
 AF_UNIX socketpair ends on which read, write, send and recv without an
 address, poll, select, epoll, shutdown and close work natively.  The other
-socket calls are trapped by a second filter, which a session installs only
-when it has userspace stacks, so that programs of kernel-only sessions pay
-nothing.  That filter traps bind, connect, listen, accept, accept4,
-getsockname, getpeername, getsockopt, setsockopt, sendmsg, recvmsg,
-sendmmsg, recvmmsg, sendto and recvfrom with an address, and
-ioctl(FIONREAD), whatever the descriptor; a call on anything but a proxy
-goes on (CONTINUE) at the cost of one round trip.
+socket calls on them are trapped by rules that a session adds to its
+filter only when it has userspace stacks (the PROXY rows of the table of
+trapped calls, csrc/supervisor.c), so that programs of kernel-only
+sessions pay nothing.  Those rules cannot tell a proxy from any other
+descriptor, so a call on anything but a proxy goes on (CONTINUE) at the
+cost of one round trip.
 
-Unlike the first filter it is loaded without WAIT_KILLABLE_RECV: a call
-that waits (a blocking connect, accept or recvfrom) is *parked*: vupy keeps
-a copy of the program's proxy (pidfd_getfd), waits for it to become
-readable or writable in its own poll loop, and answers then.  A signal
-interrupts the waiting call as it would interrupt a real socket's (EINTR,
-or a restart under SA_RESTART), and the parked entry is dropped when its
+A call that waits (a blocking connect, accept or recvfrom) is *parked*:
+vupy keeps a copy of the program's proxy (pidfd_getfd), waits for it to
+become readable or writable in its own poll loop, and answers then.  The
+filter waits killably once a call is received, so `expire` lets a caught
+signal interrupt a parked call as it would a real socket's wait (EINTR, or
+a restart under SA_RESTART), and a parked entry is dropped when its
 notification is no longer valid.
 
 Calls on proxies held by i386 or x32 code are not trapped, so such callers
