@@ -3,6 +3,7 @@
 """Unit tests of the numbers shared with C and the kernel: the public C
 header agrees with vupy/_abi.py, the wire layouts with the kernel's
 structures, and the table of trapped calls with the handlers."""
+import os
 import socket
 import subprocess
 
@@ -13,6 +14,7 @@ from vupy._wire import IFREQ, IOVEC, MSGHDR
 
 HEADERS = "#include <stddef.h>\n#include <stdio.h>\n#include <sys/socket.h>\n#include <net/if.h>\n" \
           '#include "msocket.h"\n'
+CSRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc")
 
 
 def c_values(tmp_path, expressions):
@@ -21,7 +23,7 @@ def c_values(tmp_path, expressions):
     body = "".join(f'\tprintf("%ld\\n", (long)({e}));\n' for e in expressions)
     source.write_text(HEADERS + "int main(void)\n{\n" + body + "\treturn 0;\n}\n")
     program = tmp_path / "values"
-    subprocess.run(["cc", "-Icsrc", "-o", str(program), str(source)], check=True)
+    subprocess.run(["cc", "-I" + CSRC, "-o", str(program), str(source)], check=True)
     return [int(v) for v in subprocess.run([str(program)], check=True, capture_output=True,
                                            text=True).stdout.split()]
 
