@@ -24,6 +24,12 @@
  *   - a listening proxy gets one byte per connection waiting to be accepted
  *     (vupy takes the byte when it hands the connection over);
  *   - the program's last close shows as POLLHUP on the worker's end.
+ *
+ * When vupy closes the stack (the end of the session, vuumount) it closes
+ * the control socket.  The worker then drains, as a kernel does for the
+ * sockets of a process that has exited: it serves no more requests, sends
+ * what each program wrote and then its FIN, and exits once every peer has
+ * acknowledged both, or after DRAIN_SECONDS, resetting what is left.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -67,6 +73,9 @@
 #define VW_FILLER 65536        /* bytes per write that fills a fresh proxy */
 #define VW_CHUNK 65536         /* bytes moved from a proxy to lwIP per read */
 #define ADDR_CACHE 64          /* source-address memfds kept */
+#define DRAIN_SECONDS 3        /* for peers to take what is left once vupy has closed
+				  the stack; modules/lwip.py waits longer */
+#define DRAIN_TICK_MS 20       /* how often a drain looks at lwIP's connections */
 
 struct conn {
 	uint64_t id;               /* inode of the program's end */
@@ -108,6 +117,15 @@ static int naliases;
 static struct conn *table[4096];
 static struct conn *graveyard;
 static struct conn *dirty;      /* conns with received data to flush */
+static int nconns;              /* conns in the table */
+static struct timespec drain_end; /* when draining, its bound; zero before */
+
+static int draining(void)
+{
+	return drain_end.tv_sec != 0;
+}
+
+static void start_drain(void);
 
 static void flush_rx(struct conn *c);
 static uint8_t buffer[VW_MAX_PAYLOAD];
@@ -142,8 +160,10 @@ static void reply(uint32_t seq, int err, int64_t val, uint32_t event,
 		memcpy(CMSG_DATA(c), &fd, sizeof fd);
 	}
 	while (sendmsg(ctl, &msg, MSG_NOSIGNAL) < 0)
-		if (errno != EINTR)
-			exit(0);   /* vupy is gone: so is the stack */
+		if (errno != EINTR) {
+			start_drain();   /* vupy is gone: so is the stack, once drained */
+			return;
+		}
 }
 
 /* The connection table ------------------------------------------------------ */
@@ -198,6 +218,7 @@ static struct conn *new_conn(int family, int type, int protocol, int *program)
 	epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
 	c->next = NULL;
 	*slot(c->id) = c;
+	nconns++;
 	*program = sv[1];
 	return c;
 }
@@ -207,8 +228,10 @@ static struct conn *new_conn(int family, int type, int protocol, int *program)
 static void bury(struct conn *c)
 {
 	struct conn **p = slot(c->id);
-	if (*p == c)
+	if (*p == c) {
 		*p = c->next;
+		nconns--;
+	}
 	for (struct conn **d = &dirty; c->dirty && *d; d = &(*d)->next_dirty)
 		if (*d == c) {
 			*d = c->next_dirty;
@@ -972,8 +995,10 @@ static const struct vw_req *read_request(uint8_t *msg, size_t size, const uint8_
 	ssize_t n = recv(ctl, msg, size, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return NULL;
-	if (n <= 0)
-		exit(0);   /* vupy closed the stack, or is gone */
+	if (n <= 0) {
+		start_drain();   /* vupy closed the stack, or is gone */
+		return NULL;
+	}
 	if ((size_t)n < sizeof(struct vw_req))
 		return NULL;
 	const struct vw_req *r = (const struct vw_req *)msg;
@@ -1185,11 +1210,23 @@ static void report_closed(void)
 				ev.events |= EPOLLOUT;
 				break;
 			}
-			exit(0);   /* vupy is gone */
+			start_drain();   /* vupy is gone */
+			return;
 		}
 		nunreported--;
 	}
 	epoll_ctl(ep, EPOLL_CTL_MOD, ctl, &ev);
+}
+
+static void note_closed(uint64_t id)
+{
+	if (nunreported == unreported_size) {
+		unreported_size = unreported_size ? 2 * unreported_size : 256;
+		unreported = realloc(unreported, unreported_size * sizeof *unreported);
+		if (!unreported)
+			die("out of memory");
+	}
+	unreported[nunreported++] = id;
 }
 
 static void bring_out_the_dead(void)
@@ -1200,18 +1237,80 @@ static void bring_out_the_dead(void)
 	while (graveyard) {
 		struct conn *c = graveyard;
 		graveyard = c->next_dead;
-		if (nunreported == unreported_size) {
-			unreported_size = unreported_size ? 2 * unreported_size : 256;
-			unreported = realloc(unreported, unreported_size * sizeof *unreported);
-			if (!unreported)
-				die("out of memory");
-		}
-		unreported[nunreported++] = c->id;
+		if (!draining())   /* else no one is listening */
+			note_closed(c->id);
 		free(c->tx);
 		free(c);
 	}
-	if (nunreported)
+	if (nunreported && !draining())
 		report_closed();
+}
+
+/* Draining -------------------------------------------------------------------------- */
+
+/* vupy has closed the stack, or is gone: no more requests, and DRAIN_SECONDS
+ * for the connections to end.  The proxies are served on: a program's last
+ * close (POLLHUP, which a program that has exited has already made) flushes
+ * what it wrote into lwIP and closes its connection, as it always does. */
+static void start_drain(void)
+{
+	if (draining())
+		return;
+	epoll_ctl(ep, EPOLL_CTL_DEL, ctl, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &drain_end);
+	drain_end.tv_sec += DRAIN_SECONDS;
+}
+
+/* Whether lwIP still owes pcb's peer data, or a FIN the peer has not
+ * acknowledged.  FIN_WAIT_2 and TIME_WAIT owe nothing; a SYN_RCVD one
+ * never reached a program, so it carries nothing of theirs. */
+static int owes_peer(const struct tcp_pcb *pcb)
+{
+	switch (pcb->state) {
+	case ESTABLISHED:
+	case FIN_WAIT_1:
+	case CLOSE_WAIT:
+	case CLOSING:
+	case LAST_ACK:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static struct tcp_pcb *owing_pcb(void)
+{
+	for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
+		if (owes_peer(pcb))
+			return pcb;
+	return NULL;
+}
+
+static int drain_expired(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > drain_end.tv_sec ||
+	       (now.tv_sec == drain_end.tv_sec && now.tv_nsec >= drain_end.tv_nsec);
+}
+
+/* Exit once no program holds a proxy and every peer has had its data and
+ * FIN (the timers in lwIP's thread retransmit meanwhile).  At the bound,
+ * what is left is reset: lwIP's state dies with the process, and a peer
+ * told nothing would wait for ever for an end that cannot come. */
+static void end_drain_if_done(void)
+{
+	if (nconns == 0 && !owing_pcb())
+		exit(0);
+	if (!drain_expired())
+		return;
+	int reset = 0;
+	for (struct tcp_pcb *pcb; (pcb = owing_pcb()); reset++)
+		tcp_abort(pcb);   /* sends RST, and takes pcb off tcp_active_pcbs */
+	if (reset)
+		fprintf(stderr, "vupy-lwip: %d connection%s still sending %d s after the stack "
+			"closed: reset\n", reset, reset == 1 ? "" : "s", DRAIN_SECONDS);
+	exit(0);
 }
 
 /* The link --------------------------------------------------------------------------- */
@@ -1449,18 +1548,20 @@ static void start_serving(void)
 	reply(0, 0, 0, VW_READY, NULL, 0, -1);
 }
 
-/* The main thread, until vupy closes the control socket: requests,
- * proxies, and the closed ones to report. */
+/* The main thread: requests, proxies, and the closed ones to report; once
+ * vupy closes the control socket, proxies only, until drained. */
 static void __attribute__((noreturn)) main_loop(void)
 {
 	struct epoll_event events[64];
 	for (;;) {
-		int n = epoll_wait(ep, events, 64, -1);
+		int n = epoll_wait(ep, events, 64, draining() ? DRAIN_TICK_MS : -1);
 		if (n < 0 && errno != EINTR)
 			die("epoll_wait: %s", strerror(errno));
 		LOCK_TCPIP_CORE();
 		for (int i = 0; i < n; i++) {
 			if (events[i].data.ptr == NULL) {
+				if (draining())   /* vupy went earlier in this batch */
+					continue;
 				if (events[i].events & EPOLLOUT)
 					report_closed();
 				if (events[i].events & (EPOLLIN | EPOLLHUP))
@@ -1471,6 +1572,8 @@ static void __attribute__((noreturn)) main_loop(void)
 		}
 		flush_dirty();
 		bring_out_the_dead();
+		if (draining())
+			end_drain_if_done();
 		UNLOCK_TCPIP_CORE();
 	}
 }

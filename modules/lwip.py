@@ -14,7 +14,8 @@ SOURCE is a libvdeplug URL: ``tap://IF``, ``vde://SWITCH``, ``vxvde://GROUP``,
 
 Each stack is a worker process (vupy/lib/vupy-lwip, from csrc/lwip_worker.c):
 lwIP keeps global state, so one stack per process.  The worker ends with the
-stack, and with vupy: it exits when its control socket closes.  Programs get
+stack, and with vupy: when its control socket closes, it delivers what
+programs wrote and FIN, then exits (within DRAIN_SECONDS).  Programs get
 proxy descriptors (see "Proxy stacks" in vupy/stack.py).
 
 LwipStack serves each proxy through one of two parts, found by its sock:
@@ -43,6 +44,8 @@ from ._options import Options, need_source
 WORKER = os.path.join(os.path.dirname(vupy.__file__), "lib", "vupy-lwip")
 READY_SECONDS = 10      # for the worker to open its link
 REPLY_SECONDS = 5       # for any answer: a worker that takes longer is broken
+DRAIN_SECONDS = 3       # csrc/lwip_worker.c: for its peers to take what is left once closed
+CLOSE_SECONDS = DRAIN_SECONDS + 2   # for a closed worker to drain and exit, before SIGKILL
 
 REPLY_SIZE = ffi.sizeof("struct vw_rep")
 MAX_MESSAGE = REPLY_SIZE + lib.VW_MAX_PAYLOAD
@@ -301,9 +304,11 @@ class Worker:
 
     def close(self):
         if self.ctl is not None:
-            self.ctl.close()        # the worker exits when it sees this
+            # The worker drains when it sees this: it sends what programs
+            # wrote, and FIN, then exits (within DRAIN_SECONDS).
+            self.ctl.close()
             self.ctl = None
-        end_helper(self.process, REPLY_SECONDS)
+        end_helper(self.process, CLOSE_SECONDS)
 
     # Its requests, as the ProxyStack operations on its socks -------------------
 

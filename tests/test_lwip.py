@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import textwrap
+import time
 
 import pytest
 
@@ -594,3 +595,75 @@ def test_many_closes_do_not_stall_data(vde_lan, background, as_user):
     """, LAN_IP), vde_lan.stack())
     assert assert_ok(r).strip() == "echo:still flowing"
     assert echo.expect("got") == "got still flowing"
+
+
+# Closing the stack ------------------------------------------------------------------
+
+# Namespace side: one connection, taken after argv[3] seconds, its bytes
+# counted until EOF ('eof N'), or 'no eof N WHY' if 30 s pass without a byte
+# or the end.
+BYTE_COUNTER = textwrap.dedent("""
+    s = listener(sys.argv[1], int(sys.argv[2]))
+    say('ready')
+    c, peer = s.accept()
+    time.sleep(float(sys.argv[3]))
+    c.settimeout(30)
+    n = 0
+    try:
+        while chunk := c.recv(1 << 16):
+            n += len(chunk)
+        say('eof', n)
+    except OSError as e:
+        say('no eof', n, type(e).__name__)
+""")
+
+
+def test_session_end_delivers_a_programs_last_data_and_fin(vde_lan, background):
+    """A program that writes and exits at once, without shutdown or close,
+    ends its session, and with it the stack: what it wrote still reaches the
+    peer, then the end, as from a kernel socket.  The peer reads nothing for
+    a while, so that much is still in the proxy and in lwIP when the stack
+    closes."""
+    counter = background(vde_lan.ns_argv(py(BYTE_COUNTER, LAN_IP, 7040, 2)), ready="ready")
+    r = lwip_run(py("""
+        s = connect(sys.argv[1], 7040)
+        s.settimeout(0.5)
+        sent = 0
+        try:
+            while sent < 8 << 20:
+                sent += s.send(b'x' * (1 << 16))
+        except TimeoutError:
+            pass
+        say('sent', sent)
+        os._exit(0)
+    """, LAN_IP), vde_lan.stack())
+    sent = int(lines_of(assert_ok(r), "sent")[0][0])
+    assert counter.expect("eof", 40) == f"eof {sent}"
+
+
+def test_session_end_is_not_held_by_a_silent_peer(vde_lan, background):
+    """A peer that takes nothing (a full window) cannot hold the end of the
+    session: the stack gives up on it after a bound, and says so."""
+    background(vde_lan.ns_argv(py("""
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.bind((sys.argv[1], 7041))
+        s.listen(1)
+        say('ready')
+        c, peer = s.accept()
+        say('accepted')
+        time.sleep(600)
+    """, LAN_IP)), ready="ready")
+    started = time.monotonic()
+    r = lwip_run(py("""
+        s = connect(sys.argv[1], 7041)
+        s.settimeout(3)
+        try:
+            s.sendall(b'x' * (8 << 20))
+        except TimeoutError:
+            say('stalled')
+        os._exit(0)
+    """, LAN_IP), vde_lan.stack())
+    assert assert_ok(r).strip() == "stalled"
+    assert time.monotonic() - started < 20
+    assert "still sending" in r.stderr, r.stderr
