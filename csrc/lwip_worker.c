@@ -29,7 +29,7 @@
  * the control socket.  The worker then drains, as a kernel does for the
  * sockets of a process that has exited: it serves no more requests, sends
  * what each program wrote and then its FIN, and exits once every peer has
- * acknowledged both, or after DRAIN_SECONDS, resetting what is left.
+ * acknowledged both, or after VW_DRAIN_SECONDS, resetting what is left.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -73,8 +73,6 @@
 #define VW_FILLER 65536        /* bytes per write that fills a fresh proxy */
 #define VW_CHUNK 65536         /* bytes moved from a proxy to lwIP per read */
 #define ADDR_CACHE 64          /* source-address memfds kept */
-#define DRAIN_SECONDS 3        /* for peers to take what is left once vupy has closed
-				  the stack; modules/lwip.py waits longer */
 #define DRAIN_TICK_MS 20       /* how often a drain looks at lwIP's connections */
 
 struct conn {
@@ -1248,7 +1246,7 @@ static void bring_out_the_dead(void)
 
 /* Draining -------------------------------------------------------------------------- */
 
-/* vupy has closed the stack, or is gone: no more requests, and DRAIN_SECONDS
+/* vupy has closed the stack, or is gone: no more requests, and VW_DRAIN_SECONDS
  * for the connections to end.  The proxies are served on: a program's last
  * close (POLLHUP, which a program that has exited has already made) flushes
  * what it wrote into lwIP and closes its connection, as it always does. */
@@ -1258,7 +1256,7 @@ static void start_drain(void)
 		return;
 	epoll_ctl(ep, EPOLL_CTL_DEL, ctl, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &drain_end);
-	drain_end.tv_sec += DRAIN_SECONDS;
+	drain_end.tv_sec += VW_DRAIN_SECONDS;
 }
 
 /* Whether lwIP still owes pcb's peer data, or a FIN the peer has not
@@ -1309,7 +1307,7 @@ static void end_drain_if_done(void)
 		tcp_abort(pcb);   /* sends RST, and takes pcb off tcp_active_pcbs */
 	if (reset)
 		fprintf(stderr, "vupy-lwip: %d connection%s still sending %d s after the stack "
-			"closed: reset\n", reset, reset == 1 ? "" : "s", DRAIN_SECONDS);
+			"closed: reset\n", reset, reset == 1 ? "" : "s", VW_DRAIN_SECONDS);
 	exit(0);
 }
 

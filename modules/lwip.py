@@ -15,7 +15,7 @@ SOURCE is a libvdeplug URL: ``tap://IF``, ``vde://SWITCH``, ``vxvde://GROUP``,
 Each stack is a worker process (vupy/lib/vupy-lwip, from csrc/lwip_worker.c):
 lwIP keeps global state, so one stack per process.  The worker ends with the
 stack, and with vupy: when its control socket closes, it delivers what
-programs wrote and FIN, then exits (within DRAIN_SECONDS).  Programs get
+programs wrote and FIN, then exits (within VW_DRAIN_SECONDS).  Programs get
 proxy descriptors (see "Proxy stacks" in vupy/stack.py).
 
 LwipStack serves each proxy through one of two parts, found by its sock:
@@ -32,6 +32,7 @@ import select
 import socket
 import struct
 import sys
+import threading
 
 import vupy
 from vupy import rtnetlink
@@ -44,8 +45,7 @@ from ._options import Options, need_source
 WORKER = os.path.join(os.path.dirname(vupy.__file__), "lib", "vupy-lwip")
 READY_SECONDS = 10      # for the worker to open its link
 REPLY_SECONDS = 5       # for any answer: a worker that takes longer is broken
-DRAIN_SECONDS = 3       # csrc/lwip_worker.c: for its peers to take what is left once closed
-CLOSE_SECONDS = DRAIN_SECONDS + 2   # for a closed worker to drain and exit, before SIGKILL
+CLOSE_SECONDS = lib.VW_DRAIN_SECONDS + 2   # for a closed worker to drain and exit, before SIGKILL
 
 REPLY_SIZE = ffi.sizeof("struct vw_rep")
 MAX_MESSAGE = REPLY_SIZE + lib.VW_MAX_PAYLOAD
@@ -303,12 +303,17 @@ class Worker:
         return gone
 
     def close(self):
-        if self.ctl is not None:
-            # The worker drains when it sees this: it sends what programs
-            # wrote, and FIN, then exits (within DRAIN_SECONDS).
-            self.ctl.close()
-            self.ctl = None
-        end_helper(self.process, CLOSE_SECONDS)
+        if self.ctl is None:
+            return
+        # The worker drains when it sees this: it sends what programs wrote,
+        # and FIN, then exits (within VW_DRAIN_SECONDS, csrc/lwip_worker.h).
+        # It is waited for on a thread of its own, since this may run on the
+        # supervisor's (a vuumount): a drain must not hold up the session's
+        # calls.  The thread is no daemon, so vupy waits for it before exiting.
+        self.ctl.close()
+        self.ctl = None
+        threading.Thread(target=end_helper, args=(self.process, CLOSE_SECONDS),
+                         name=f"vupy-lwip-{self.process.pid}").start()
 
     # Its requests, as the ProxyStack operations on its socks -------------------
 
