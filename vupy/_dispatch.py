@@ -230,7 +230,7 @@ def _on_stack(call, stack):
         return Fail(errno.EAFNOSUPPORT)
     if call.type == SOCK_PROBE:
         return Fail(errno.EINVAL)
-    if isinstance(stack, ProxyStack) and call.abi != X86_64:
+    if call.abi != X86_64 and isinstance(stack, ProxyStack):
         # Calls on a proxy are trapped for x86_64 code only (vupy/_proxy.py).
         return Fail(errno.EAFNOSUPPORT)
     return Create(
