@@ -9,6 +9,8 @@ CONTROL, CREDS, EXIT, PROXY) and name, from the table's names resolved by
 libseccomp for x86_64, x32 and i386; `abi(arch, nr)` says which code made
 the call.
 """
+import functools
+
 from ._abi import I386, X32, X86_64
 from ._native import ffi, lib
 
@@ -25,7 +27,11 @@ EXIT = lib.VUPY_TRAP_EXIT
 PROXY = lib.VUPY_TRAP_PROXY
 
 
-def _table():
+@functools.cache
+def table():
+    """{arch: {nr: (kind, name)}}, made when first needed (libseccomp's name
+    lookups cost a few ms: not at start-up, and not at all in a session
+    that traps nothing)."""
     by_arch = {AUDIT_ARCH_X86_64: {}, AUDIT_ARCH_I386: {}}
     for trap in lib.vupy_traps[0:lib.vupy_ntraps]:
         if trap.name == ffi.NULL:       # msocket and control: x86_64 numbers of their own
@@ -42,13 +48,12 @@ def _table():
     return by_arch
 
 
-TABLE = _table()
 UNKNOWN = (None, None)
 
 
 def classify(arch, nr):
     """(kind, name) of a received call; (None, None) if the table has none."""
-    return TABLE.get(arch, {}).get(nr, UNKNOWN)
+    return table().get(arch, {}).get(nr, UNKNOWN)
 
 
 def abi(arch, nr):
@@ -60,4 +65,4 @@ def abi(arch, nr):
 
 def numbers(arch, kind):
     """The numbers of the calls of `kind` on `arch` ({nr: name})."""
-    return {nr: name for nr, (k, name) in TABLE[arch].items() if k == kind}
+    return {nr: name for nr, (k, name) in table()[arch].items() if k == kind}

@@ -66,17 +66,15 @@ is a kind of stack: it turns a SOURCE string and options into a stack.
 All operations run on the supervisor's one thread: every trapped call of
 the session waits while one runs, so none may block for long.
 """
+from __future__ import annotations   # no `typing` at start-up: annotations stay text
+
 import abc
 import errno
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
 from . import _native
 from ._families import KERNEL_FAMILIES
-
-if TYPE_CHECKING:
-    from .rtnetlink import Link
 
 __all__ = ["StackModule", "Stack", "KernelStack", "ProxyStack", "StackError", "KERNEL_FAMILIES"]
 
@@ -96,7 +94,7 @@ class Stack(abc.ABC):
     families: frozenset[int] = frozenset()
     """The address families it serves; the dispatcher asks for no other."""
 
-    def socket(self, domain: int, type: int, protocol: int, creds: Any) -> int:
+    def socket(self, domain: int, type: int, protocol: int, creds: object) -> int:
         """A new socket, as socket(2) would make it: a descriptor that vupy
         owns (it puts a copy in the program and closes its own).
 
@@ -260,7 +258,7 @@ class ProxyStack(Stack):
         call (vupy forgets them)."""
         return ()
 
-    def links(self) -> list["Link"]:
+    def links(self) -> list:
         """Its interfaces, as vupy.rtnetlink.Link objects, for
         if_nametoindex and if_indextoname (vupy.rtnetlink also serves
         NETLINK_ROUTE sockets from them)."""
