@@ -7,7 +7,8 @@
  *
  * lwIP keeps global state, so each stack is a process of its own.  Three
  * threads share the stack under lwIP's core lock (LWIP_TCPIP_CORE_LOCKING):
- *   - lwIP's tcpip thread runs the timers;
+ *   - lwIP's tcpip thread runs the timers, and delivers what they make the
+ *     stack send itself (the other two deliver what they make it send);
  *   - the link thread takes frames from libvdeplug and feeds them in;
  *   - the main thread serves vupy's requests (csrc/lwip_worker.h) and moves
  *     data between lwIP and the worker's end of each proxy.
@@ -65,6 +66,7 @@
 #include "lwip/ethip6.h"
 #include "lwip/tcp.h"
 #include "lwip/udp.h"
+#include "lwip/ip.h"
 #include "lwip/priv/tcp_priv.h"
 #include "netif/ethernet.h"
 
@@ -108,6 +110,7 @@ static int ctl;                 /* the control socket */
 static int ep;                  /* epoll of the main thread */
 static int wake;                /* eventfd: a callback left work for the main thread */
 static VDECONN *link_conn;
+static struct netif lo;          /* the stack's own loopback: 127.0.0.1/8, ::1 */
 static struct netif nif;         /* the interface: MAC, IPv6, the first IPv4 address */
 #define MAX_ALIASES 7
 static struct netif aliases[MAX_ALIASES];   /* one more IPv4 address each, same link */
@@ -117,6 +120,9 @@ static struct conn *graveyard;
 static struct conn *dirty;      /* conns with received data to flush */
 static int nconns;              /* conns in the table */
 static struct timespec drain_end; /* when draining, its bound; zero before */
+/* Set in the threads that call flush_dirty() after feeding lwIP; received
+ * data left by the tcpip thread (timers, loopback) needs the main thread. */
+static __thread int flushes;
 
 static int draining(void)
 {
@@ -223,6 +229,13 @@ static struct conn *new_conn(int family, int type, int protocol, int *program)
 
 /* Bury a conn: out of the table now, freed by the main thread after the
  * events at hand (which may still point to it), and vupy told. */
+static void wake_main(void)
+{
+	uint64_t one = 1;
+	if (write(wake, &one, sizeof one) < 0)
+		return;
+}
+
 static void bury(struct conn *c)
 {
 	struct conn **p = slot(c->id);
@@ -249,9 +262,7 @@ static void bury(struct conn *c)
 	c->state = DEAD;
 	c->next_dead = graveyard;
 	graveyard = c;
-	uint64_t one = 1;
-	if (write(wake, &one, sizeof one) < 0)
-		return;
+	wake_main();
 }
 
 /* Addresses ------------------------------------------------------------------ */
@@ -332,13 +343,12 @@ static int local_address(const ip_addr_t *ip)
 {
 	if (ip_addr_isany(ip))
 		return 1;
-	if (IP_IS_V4(ip)) {
-		for (int i = 0; i < naliases; i++)
-			if (ip4_addr_cmp(ip_2_ip4(ip), netif_ip4_addr(&aliases[i])))
-				return 1;
-		return ip4_addr_cmp(ip_2_ip4(ip), netif_ip4_addr(&nif));
-	}
-	return netif_get_ip6_addr_match(&nif, ip_2_ip6(ip)) >= 0;
+	struct netif *n;
+	NETIF_FOREACH(n)
+		if (IP_IS_V4(ip) ? ip4_addr_cmp(ip_2_ip4(ip), netif_ip4_addr(n))
+		    : netif_get_ip6_addr_match(n, ip_2_ip6(ip)) >= 0)
+			return 1;
+	return 0;
 }
 
 /* memfds holding a source address, kept by address. */
@@ -444,19 +454,40 @@ static err_t tcp_received(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t 
 		c->dirty = 1;
 		c->next_dirty = dirty;
 		dirty = c;
+		if (!flushes)
+			wake_main();
 	}
 	return ERR_OK;
 }
 
+/* Whether an interface has packets to itself queued (netif_loop_output). */
+static int looped(void)
+{
+	struct netif *n;
+	NETIF_FOREACH(n)
+		if (n->loop_first)
+			return 1;
+	return 0;
+}
+
+/* Deliver the packets the stack sent itself, then write out what arrived.
+ * lwIP would deliver them on its tcpip thread; delivering them here, in
+ * the thread that sent them, spares a loopback exchange two thread hops. */
 static void flush_dirty(void)
 {
-	while (dirty) {
-		struct conn *c = dirty;
-		dirty = c->next_dirty;
-		c->dirty = 0;
-		if (c->fd >= 0)
-			flush_rx(c);
-	}
+	do {
+		struct netif *n;
+		NETIF_FOREACH(n)
+			if (n->loop_first)
+				netif_poll(n);
+		while (dirty) {
+			struct conn *c = dirty;
+			dirty = c->next_dirty;
+			c->dirty = 0;
+			if (c->fd >= 0)
+				flush_rx(c);
+		}
+	} while (looped());
 }
 
 static void tcp_failed(void *arg, err_t err)
@@ -937,15 +968,38 @@ static int do_setsockopt(struct conn *c, int level, int name, const void *val, s
  *   link NAME INDEX MTU MAC up|down
  *   addr INDEX FAMILY ADDRESS PREFIXLEN
  *   route INDEX FAMILY DESTINATION PREFIXLEN GATEWAY|-          */
+static size_t link_info(char *out, size_t size, const char *name, struct netif *netif)
+{
+	const u8_t *h = netif->hwaddr;
+	return snprintf(out, size, "link %s %d %u %02x:%02x:%02x:%02x:%02x:%02x %s\n", name,
+			netif_get_index(netif), netif->mtu, h[0], h[1], h[2], h[3], h[4], h[5],
+			netif_is_up(netif) ? "up" : "down");
+}
+
+static size_t ip6_info(char *out, size_t size, struct netif *netif, int prefixlen)
+{
+	size_t n = 0;
+	char a[64];
+	for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++) {
+		if (!ip6_addr_isvalid(netif_ip6_addr_state(netif, i)))
+			continue;
+		ip6addr_ntoa_r(netif_ip6_addr(netif, i), a, sizeof a);
+		n += snprintf(out + n, size - n, "addr %d 6 %s %d\n", netif_get_index(netif), a, prefixlen);
+	}
+	return n;
+}
+
 static size_t info(char *out, size_t size)
 {
 	size_t n = 0;
-	char a[64], m[64];
+	char a[64];
 	int idx = netif_get_index(&nif);
-	const u8_t *h = nif.hwaddr;
-	snprintf(m, sizeof m, "%02x:%02x:%02x:%02x:%02x:%02x", h[0], h[1], h[2], h[3], h[4], h[5]);
-	n += snprintf(out + n, size - n, "link vde0 %d %u %s %s\n", idx, nif.mtu, m,
-		      netif_is_up(&nif) ? "up" : "down");
+	/* lo's 127.0.0.0/8 is a route of the kernel's local table, which
+	 * `ip route` does not show: no route line for it. */
+	n += link_info(out + n, size - n, "lo", &lo);
+	n += snprintf(out + n, size - n, "addr %d 4 127.0.0.1 8\n", netif_get_index(&lo));
+	n += ip6_info(out + n, size - n, &lo, 128);
+	n += link_info(out + n, size - n, "vde0", &nif);
 	for (int k = -1; k < naliases; k++) {
 		struct netif *v4 = k < 0 ? &nif : &aliases[k];
 		if (ip4_addr_isany(netif_ip4_addr(v4)))
@@ -964,12 +1018,7 @@ static size_t info(char *out, size_t size)
 		ip4addr_ntoa_r(netif_ip4_gw(&nif), a, sizeof a);
 		n += snprintf(out + n, size - n, "route %d 4 0.0.0.0 0 %s\n", idx, a);
 	}
-	for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++) {
-		if (!ip6_addr_isvalid(netif_ip6_addr_state(&nif, i)))
-			continue;
-		ip6addr_ntoa_r(netif_ip6_addr(&nif, i), a, sizeof a);
-		n += snprintf(out + n, size - n, "addr %d 6 %s 64\n", idx, a);
-	}
+	n += ip6_info(out + n, size - n, &nif, 64);
 	n += snprintf(out + n, size - n, "route %d 6 fe80:: 64 -\n", idx);
 	return n < size ? n : size;
 }
@@ -1326,12 +1375,26 @@ static err_t link_output(struct netif *netif, struct pbuf *p)
 	return ERR_OK;
 }
 
+/* Whether a frame is for 127/8 or ::1, which only lo carries: lwIP, built
+ * without a loop interface of its own, would take it in on any interface. */
+static int martian(const uint8_t *frame, ssize_t n)
+{
+	static const uint8_t one[16] = { [15] = 1 };
+	if (n >= 34 && frame[12] == 0x08 && frame[13] == 0x00)
+		return frame[30] == 127;
+	return n >= 54 && frame[12] == 0x86 && frame[13] == 0xdd && memcmp(frame + 38, one, 16) == 0;
+}
+
 /* A frame into lwIP.  IPv4 takes packets for any interface's address
  * whichever interface they come in on, but ARP answers only for the one it
  * is given: an ARP packet goes to the interface whose address it names. */
 static void link_input(struct pbuf *p, const uint8_t *frame, ssize_t n)
 {
 	struct netif *to = &nif;
+	if (martian(frame, n)) {
+		pbuf_free(p);
+		return;
+	}
 	if (naliases && n >= 42 && frame[12] == 0x08 && frame[13] == 0x06)
 		for (int i = 0; i < naliases; i++)
 			if (memcmp(frame + 38, &netif_ip4_addr(&aliases[i])->addr, 4) == 0)
@@ -1345,6 +1408,7 @@ static void *link_thread(void *arg)
 	static uint8_t frame[65536 + 64];
 	struct pollfd data = { .fd = vde_datafd(link_conn), .events = POLLIN };
 	(void)arg;
+	flushes = 1;
 	for (;;) {
 		ssize_t n = vde_recv(link_conn, frame, sizeof frame, 0);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
@@ -1387,6 +1451,31 @@ static err_t nif_init(struct netif *netif)
 	netif->hwaddr_len = 6;
 	netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET |
 		NETIF_FLAG_IGMP | NETIF_FLAG_MLD6 | NETIF_FLAG_LINK_UP;
+	return ERR_OK;
+}
+
+/* lo: what the stack sends itself, on 127.0.0.1 or ::1 (ip4_output_if and
+ * ip6_output_if loop these before output), or on the rest of 127/8. */
+static err_t lo_output(struct netif *netif, struct pbuf *p, const ip4_addr_t *to)
+{
+	(void)to;
+	return netif_loop_output(netif, p);
+}
+
+static err_t lo_output6(struct netif *netif, struct pbuf *p, const ip6_addr_t *to)
+{
+	(void)to;
+	return netif_loop_output(netif, p);
+}
+
+static err_t lo_init(struct netif *netif)
+{
+	netif->name[0] = 'l';
+	netif->name[1] = 'o';
+	netif->output = lo_output;
+	netif->output_ip6 = lo_output6;
+	netif->mtu = 65535;
+	netif->flags = NETIF_FLAG_LINK_UP;
 	return ERR_OK;
 }
 
@@ -1493,6 +1582,21 @@ static const char *add_ipv6(char **addresses, int n)
 	return NULL;
 }
 
+/* lo, first, as a kernel has it (index 1). */
+static void add_loopback(void)
+{
+	ip4_addr_t ip, mask;
+	ip6_addr_t one;
+	s8_t idx;
+	IP4_ADDR(&ip, 127, 0, 0, 1);
+	IP4_ADDR(&mask, 255, 0, 0, 0);
+	netif_add(&lo, &ip, &mask, IP4_ADDR_ANY4, NULL, lo_init, ip_input);
+	ip6_addr_set_loopback(&one);
+	netif_add_ip6_address(&lo, &one, &idx);
+	netif_ip6_addr_set_state(&lo, idx, IP6_ADDR_PREFERRED);
+	netif_set_up(&lo);
+}
+
 /* The interface nif (MAC, MTU, the first IPv4 address, IPv4 gateway "-"
  * or an address, IPv6 addresses) and an alias for each further IPv4
  * address, up; 0, or 1 after telling vupy why not. */
@@ -1510,6 +1614,7 @@ static int configure(const char *mac_text, const char *mtu_text, char *ipv4, con
 	u16_t mtu = (u16_t)atoi(mtu_text);
 
 	LOCK_TCPIP_CORE();
+	add_loopback();
 	/* The aliases first: lwIP routes through the interface added last
 	 * first, which must be the main one (its address is the source of
 	 * what the stack sends on its subnet). */
@@ -1551,6 +1656,7 @@ static void start_serving(void)
 static void __attribute__((noreturn)) main_loop(void)
 {
 	struct epoll_event events[64];
+	flushes = 1;
 	for (;;) {
 		int n = epoll_wait(ep, events, 64, draining() ? DRAIN_TICK_MS : -1);
 		if (n < 0 && errno != EINTR)

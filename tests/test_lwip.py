@@ -3,9 +3,9 @@
 """The lwip stack module, end to end: unmodified programs (curl, python) and
 vupy.msocket programs on a userspace lwIP stack attached to a VDE network.
 
-lwIP has no loopback, so every peer is on the VDE network (tests/vdenet.py):
-the lwIP stack under test is 10.9.0.2 (fd09::2) on the switch of `vde_lan`,
-whose namespace is 10.9.0.1 (fd09::1).
+Peers are on the VDE network (tests/vdenet.py), or on the stack's own
+loopback: the lwIP stack under test is 10.9.0.2 (fd09::2) on the switch of
+`vde_lan`, whose namespace is 10.9.0.1 (fd09::1).
 """
 import json
 import os
@@ -126,6 +126,141 @@ def test_two_lwip_stacks_on_one_switch(vde_switch):
     assert out["b_peer"] == out["c_sock"] == ["10.9.0.11", 5000]
     assert out["b_sock"][0] == "10.9.0.12" and out["b_sock"][1] > 0
     assert out["c_peer"] == out["accepted"] == out["b_sock"]
+
+
+# 5b. Each lwIP stack's own loopback --------------------------------------------
+
+LOOPBACK = """
+    out = {}
+    for host in ('127.0.0.1', '::1', sys.argv[1]):
+        s = listener(host, 5100)
+        c = socket.socket(family(host), socket.SOCK_STREAM)
+        c.connect((host, 5100))
+        a, peer = s.accept()
+        # Two writes: the second waits (Nagle) for the delayed ACK of the
+        # first, which lwIP's timer thread sends.
+        c.sendall(b'tc')
+        time.sleep(0.05)
+        c.sendall(b'p\\n')
+        a.sendall(b'back:' + recvline(a))
+        tcp = recvline(c).decode()
+        u = listener(host, 5101, socket.SOCK_DGRAM)
+        v = socket.socket(family(host), socket.SOCK_DGRAM)
+        v.sendto(b'udp', (host, 5101))
+        data, source = u.recvfrom(100)
+        u.sendto(b'back:' + data, source)
+        out[host] = [tcp, v.recvfrom(100)[0].decode(), peer[0], source[0]]
+    # A socket bound to the link's address reaches 127.0.0.1, and back.
+    s = listener('127.0.0.1', 5102)
+    c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    c.bind((sys.argv[1], 0))
+    c.connect(('127.0.0.1', 5102))
+    a, peer = s.accept()
+    c.sendall(b'bound\\n')
+    out['bound'] = [recvline(a).decode(), peer[0]]
+    say(json.dumps(out))
+"""
+
+
+def test_loopback_of_an_lwip_stack(vde_switch, as_user):
+    """127.0.0.1 and ::1 of an lwIP stack carry TCP and UDP between its own
+    sockets, as its link address does."""
+    lan = Lan(vde_switch, None)
+    out = json.loads(assert_ok(lwip_run(py(LOOPBACK, LWIP_IP), lan.stack())))
+    assert out == {"127.0.0.1": ["back:tcp\n", "back:udp", "127.0.0.1", "127.0.0.1"],
+                   "::1": ["back:tcp\n", "back:udp", "::1", "::1"],
+                   LWIP_IP: ["back:tcp\n", "back:udp", LWIP_IP, LWIP_IP],
+                   "bound": ["bound\n", LWIP_IP]}
+
+
+def test_asyncio_on_lwip_loopback(vde_switch, as_user):
+    lan = Lan(vde_switch, None)
+    r = lwip_run(py("""
+        import asyncio
+
+        async def main():
+            said = []
+            for host in ('127.0.0.1', '::1'):
+                async def serve(r, w):
+                    w.write(b'srv:' + await r.readline())
+                    await w.drain()
+                    w.close()
+                server = await asyncio.start_server(serve, host, 5103)
+                r, w = await asyncio.open_connection(host, 5103)
+                w.write(b'async\\n')
+                said.append((await r.readline()).decode())
+                w.close()
+                server.close()
+                await server.wait_closed()
+            say(json.dumps(said))
+
+        asyncio.run(main())
+    """), lan.stack())
+    assert json.loads(assert_ok(r)) == ["srv:async\n", "srv:async\n"]
+
+
+def test_two_lwip_stacks_have_loopbacks_of_their_own(vde_switch):
+    lan = Lan(vde_switch, None)
+    a, b = "/dev/net/a", "/dev/net/b"
+    r = run([VUPY, "run", "--stack", lan.stack(a, "10.9.0.11/24", None),
+             "--stack", lan.stack(b, "10.9.0.12/24", None), "--", *py("""
+        from vupy import msocket
+        out = {}
+        for host in ('127.0.0.1', '::1'):
+            f = socket.AF_INET6 if ':' in host else socket.AF_INET
+            s = msocket(sys.argv[1], f, socket.SOCK_STREAM)
+            s.bind((host, 5104))
+            s.listen(1)
+            mine = msocket(sys.argv[1], f, socket.SOCK_STREAM)
+            mine.connect((host, 5104))
+            other = msocket(sys.argv[2], f, socket.SOCK_STREAM)
+            try:
+                other.connect((host, 5104))
+                out[host] = 'connected'
+            except OSError as e:
+                out[host] = errno.errorcode[e.errno]
+        say(json.dumps(out))
+    """, a, b)], timeout=PROGRAM_SECONDS)
+    assert json.loads(assert_ok(r)) == {"127.0.0.1": "ECONNREFUSED", "::1": "ECONNREFUSED"}
+
+
+def test_link_frames_for_loopback_addresses_are_dropped(vde_lan, background):
+    """A frame from the link for 127.0.0.1 never reaches the stack's sockets,
+    while the same frame for the link address does."""
+    mac = "02:00:00:00:00:02"
+    server = background(lwip_argv(py("""
+        s = listener('0.0.0.0', 7040, socket.SOCK_DGRAM)
+        say('ready')
+        got = []
+        while b'link' not in got:
+            got.append(s.recv(100))
+        say(json.dumps([g.decode() for g in got]))
+    """), vde_lan.stack() + f",mac={mac}"), ready="ready")
+    r = vde_lan.in_ns(py("""
+        import struct
+        def checksum(header):
+            total = sum(struct.unpack('!10H', header))
+            total = (total & 0xffff) + (total >> 16)
+            return ~((total & 0xffff) + (total >> 16)) & 0xffff
+        def frame(dst, payload):
+            udp = struct.pack('!HHHH', 7040, 7040, 8 + len(payload), 0) + payload
+            ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                             socket.inet_aton(sys.argv[2]), socket.inet_aton(dst))
+            ip = ip[:10] + struct.pack('!H', checksum(ip)) + ip[12:]
+            mine = open('/sys/class/net/tap0/address').read().strip()
+            return (bytes.fromhex(sys.argv[1].replace(':', '')) +
+                    bytes.fromhex(mine.replace(':', '')) + b'\\x08\\x00' + ip + udp)
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        s.bind(('tap0', 0))
+        for _ in range(3):
+            s.send(frame('127.0.0.1', b'martian'))
+            s.send(frame(sys.argv[3], b'link'))
+            time.sleep(0.2)
+    """, mac, LAN_IP, LWIP_IP))
+    assert_ok(r)
+    status, out, err = server.finish()
+    assert status == 0, err
+    assert json.loads(out.split("\n")[1]) == ["link"], out
 
 
 # 6. slirp --------------------------------------------------------------------
@@ -377,7 +512,8 @@ def test_ip_and_glibc_see_lwip_interfaces(vde_lan):
     assert "10.9.0.0/24 dev vde0 proto kernel scope link src 10.9.0.2" in out
     assert "default via 10.9.0.1 dev vde0" in out
     assert "fd09::/64 dev vde0" in out
-    assert len(re.findall(r"^\S+\s+UP", out, re.M)) == 2, out     # vde0 only, no lo or eth0
+    assert re.search(r"^lo\s+UP\s+127.0.0.1/8 ::1/128\s*$", out, re.M), out
+    assert len(re.findall(r"^\S+\s+UP", out, re.M)) == 4, out     # lo and vde0, no eth0
     assert re.search(r"^add=2$", out, re.M), out                     # read only: refused
     script = textwrap.dedent("""
         import json, socket
@@ -389,7 +525,7 @@ def test_ip_and_glibc_see_lwip_interfaces(vde_lan):
                 None, 80, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG)})}))
     """)
     info = json.loads(assert_ok(lwip_run([PYTHON, "-c", script], stack)))
-    assert info == {"nameindex": [[1, "vde0"]], "index": 1, "name": "vde0",
+    assert info == {"nameindex": [[1, "lo"], [2, "vde0"]], "index": 2, "name": "lo",
                     "addrconfig": ["AF_INET", "AF_INET6"]}
 
 
@@ -576,7 +712,7 @@ def test_several_ipv4_addresses(vde_lan, background):
     assert lines_of(out, "out") == [[LWIP_IP]], out
     assert sink.expect("conn") == f"conn {LWIP_IP}"
     addresses = assert_ok(lwip_run(["ip", "-br", "-4", "addr"], stack)).split()
-    assert addresses[2:] == [f"{LWIP_IP}/24", "10.9.0.3/24"], addresses
+    assert addresses == ["lo", "UP", "127.0.0.1/8", "vde0", "UP", f"{LWIP_IP}/24", "10.9.0.3/24"]
 
 
 def test_many_closes_do_not_stall_data(vde_lan, background, as_user):
