@@ -263,6 +263,44 @@ def test_link_frames_for_loopback_addresses_are_dropped(vde_lan, background):
     assert json.loads(out.split("\n")[1]) == ["link"], out
 
 
+def test_nothing_for_loopback_addresses_leaves_on_the_link(vde_lan, background):
+    sniffer = background(vde_lan.ns_argv(py("""
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        s.bind(('tap0', 0))
+        s.settimeout(0.2)
+        say('ready')
+        seen, deadline = [], time.monotonic() + 6
+        while time.monotonic() < deadline:
+            try:
+                f = s.recv(65535)
+            except socket.timeout:
+                continue
+            if f[12:14] == b'\\x08\\x00' and f[30] == 127 or \\
+               f[12:14] == b'\\x86\\xdd' and bytes(15) + b'\\x01' in f[22:]:   # or ND for ::1
+                seen.append(f.hex())
+        say(json.dumps(seen))
+    """)), ready="ready")
+    r = lwip_run(py("""
+        out = {}
+        for host in ('127.0.0.1', '::1', '127.0.0.5'):
+            c = socket.socket(family(host), socket.SOCK_STREAM)
+            c.settimeout(2)
+            try:
+                c.connect((host, 5105))
+                out[host] = 'connected'
+            except OSError as e:
+                out[host] = errno.errorcode.get(e.errno, 'timeout')
+            u = socket.socket(family(host), socket.SOCK_DGRAM)
+            u.sendto(b'x', (host, 5106))
+        say(json.dumps(out))
+    """), vde_lan.stack())
+    status, out, err = sniffer.finish()
+    assert status == 0, err
+    assert json.loads(out.split("\n")[1]) == [], out
+    assert json.loads(assert_ok(r)) == {"127.0.0.1": "ECONNREFUSED", "::1": "ECONNREFUSED",
+                                        "127.0.0.5": "timeout"}
+
+
 # 6. slirp --------------------------------------------------------------------
 
 def test_lwip_on_slirp_reaches_host_loopback(background, tmp_path):
