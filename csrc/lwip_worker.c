@@ -227,8 +227,6 @@ static struct conn *new_conn(int family, int type, int protocol, int *program)
 	return c;
 }
 
-/* Bury a conn: out of the table now, freed by the main thread after the
- * events at hand (which may still point to it), and vupy told. */
 static void wake_main(void)
 {
 	uint64_t one = 1;
@@ -236,6 +234,8 @@ static void wake_main(void)
 		return;
 }
 
+/* Bury a conn: out of the table now, freed by the main thread after the
+ * events at hand (which may still point to it), and vupy told. */
 static void bury(struct conn *c)
 {
 	struct conn **p = slot(c->id);
@@ -964,10 +964,6 @@ static int do_setsockopt(struct conn *c, int level, int name, const void *val, s
 	return ENOPROTOOPT;
 }
 
-/* Interfaces, addresses and routes, one per line, for vupy's netlink answers:
- *   link NAME INDEX MTU MAC up|down
- *   addr INDEX FAMILY ADDRESS PREFIXLEN
- *   route INDEX FAMILY DESTINATION PREFIXLEN GATEWAY|-          */
 static size_t link_info(char *out, size_t size, const char *name, struct netif *netif)
 {
 	const u8_t *h = netif->hwaddr;
@@ -989,6 +985,10 @@ static size_t ip6_info(char *out, size_t size, struct netif *netif, int prefixle
 	return n;
 }
 
+/* Interfaces, addresses and routes, one per line, for vupy's netlink answers:
+ *   link NAME INDEX MTU MAC up|down
+ *   addr INDEX FAMILY ADDRESS PREFIXLEN
+ *   route INDEX FAMILY DESTINATION PREFIXLEN GATEWAY|-          */
 static size_t info(char *out, size_t size)
 {
 	size_t n = 0;
