@@ -117,9 +117,9 @@ def _pending_signals(tid):
     fields = status(tid, b"SigPnd", b"ShdPnd", b"SigBlk", b"SigIgn")
     if fields is None:
         return None
-    mask = {key: int(fields.get(key, b"0"), 16) for key in (b"SigPnd", b"ShdPnd", b"SigBlk", b"SigIgn")}
-    waiting = mask[b"SigPnd"] | mask[b"ShdPnd"]
-    return bool(waiting & ~mask[b"SigBlk"] & ~mask[b"SigIgn"])
+    mask = {key: int(value, 16) for key, value in fields.items()}
+    waiting = mask.get(b"SigPnd", 0) | mask.get(b"ShdPnd", 0)
+    return bool(waiting & ~mask.get(b"SigBlk", 0) & ~mask.get(b"SigIgn", 0))
 
 
 class ProxyServer:
@@ -299,15 +299,13 @@ def _take_connection(call, proxy, listening, flags):
             except BlockingIOError:
                 pass
         writes = address_writes(call.memory, call.args[1], call.args[2], peer)
-        for address, data in writes:
-            call.memory.write(address, data)
         proxy.registry.register(new, proxy.stack, proxy.family, proxy.type, proxy.protocol)
         if flags & socket.SOCK_NONBLOCK:
             os.set_blocking(new, False)
     except BaseException:
         os.close(new)
         raise
-    return Inject(new, bool(flags & socket.SOCK_CLOEXEC))
+    return Inject(new, bool(flags & socket.SOCK_CLOEXEC), writes)
 
 
 def getsockname(call, proxy):

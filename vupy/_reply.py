@@ -41,9 +41,10 @@ class Continue(namedtuple("Continue", ())):
 CONTINUE = Continue()
 
 
-class Inject(namedtuple("Inject", "fd cloexec", defaults=(False,))):
+class Inject(namedtuple("Inject", "fd cloexec writes", defaults=(False, ()))):
     """Descriptor `fd` (ours, given away) becomes the call's result, a new
-    descriptor of the caller, close-on-exec if `cloexec`."""
+    descriptor of the caller, close-on-exec if `cloexec`, after `writes` are
+    made as an Answer's (EFAULT instead, and `fd` closed, if one cannot be)."""
     __slots__ = ()
 
 
@@ -55,25 +56,27 @@ class Park(namedtuple("Park", "fd events resume")):
 
 def send(listener, id, outcome, memory=None):
     """Carry out `outcome` for notification `id`; `memory` (a
-    _wire.CallerMemory) makes an Answer's writes.  Returns what the caller
-    got: the Answer (for an Inject, Answer(new descriptor)), or the Fail
-    (Fail(ENOENT) for an Inject whose caller is gone)."""
+    _wire.CallerMemory) makes an Answer's or an Inject's writes.  Returns
+    what the caller got: the Answer (for an Inject, Answer(new descriptor)),
+    or the Fail (Fail(ENOENT) for an Inject whose caller is gone)."""
     kind = type(outcome)
-    if kind is Answer:
+    if kind is Continue:
+        lib.vupy_respond(listener, id, 0, 0, 1)
+        return outcome
+    if kind is Answer or kind is Inject:
         try:
             for address, data in outcome.writes:
                 memory.write(address, data)
         except OSError as e:
+            if kind is Inject:
+                os.close(outcome.fd)
             outcome = Fail(e.errno)
         else:
-            lib.vupy_respond(listener, id, outcome.value, 0, 0)
-            return outcome
-    elif kind is Continue:
-        lib.vupy_respond(listener, id, 0, 0, 1)
-        return outcome
-    elif kind is Inject:
-        rc = lib.vupy_inject(listener, id, outcome.fd, os.O_CLOEXEC if outcome.cloexec else 0)
-        return Answer(rc) if rc >= 0 else Fail(-rc)
+            if kind is Answer:
+                lib.vupy_respond(listener, id, outcome.value, 0, 0)
+                return outcome
+            rc = lib.vupy_inject(listener, id, outcome.fd, os.O_CLOEXEC if outcome.cloexec else 0)
+            return Answer(rc) if rc >= 0 else Fail(-rc)
     lib.vupy_respond(listener, id, 0, outcome.errno, 0)
     return outcome
 
