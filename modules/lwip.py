@@ -126,7 +126,6 @@ class LwipStack(ProxyStack):
         self.gone = set()           # socks whose last descriptor is closed, not yet told
         self.netlink = None
         self.worker = Worker(arguments, on_lost=self._end)
-        self._links = parse_links(self.worker.info())
         self.netlink = NetlinkRoute(self.links)
 
     def _handler(self, sock):
@@ -182,7 +181,8 @@ class LwipStack(ProxyStack):
         return self._handler(sock).sendto(sock, data, flags, address)
 
     def links(self):
-        return self._links
+        # Asked afresh each time: the stack's addresses change as it runs.
+        return parse_links(self.worker.info())
 
     def _take_closed(self):
         for part in (self.worker, self.netlink):
@@ -216,6 +216,8 @@ class Worker:
         self.on_lost = on_lost
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self.seq = 0
+        # The supervisor's thread and the netlink responder's both make requests.
+        self.lock = threading.Lock()
         # One struct vw_req, filled in for each request: cheaper than a new one.
         self.request = ffi.new("struct vw_req *")
         self.request_bytes = ffi.buffer(self.request)
@@ -252,6 +254,10 @@ class Worker:
     def _call(self, op, sock=0, a=0, b=0, c=0, payload=b""):
         """The worker's (value, payload, descriptor) for one request; OSError
         with its errno, or ENETDOWN if the worker is gone."""
+        with self.lock:
+            return self._exchange(op, sock, a, b, c, payload)
+
+    def _exchange(self, op, sock, a, b, c, payload):
         if self.ctl is None:
             raise OSError(errno.ENETDOWN, "the lwIP stack is gone")
         self.seq = self.seq % 0xFFFFFFFF + 1
@@ -294,12 +300,13 @@ class Worker:
     def closed(self):
         """The socks the worker has closed since the last call, from what it
         said on its own (read now, without waiting) or amid replies."""
-        while (message := self._next(0)) is not None:
-            if message[0].seq == 0:
-                self._event(message[0])
-            for fd in message[2]:
-                os.close(fd)
-        gone, self.gone = self.gone, set()
+        with self.lock:
+            while (message := self._next(0)) is not None:
+                if message[0].seq == 0:
+                    self._event(message[0])
+                for fd in message[2]:
+                    os.close(fd)
+            gone, self.gone = self.gone, set()
         return gone
 
     def close(self):

@@ -212,20 +212,26 @@ class Responder:
 
     def _reply(self, end, data):
         port = self.port(self.ends[end][0])
-        for datagram in answer(self.links(), data, port):
+        try:
+            datagrams = answer(self.links(), data, port)
+        except OSError as e:            # the stack could not say (it is gone)
+            if len(data) < NLMSG.size:
+                return
+            datagrams = [_error(e.errno, data[:NLMSG.size], NLMSG.unpack_from(data)[3], port)]
+        for datagram in datagrams:
             try:
                 socket.send_fds(end, [datagram], [self.address], socket.MSG_DONTWAIT)
             except OSError:
                 return                      # full, or closed: netlink drops too
 
     def _serve(self):
-        while True:
+        while not self.stopped:
             with self.lock:
                 ends = list(self.ends)
             readable, _, _ = select.select(ends + [self.wake_r], [], [])
-            if self.stopped:
-                return
             for end in readable:
+                if self.stopped:            # by close(), maybe on this thread in _reply
+                    return
                 if end == self.wake_r:
                     os.read(self.wake_r, 64)
                     continue
@@ -250,7 +256,7 @@ class Responder:
     def close(self):
         self.stopped = True
         os.write(self.wake_w, b"!")
-        if self.thread is not None:
+        if self.thread is not None and self.thread is not threading.current_thread():
             self.thread.join()
         with self.lock:
             for end in self.ends:
