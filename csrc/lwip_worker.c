@@ -68,6 +68,8 @@
 #include "lwip/udp.h"
 #include "lwip/ip.h"
 #include "lwip/priv/tcp_priv.h"
+#include "lwip/priv/nd6_priv.h"
+#include "lwip/timeouts.h"
 #include "netif/ethernet.h"
 
 #include "lwip_worker.h"
@@ -76,6 +78,10 @@
 #define VW_CHUNK 65536         /* bytes moved from a proxy to lwIP per read */
 #define ADDR_CACHE 64          /* source-address memfds kept */
 #define DRAIN_TICK_MS 20       /* how often a drain looks at lwIP's connections */
+/* How long a connect waits for its next hop's link address: the kernel's
+ * 3 solicitations 1 s apart (neigh mcast_solicit, retrans_time_ms), after
+ * which it fails the connect with EHOSTUNREACH. */
+#define NEIGHBOUR_MS 3000
 
 struct conn {
 	uint64_t id;               /* inode of the program's end */
@@ -132,6 +138,7 @@ static int draining(void)
 static void start_drain(void);
 
 static void flush_rx(struct conn *c);
+static void neighbour_deadline(void *arg);
 static uint8_t buffer[VW_MAX_PAYLOAD];
 
 static void die(const char *fmt, ...)
@@ -260,6 +267,7 @@ static void bury(struct conn *c)
 		pbuf_free(c->rx);
 	c->rx = NULL;
 	c->state = DEAD;
+	sys_untimeout(neighbour_deadline, c);   /* it must not outlive c */
 	c->next_dead = graveyard;
 	graveyard = c;
 	wake_main();
@@ -715,6 +723,53 @@ static void pump_datagrams(struct conn *c, uint32_t events)
 	}
 }
 
+/* Neighbours ----------------------------------------------------------------------- */
+
+/* Whether a connecting pcb's next hop on the link has answered ARP or
+ * neighbour solicitation.  What does not go out on the link (lo, the
+ * stack's own addresses) needs no neighbour. */
+static int next_hop_known(struct tcp_pcb *pcb)
+{
+	const ip_addr_t *to = &pcb->remote_ip;
+	struct netif *n = ip_route(&pcb->local_ip, to);
+	if (!n || !(n->flags & NETIF_FLAG_ETHERNET) || local_address(to))
+		return 1;
+	if (IP_IS_V4(to)) {
+		const ip4_addr_t *hop = ip_2_ip4(to), *found;
+		struct eth_addr *mac;
+		if (!ip4_addr_netcmp(hop, netif_ip4_addr(n), netif_ip4_netmask(n)))
+			hop = netif_ip4_gw(n);
+		return etharp_find_addr(n, hop, &mac, &found) >= 0;
+	}
+	/* nd6 records the next hop of each destination it has sent to (the
+	 * destination itself on the link, else a router). */
+	const ip6_addr_t *hop = ip_2_ip6(to);
+	for (int i = 0; i < LWIP_ND6_NUM_DESTINATIONS; i++)
+		if (ip6_addr_cmp_zoneless(&destination_cache[i].destination_addr, hop)) {
+			hop = &destination_cache[i].next_hop_addr;
+			break;
+		}
+	for (int i = 0; i < LWIP_ND6_NUM_NEIGHBORS; i++)
+		if (neighbor_cache[i].state > ND6_INCOMPLETE && neighbor_cache[i].netif == n &&
+		    ip6_addr_cmp_zoneless(&neighbor_cache[i].next_hop_address, hop))
+			return 1;
+	return 0;
+}
+
+/* NEIGHBOUR_MS after a connect (in lwIP's tcpip thread): if its SYN is
+ * still waiting for the next hop's link address, the connect fails as the
+ * kernel's does, where lwIP would resend the SYN for half a minute.  No RST:
+ * nothing has reached the peer. */
+static void neighbour_deadline(void *arg)
+{
+	struct conn *c = arg;
+	struct tcp_pcb *pcb = c->pcb.tcp;
+	if (c->state != CONNECTING || !pcb || pcb->state != SYN_SENT || next_hop_known(pcb))
+		return;
+	tcp_abandon(pcb, 0);   /* tcp_failed() runs, and wakes the program */
+	c->error = EHOSTUNREACH;   /* under the core lock still: before vupy can ask */
+}
+
 /* Requests ------------------------------------------------------------------------- */
 
 /* A new socket: its id in *id, its proxy's program end in *program (which
@@ -815,6 +870,7 @@ static int do_connect(struct conn *c, const void *addr, size_t len)
 	if (err != ERR_OK)
 		return err == ERR_RTE ? ENETUNREACH : err_to_errno(err);
 	c->state = CONNECTING;
+	sys_timeout(NEIGHBOUR_MS, neighbour_deadline, c);
 	return EINPROGRESS;
 }
 

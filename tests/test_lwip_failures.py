@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
+"""Connects that fail on an lwip stack fail as a kernel stack's do: an
+absent neighbour in about the kernel's time (EHOSTUNREACH), a closed port at
+once (ECONNREFUSED).  Each program runs on an lwip stack and, as the
+reference, on a kernel stack (`vde:`) on the same switch."""
+import json
+import time
+
+import pytest
+
+from helpers import run
+from vdenet import LAN_IP, LAN_IP6, PROGRAM_SECONDS, lwip_argv, py
+
+ABSENT, ABSENT6 = "10.9.0.77", "fd09::77"       # on the link, and nobody has them
+CLOSED_PORT = 7090
+LATE, LATE6 = "10.9.0.5", "fd09::5"             # the namespace takes these during a connect
+KERNEL_IP, KERNEL_IP6 = "10.9.0.4", "fd09::4"   # the reference kernel stack
+# lwIP alone resends a SYN to an unresolved neighbour for about 31 s before it
+# fails the connect; the kernel gives up after 3 solicitations 1 s apart.  A
+# failure under this bound is the fast one, with room for a loaded machine.
+CEILING_SECONDS = 15
+
+# Blocking, then non-blocking connects to each HOST/PORT of argv: for each,
+# how the connect ended, whether poll then showed POLLOUT and what SO_ERROR
+# said (non-blocking), and the seconds taken.
+CONNECTS = """
+    import select
+    out = {}
+    for target in sys.argv[1:]:
+        host, port = target.rsplit('/', 1)
+        for mode in ('blocking', 'nonblocking'):
+            s = socket.socket(family(host), socket.SOCK_STREAM)
+            started = time.monotonic()
+            if mode == 'blocking':
+                try:
+                    s.connect((host, int(port)))
+                    result = ['connected']
+                except OSError as e:
+                    result = [errno.errorcode[e.errno]]
+            else:
+                s.setblocking(False)
+                result = [errno.errorcode.get(s.connect_ex((host, int(port))), 'connected')]
+                p = select.poll()
+                p.register(s, select.POLLOUT)
+                ready = p.poll(40000)
+                error = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                result += [bool(ready and ready[0][1] & select.POLLOUT), errno.errorcode.get(error, 'OK')]
+            result.append(time.monotonic() - started)
+            out[target + ' ' + mode] = result
+            s.close()
+    say(json.dumps(out))
+"""
+
+
+def _connects(lan, background, targets, stack_ip, stack_ip6, module):
+    """Start CONNECTS on a stack of `module` on the lan; its process."""
+    stack = lan.stack(ip=f"{stack_ip}/24", ip6=stack_ip6 + ("/64" if module == "vde" else ""),
+                      module=module)
+    return background(lwip_argv(py(CONNECTS, *targets), stack))
+
+
+def _results(program):
+    """CONNECTS' answer: (outcomes without the times, the times)."""
+    status, out, err = program.finish(60)
+    assert status == 0, err
+    results = json.loads(out)
+    return ({k: v[:-1] for k, v in results.items()}, {k: round(v[-1], 2) for k, v in results.items()})
+
+
+@pytest.mark.parametrize("absent, lan_ip", [(ABSENT, LAN_IP), (ABSENT6, LAN_IP6)], ids=["ipv4", "ipv6"])
+def test_connect_to_an_absent_neighbour_fails_as_on_a_kernel_stack(vde_lan, background, absent, lan_ip):
+    """EHOSTUNREACH, blocking and non-blocking (EINPROGRESS, then POLLOUT and
+    SO_ERROR), in about the kernel's time (printed, and below a ceiling only);
+    a closed port of a neighbour is refused at once, and the stack still
+    connects to its neighbours afterwards."""
+    targets = [f"{absent}/{CLOSED_PORT}", f"{lan_ip}/{CLOSED_PORT}"]
+    kernel = _connects(vde_lan, background, targets, KERNEL_IP, KERNEL_IP6, "vde")
+    lwip = _connects(vde_lan, background, targets, "10.9.0.2", "fd09::2", "lwip")
+    (expected, kernel_times), (got, lwip_times) = _results(kernel), _results(lwip)
+    print(f"seconds to fail: kernel {kernel_times}, lwip {lwip_times}")
+    assert expected == {
+        f"{absent}/{CLOSED_PORT} blocking": ["EHOSTUNREACH"],
+        f"{absent}/{CLOSED_PORT} nonblocking": ["EINPROGRESS", True, "EHOSTUNREACH"],
+        f"{lan_ip}/{CLOSED_PORT} blocking": ["ECONNREFUSED"],
+        f"{lan_ip}/{CLOSED_PORT} nonblocking": ["EINPROGRESS", True, "ECONNREFUSED"]}
+    assert got == expected
+    assert max(lwip_times.values()) < CEILING_SECONDS, lwip_times
+
+
+@pytest.mark.parametrize("late, add", [(LATE, f"{LATE}/24"), (LATE6, f"{LATE6}/64")], ids=["ipv4", "ipv6"])
+def test_a_neighbour_that_answers_late_still_gets_the_connection(vde_lan, background, late, add):
+    """A neighbour that answers ARP or neighbour solicitation only after
+    about 2 s (the namespace takes the address then) is connected to, as
+    from a kernel stack: only a neighbour silent for the kernel's 3 s fails
+    the connect."""
+    server = background(vde_lan.ns_argv(py("""
+        s = listener('::', 7091)
+        say('ready')
+        c, peer = s.accept()
+        c.sendall(b'late\\n')
+    """)), ready="ready")
+    program = background(lwip_argv(py("""
+        s = socket.socket(family(sys.argv[1]), socket.SOCK_STREAM)
+        say('connecting')
+        started = time.monotonic()
+        try:
+            s.connect((sys.argv[1], 7091))
+            say(json.dumps([recvline(s).decode(), time.monotonic() - started]))
+        except OSError as e:
+            say(json.dumps([errno.errorcode[e.errno], time.monotonic() - started]))
+    """, late), vde_lan.stack()), ready="connecting")
+    # lwIP asks again each second, so an address taken 1 s in is answered
+    # before 2 s are out.
+    time.sleep(1)
+    r = run(["ip", "-n", vde_lan.ns, "addr", "add", add, "dev", "tap0", "nodad"], timeout=PROGRAM_SECONDS)
+    assert r.returncode == 0, r.stderr
+    status, out, err = program.finish(60)
+    assert status == 0, err
+    said, seconds = json.loads(out.splitlines()[-1])
+    print(f"connected to a late neighbour in {seconds:.2f} s")
+    assert said == "late\n"
+    server.finish()
