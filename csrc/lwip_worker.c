@@ -54,6 +54,10 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <linux/netlink.h>
+#include <linux/inet_diag.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 
 #include <libvdeplug.h>
 
@@ -82,6 +86,7 @@
  * 3 solicitations 1 s apart (neigh mcast_solicit, retrans_time_ms), after
  * which it fails the connect with EHOSTUNREACH. */
 #define NEIGHBOUR_MS 3000
+#define RELEASED_TICK_MS 500   /* how often released proxies are looked for */
 
 struct conn {
 	uint64_t id;               /* inode of the program's end */
@@ -139,6 +144,8 @@ static void start_drain(void);
 
 static void flush_rx(struct conn *c);
 static void neighbour_deadline(void *arg);
+static int release_proxy(struct conn *c);
+static int nreleased;
 static uint8_t buffer[VW_MAX_PAYLOAD];
 
 static void die(const char *fmt, ...)
@@ -507,6 +514,8 @@ static void tcp_failed(void *arg, err_t err)
 		bury(c);
 		return;
 	}
+	if (c->state == CONNECTING && release_proxy(c))
+		return;
 	if (c->filler) {   /* a connect failed: wake the program up */
 		while (c->filler && recv(c->fd, buffer, c->filler, MSG_DONTWAIT) > 0)
 			c->filler = 0;
@@ -768,6 +777,82 @@ static void neighbour_deadline(void *arg)
 		return;
 	tcp_abandon(pcb, 0);   /* tcp_failed() runs, and wakes the program */
 	c->error = EHOSTUNREACH;   /* under the core lock still: before vupy can ask */
+}
+
+/* Released proxies ----------------------------------------------------------------- */
+
+/* A failed connect shows on a kernel socket as POLLIN|POLLOUT|POLLERR|POLLHUP,
+ * and a write then fails with EPIPE.  An AF_UNIX socket shows the same once
+ * its peer is closed with data unread (the kernel sets ECONNRESET on it), so
+ * the worker closes its end of a proxy whose connect failed, filler unread
+ * (the kernel wakes the program with POLLERR|POLLHUP, then frees the filler
+ * and wakes it again with POLLOUT).  It no longer sees the program's last
+ * close then, and asks sock_diag whether the program's end is still there
+ * instead. */
+
+/* Whether the AF_UNIX socket of inode id exists: 1, 0, or -1 if sock_diag
+ * cannot tell. */
+static int unix_socket_exists(uint64_t id)
+{
+	static int diag = -1;
+	if (diag < 0 && (diag = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)) < 0)
+		return -1;
+	struct { struct nlmsghdr nlh; struct unix_diag_req req; } ask = {
+		.nlh = { .nlmsg_len = sizeof ask, .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+			 .nlmsg_flags = NLM_F_REQUEST },
+		.req = { .sdiag_family = AF_UNIX, .udiag_states = -1, .udiag_ino = (uint32_t)id,
+			 .udiag_cookie = { INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE } },
+	};
+	union { struct nlmsghdr nlh; char buf[1024]; } answer;
+	if (send(diag, &ask, sizeof ask, 0) != sizeof ask)
+		return -1;
+	ssize_t n = recv(diag, &answer, sizeof answer, 0);
+	if (n < (ssize_t)sizeof answer.nlh)
+		return -1;
+	if (answer.nlh.nlmsg_type == SOCK_DIAG_BY_FAMILY)
+		return 1;
+	if (answer.nlh.nlmsg_type == NLMSG_ERROR &&
+	    ((struct nlmsgerr *)NLMSG_DATA(&answer.nlh))->error == -ENOENT)
+		return 0;
+	return -1;
+}
+
+/* Close the worker's end of a proxy whose connect failed; 0 (and nothing
+ * done) if sock_diag could not tell when the program closes its end. */
+static int release_proxy(struct conn *c)
+{
+	if (c->fd < 0 || unix_socket_exists(c->id) != 1)
+		return 0;
+	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
+	c->events = 0;
+	c->state = DEAD;
+	nreleased++;
+	wake_main();   /* to start looking for the program's close */
+	return 1;
+}
+
+/* Bury the released conns whose program end is closed, every
+ * RELEASED_TICK_MS while there are some. */
+static void sweep_released(void)
+{
+	static struct timespec last;
+	struct timespec now;
+	if (!nreleased)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 < RELEASED_TICK_MS)
+		return;
+	last = now;
+	for (size_t i = 0; i < sizeof table / sizeof *table; i++)
+		for (struct conn *c = table[i], *next; c; c = next) {
+			next = c->next;
+			if (c->fd < 0 && unix_socket_exists(c->id) == 0) {
+				nreleased--;
+				bury(c);
+			}
+		}
 }
 
 /* Requests ------------------------------------------------------------------------- */
@@ -1714,7 +1799,7 @@ static void __attribute__((noreturn)) main_loop(void)
 	struct epoll_event events[64];
 	flushes = 1;
 	for (;;) {
-		int n = epoll_wait(ep, events, 64, draining() ? DRAIN_TICK_MS : -1);
+		int n = epoll_wait(ep, events, 64, draining() ? DRAIN_TICK_MS : nreleased ? RELEASED_TICK_MS : -1);
 		if (n < 0 && errno != EINTR)
 			die("epoll_wait: %s", strerror(errno));
 		LOCK_TCPIP_CORE();
@@ -1731,6 +1816,7 @@ static void __attribute__((noreturn)) main_loop(void)
 				proxy_event(events[i].data.ptr, events[i].events);
 		}
 		flush_dirty();
+		sweep_released();
 		bring_out_the_dead();
 		if (draining())
 			end_drain_if_done();

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+import vdenet
 from helpers import run
-from vdenet import LAN_IP, LAN_IP6, PROGRAM_SECONDS, lwip_argv, py
+from vdenet import LAN_IP, LAN_IP6, PROGRAM_SECONDS, STACK, Lan, assert_ok, lwip_argv, py
 
 ABSENT, ABSENT6 = "10.9.0.77", "fd09::77"       # on the link, and nobody has them
 CLOSED_PORT = 7090
@@ -22,10 +23,11 @@ KERNEL_IP, KERNEL_IP6 = "10.9.0.4", "fd09::4"   # the reference kernel stack
 CEILING_SECONDS = 15
 
 # Blocking, then non-blocking connects to each HOST/PORT of argv: for each,
-# how the connect ended, whether poll then showed POLLOUT and what SO_ERROR
-# said (non-blocking), and the seconds taken.
+# how the connect ended, what poll then showed and SO_ERROR said
+# (non-blocking), how a send fails after, and the seconds taken.
 CONNECTS = """
     import select
+    EVENTS = ('POLLIN', 'POLLOUT', 'POLLERR', 'POLLHUP', 'POLLRDHUP')
     out = {}
     for target in sys.argv[1:]:
         host, port = target.rsplit('/', 1)
@@ -38,15 +40,27 @@ CONNECTS = """
                     result = ['connected']
                 except OSError as e:
                     result = [errno.errorcode[e.errno]]
+                ended = time.monotonic()
             else:
                 s.setblocking(False)
                 result = [errno.errorcode.get(s.connect_ex((host, int(port))), 'connected')]
                 p = select.poll()
-                p.register(s, select.POLLOUT)
-                ready = p.poll(40000)
+                p.register(s, sum(getattr(select, e) for e in EVENTS))
+                p.poll(40000)
+                ended = time.monotonic()
+                # A proxy shows a failure in two wake-ups a moment apart
+                # (POLLERR|POLLHUP, then POLLOUT): what counts is where it settles.
+                time.sleep(0.1)
+                ready = p.poll(0)
                 error = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                result += [bool(ready and ready[0][1] & select.POLLOUT), errno.errorcode.get(error, 'OK')]
-            result.append(time.monotonic() - started)
+                result += [[e for e in EVENTS if ready and ready[0][1] & getattr(select, e)],
+                           errno.errorcode.get(error, 'OK')]
+            try:
+                s.send(b'x')
+                result.append('sent')
+            except OSError as e:
+                result.append(errno.errorcode[e.errno])
+            result.append(ended - started)
             out[target + ' ' + mode] = result
             s.close()
     say(json.dumps(out))
@@ -69,21 +83,23 @@ def _results(program):
 
 
 @pytest.mark.parametrize("absent, lan_ip", [(ABSENT, LAN_IP), (ABSENT6, LAN_IP6)], ids=["ipv4", "ipv6"])
-def test_connect_to_an_absent_neighbour_fails_as_on_a_kernel_stack(vde_lan, background, absent, lan_ip):
-    """EHOSTUNREACH, blocking and non-blocking (EINPROGRESS, then POLLOUT and
-    SO_ERROR), in about the kernel's time (printed, and below a ceiling only);
-    a closed port of a neighbour is refused at once, and the stack still
-    connects to its neighbours afterwards."""
+def test_connect_to_an_absent_neighbour_fails_as_on_a_kernel_stack(vde_lan, background, absent, lan_ip,
+                                                                    as_user):
+    """EHOSTUNREACH, blocking and non-blocking (EINPROGRESS, then poll's
+    events and SO_ERROR as the kernel's, and a send fails with EPIPE), in
+    about the kernel's time (printed, and below a ceiling only); a closed
+    port of a neighbour is refused at once, the same way."""
     targets = [f"{absent}/{CLOSED_PORT}", f"{lan_ip}/{CLOSED_PORT}"]
     kernel = _connects(vde_lan, background, targets, KERNEL_IP, KERNEL_IP6, "vde")
     lwip = _connects(vde_lan, background, targets, "10.9.0.2", "fd09::2", "lwip")
     (expected, kernel_times), (got, lwip_times) = _results(kernel), _results(lwip)
     print(f"seconds to fail: kernel {kernel_times}, lwip {lwip_times}")
+    failed = ["POLLIN", "POLLOUT", "POLLERR", "POLLHUP", "POLLRDHUP"]
     assert expected == {
-        f"{absent}/{CLOSED_PORT} blocking": ["EHOSTUNREACH"],
-        f"{absent}/{CLOSED_PORT} nonblocking": ["EINPROGRESS", True, "EHOSTUNREACH"],
-        f"{lan_ip}/{CLOSED_PORT} blocking": ["ECONNREFUSED"],
-        f"{lan_ip}/{CLOSED_PORT} nonblocking": ["EINPROGRESS", True, "ECONNREFUSED"]}
+        f"{absent}/{CLOSED_PORT} blocking": ["EHOSTUNREACH", "EPIPE"],
+        f"{absent}/{CLOSED_PORT} nonblocking": ["EINPROGRESS", failed, "EHOSTUNREACH", "EPIPE"],
+        f"{lan_ip}/{CLOSED_PORT} blocking": ["ECONNREFUSED", "EPIPE"],
+        f"{lan_ip}/{CLOSED_PORT} nonblocking": ["EINPROGRESS", failed, "ECONNREFUSED", "EPIPE"]}
     assert got == expected
     assert max(lwip_times.values()) < CEILING_SECONDS, lwip_times
 
@@ -121,3 +137,30 @@ def test_a_neighbour_that_answers_late_still_gets_the_connection(vde_lan, backgr
     print(f"connected to a late neighbour in {seconds:.2f} s")
     assert said == "late\n"
     server.finish()
+
+
+def test_a_failed_connects_socket_is_freed_when_the_program_closes_it(vde_switch, as_user):
+    """The stack lets go of the socket of a failed connect once the program
+    closes it (the worker no longer holds its end of the proxy then, and
+    finds out otherwise): vuumount is refused while it is open, and not
+    after."""
+    lan = Lan(vde_switch, None)
+    runner = vdenet.RUNNER      # root, or uid 65534 (as_user)
+    r = run([*runner.prefix, runner.vupy, "run", f"--stack={lan.stack()}", "--", *py("""
+        import subprocess
+        from vupy import msocket
+        def vuumount():
+            return subprocess.run(['vuumount', sys.argv[1]], capture_output=True, text=True).returncode
+        s = msocket(sys.argv[1], socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.connect(('127.0.0.1', 7092))
+        except OSError as e:
+            say('connect', errno.errorcode[e.errno])
+        say('open', vuumount())
+        s.close()
+        deadline = time.monotonic() + 10
+        while vuumount() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        say('closed', vuumount() if time.monotonic() >= deadline else 0)
+    """, STACK)], timeout=PROGRAM_SECONDS, env=runner.env)
+    assert assert_ok(r).split() == ["connect", "ECONNREFUSED", "open", "1", "closed", "0"]
