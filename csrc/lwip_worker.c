@@ -673,19 +673,15 @@ static err_t tcp_accepting(void *arg, struct tcp_pcb *newpcb, err_t err)
 
 /* UDP ------------------------------------------------------------------------------ */
 
-static void udp_received(void *arg, struct udp_pcb *pcb, struct pbuf *p,
-			 const ip_addr_t *addr, u16_t port)
+/* A datagram into c's proxy, its source address (or what stands for one)
+ * in a memfd passed along. */
+static void deliver_datagram(struct conn *c, const void *data, size_t len,
+			     const struct sockaddr_storage *from, socklen_t fromlen)
 {
-	struct conn *c = arg;
-	(void)pcb;
-	struct sockaddr_storage from;
-	socklen_t fromlen = to_sockaddr(c, addr, port, &from);
-	int afd = address_fd(&from, fromlen);
-	u16_t len = pbuf_copy_partial(p, buffer, 0xffff, 0);
-	pbuf_free(p);
+	int afd = address_fd(from, fromlen);
 	if (afd < 0)
 		return;
-	struct iovec iov = { buffer, len };
+	struct iovec iov = { (void *)data, len };
 	union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
 			      .msg_control = u.buf, .msg_controllen = sizeof u.buf };
@@ -695,6 +691,18 @@ static void udp_received(void *arg, struct udp_pcb *pcb, struct pbuf *p,
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &afd, sizeof afd);
 	sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);   /* full: dropped, as UDP does */
+}
+
+static void udp_received(void *arg, struct udp_pcb *pcb, struct pbuf *p,
+			 const ip_addr_t *addr, u16_t port)
+{
+	struct conn *c = arg;
+	(void)pcb;
+	struct sockaddr_storage from;
+	socklen_t fromlen = to_sockaddr(c, addr, port, &from);
+	u16_t len = pbuf_copy_partial(p, buffer, 0xffff, 0);
+	pbuf_free(p);
+	deliver_datagram(c, buffer, len, &from, fromlen);
 }
 
 static int udp_send_data(struct conn *c, const void *data, size_t len, const ip_addr_t *to, u16_t port)
@@ -853,6 +861,81 @@ static void sweep_released(void)
 				bury(c);
 			}
 		}
+}
+
+/* ICMP errors ---------------------------------------------------------------------- */
+
+/* lwIP 2.1 hands ICMP errors to no socket (icmp_input answers echo requests
+ * and drops the rest).  A kernel tells a connected UDP socket of "port
+ * unreachable" for what it sent: its next receive fails with ECONNREFUSED.
+ * So the worker reads these itself in the frames from the link, and puts in
+ * the socket's proxy a datagram whose source address stands for the error
+ * (family AF_UNSPEC, then the errno: vupy/stack.py, "Proxy stacks"). */
+
+/* The connected UDP socket that sent what an ICMP error quotes: the quoted
+ * datagram went from its local port to its peer. */
+static struct conn *quoted_udp(const ip_addr_t *peer, u16_t local_port, u16_t peer_port)
+{
+	for (struct udp_pcb *pcb = udp_pcbs; pcb; pcb = pcb->next)
+		if ((pcb->flags & UDP_FLAGS_CONNECTED) && pcb->recv == udp_received &&
+		    pcb->local_port == local_port && pcb->remote_port == peer_port &&
+		    ip_addr_cmp_zoneless(&pcb->remote_ip, peer))
+			return pcb->recv_arg;
+	return NULL;
+}
+
+/* Where an ICMP or ICMPv6 "port unreachable" to one of the stack's
+ * addresses quotes a UDP datagram: its UDP header, its destination in
+ * *peer; or NULL. */
+static const uint8_t *quoted_udp_header(const uint8_t *frame, ssize_t n, ip_addr_t *peer)
+{
+	const uint8_t *ip = frame + 14;
+	if (n >= 14 + 20 && frame[12] == 0x08 && frame[13] == 0x00) {
+		ssize_t hl = (ip[0] & 15) * 4, ihl;
+		const uint8_t *icmp = ip + hl, *inner = icmp + 8;
+		ip_addr_t to;
+		if (ip[9] != IP_PROTO_ICMP || n < 14 + hl + 8 + 20 || icmp[0] != 3 || icmp[1] != 3)
+			return NULL;
+		u32_t a;
+		ihl = (inner[0] & 15) * 4;
+		memcpy(&a, ip + 16, 4);
+		ip_addr_set_ip4_u32(&to, a);
+		if (inner[9] != IP_PROTO_UDP || n < 14 + hl + 8 + ihl + 4 || !local_address(&to) ||
+		    ip_addr_isany(&to))
+			return NULL;
+		memcpy(&a, inner + 16, 4);
+		ip_addr_set_ip4_u32(peer, a);
+		return inner + ihl;
+	}
+	if (n >= 14 + 40 + 8 + 40 + 4 && frame[12] == 0x86 && frame[13] == 0xdd) {
+		const uint8_t *icmp = ip + 40, *inner = icmp + 8;
+		ip_addr_t to;
+		if (ip[6] != IP6_NEXTH_ICMP6 || icmp[0] != 1 || icmp[1] != 4 || inner[6] != IP6_NEXTH_UDP)
+			return NULL;
+		IP_SET_TYPE(&to, IPADDR_TYPE_V6);
+		memcpy(ip_2_ip6(&to)->addr, ip + 24, 16);
+		ip6_addr_clear_zone(ip_2_ip6(&to));
+		if (!local_address(&to))
+			return NULL;
+		IP_SET_TYPE(peer, IPADDR_TYPE_V6);
+		memcpy(ip_2_ip6(peer)->addr, inner + 24, 16);
+		ip6_addr_clear_zone(ip_2_ip6(peer));
+		return inner + 40;
+	}
+	return NULL;
+}
+
+static void icmp_error_input(const uint8_t *frame, ssize_t n)
+{
+	ip_addr_t peer;
+	const uint8_t *udp = quoted_udp_header(frame, n, &peer);
+	struct conn *c = udp ? quoted_udp(&peer, udp[0] << 8 | udp[1], udp[2] << 8 | udp[3]) : NULL;
+	if (!c || c->fd < 0)
+		return;
+	struct sockaddr_storage error = { .ss_family = AF_UNSPEC };
+	int32_t refused = ECONNREFUSED;
+	memcpy((char *)&error + 4, &refused, sizeof refused);
+	deliver_datagram(c, "", 0, &error, 8);
 }
 
 /* Requests ------------------------------------------------------------------------- */
@@ -1536,6 +1619,7 @@ static void link_input(struct pbuf *p, const uint8_t *frame, ssize_t n)
 		pbuf_free(p);
 		return;
 	}
+	icmp_error_input(frame, n);
 	if (naliases && n >= 42 && frame[12] == 0x08 && frame[13] == 0x06)
 		for (int i = 0; i < naliases; i++)
 			if (memcmp(frame + 38, &netif_ip4_addr(&aliases[i])->addr, 4) == 0)

@@ -164,3 +164,39 @@ def test_a_failed_connects_socket_is_freed_when_the_program_closes_it(vde_switch
         say('closed', vuumount() if time.monotonic() >= deadline else 0)
     """, STACK)], timeout=PROGRAM_SECONDS, env=runner.env)
     assert assert_ok(r).split() == ["connect", "ECONNREFUSED", "open", "1", "closed", "0"]
+
+
+# A connected UDP socket sends to each HOST/PORT of argv and receives, twice:
+# with recvfrom, then with recvmsg (both served by vupy on a proxy).
+UDP_REFUSED = """
+    out = {}
+    for target in sys.argv[1:]:
+        host, port = target.rsplit('/', 1)
+        u = socket.socket(family(host), socket.SOCK_DGRAM)
+        u.settimeout(5)
+        u.connect((host, int(port)))
+        for call in ('recvfrom', 'recvmsg'):
+            u.send(b'anyone?')
+            try:
+                getattr(u, call)(100)
+                out[target + ' ' + call] = 'received'
+            except OSError as e:
+                out[target + ' ' + call] = errno.errorcode.get(e.errno, 'timeout')
+    say(json.dumps(out))
+"""
+
+
+def test_connected_udp_is_refused_by_a_closed_port_as_on_a_kernel_stack(vde_lan, background):
+    """The peer's ICMP or ICMPv6 port unreachable makes the next receive of
+    a connected UDP socket fail with ECONNREFUSED, as on a kernel stack."""
+    targets = [f"{LAN_IP}/{CLOSED_PORT}", f"{LAN_IP6}/{CLOSED_PORT}"]
+    results = []
+    for ip, ip6, module in ((KERNEL_IP, KERNEL_IP6 + "/64", "vde"), ("10.9.0.2", "fd09::2", "lwip")):
+        stack = vde_lan.stack(ip=f"{ip}/24", ip6=ip6, module=module)
+        program = background(lwip_argv(py(UDP_REFUSED, *targets), stack))
+        status, out, err = program.finish(60)
+        assert status == 0, err
+        results.append(json.loads(out))
+    kernel, lwip = results
+    assert kernel == {f"{t} {call}": "ECONNREFUSED" for t in targets for call in ("recvfrom", "recvmsg")}
+    assert lwip == kernel

@@ -4,6 +4,7 @@
 call on a fake memory and a fake userspace stack to its outcome.  No
 seccomp listener, no stack process."""
 import errno
+import os
 import socket
 import struct
 
@@ -191,3 +192,34 @@ def test_wire_helpers_follow_the_kernel():
     with pytest.raises(OSError) as e:
         read_address(mem, 0x1000, 129)
     assert e.value.errno == errno.EINVAL
+
+
+@pytest.mark.parametrize("peek", [0, socket.MSG_PEEK], ids=["recv", "peek"])
+def test_a_datagram_standing_for_an_error_fails_the_receive_once(peek):
+    """A datagram whose source address is AF_UNSPEC and an errno (what a
+    stack sends for an ICMP error) fails the recvfrom that meets it, peeking
+    or not, as a kernel socket's pending error does; the next datagram
+    follows."""
+    worker, program = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+    def send(data, address):
+        fd = os.memfd_create("address")
+        os.write(fd, address)
+        worker.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
+        os.close(fd)
+
+    class Memory(FakeMemory):
+        def copy_fd(self, fd):
+            return os.dup(program.fileno())
+
+    send(b"", proxy.DATAGRAM_ERROR.pack(socket.AF_UNSPEC, errno.ECONNREFUSED))
+    send(b"next", b"\2\0\0\x50" + bytes([10, 9, 0, 1]) + bytes(8))
+    p = stream_or_dgram(socket.SOCK_DGRAM)
+    try:
+        assert decide(call("recvfrom", 0x1000, 100, peek, 0, 0, memory=Memory()), p) == \
+            Fail(errno.ECONNREFUSED)
+        outcome = decide(call("recvfrom", 0x1000, 100, 0, 0, 0, memory=Memory()), p)
+        assert outcome.value == 4 and outcome.writes[0] == (0x1000, b"next")
+    finally:
+        worker.close()
+        program.close()

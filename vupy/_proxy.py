@@ -61,6 +61,10 @@ DATAGRAM_MAX = 65535
 STREAM_CHUNK = 1 << 20          # bytes moved per sendmsg/recvmsg served on a stream proxy
 ACCEPT4_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 RECV_FLAGS = socket.MSG_PEEK | socket.MSG_TRUNC | socket.MSG_WAITALL
+# A datagram whose source address is this (AF_UNSPEC, then an errno) stands
+# for an error the stack reports on the socket, as a kernel reports an ICMP
+# error: the receive that meets it fails with it (vupy/stack.py, 7.).
+DATAGRAM_ERROR = struct.Struct("=H2xi")
 
 
 class Proxy:
@@ -460,6 +464,11 @@ def _read_proxy(call, proxy, fd, vectors, flags, name, namelen_at, msg):
                 if not address:
                     address = os.pread(afd, SOCKADDR_MAX, 0)
                 os.close(afd)
+    if len(address) == DATAGRAM_ERROR.size and DATAGRAM_ERROR.unpack(address)[0] == socket.AF_UNSPEC:
+        if flags & socket.MSG_PEEK:     # a kernel's error is taken by a peek too
+            with socket.socket(fileno=os.dup(fd)) as s:
+                s.recv(1, socket.MSG_DONTWAIT)
+        return Fail(DATAGRAM_ERROR.unpack(address)[1])
     writes = []
     offset = 0
     for base, length in vectors:

@@ -61,7 +61,11 @@ is a kind of stack: it turns a SOURCE string and options into a stack.
    not writable until its connect completes, a listening proxy has one
    byte to read for each connection waiting, and each datagram in a
    datagram proxy carries one descriptor (SCM_RIGHTS) whose content is its
-   source address.  modules/lwip.py is the example.
+   source address.  An error to report on a datagram socket (what a kernel
+   learns from ICMP) is a datagram of its own whose descriptor holds the
+   family AF_UNSPEC (2 bytes), 2 zero bytes and the errno (a C int): the
+   recvfrom or recvmsg that meets it fails with that errno.
+   modules/lwip.py is the example.
 
 All operations run on the supervisor's one thread: every trapped call of
 the session waits while one runs, so none may block for long.
