@@ -67,11 +67,12 @@ CONNECTS = """
 """
 
 
-def _connects(lan, background, targets, stack_ip, stack_ip6, module):
-    """Start CONNECTS on a stack of `module` on the lan; its process."""
+def _connects(lan, background, targets, stack_ip, stack_ip6, module, options=""):
+    """Start CONNECTS on a stack of `module` on the lan (with more
+    `options`); its process."""
     stack = lan.stack(ip=f"{stack_ip}/24", ip6=stack_ip6 + ("/64" if module == "vde" else ""),
                       module=module)
-    return background(lwip_argv(py(CONNECTS, *targets), stack))
+    return background(lwip_argv(py(CONNECTS, *targets), stack + options))
 
 
 def _results(program):
@@ -100,6 +101,23 @@ def test_connect_to_an_absent_neighbour_fails_as_on_a_kernel_stack(vde_lan, back
         f"{absent}/{CLOSED_PORT} nonblocking": ["EINPROGRESS", failed, "EHOSTUNREACH", "EPIPE"],
         f"{lan_ip}/{CLOSED_PORT} blocking": ["ECONNREFUSED", "EPIPE"],
         f"{lan_ip}/{CLOSED_PORT} nonblocking": ["EINPROGRESS", failed, "ECONNREFUSED", "EPIPE"]}
+    assert got == expected
+    assert max(lwip_times.values()) < CEILING_SECONDS, lwip_times
+
+
+def test_connect_through_a_silent_gateway_fails_as_on_a_kernel_stack(vde_lan, background):
+    """An address off the link, through a gateway that does not answer ARP:
+    EHOSTUNREACH in about the kernel's time, as for a neighbour."""
+    targets = [f"192.0.2.1/{CLOSED_PORT}"]
+    gateway = ",gw=10.9.0.99"
+    kernel = _connects(vde_lan, background, targets, KERNEL_IP, KERNEL_IP6, "vde", gateway)
+    lwip = _connects(vde_lan, background, targets, "10.9.0.2", "fd09::2", "lwip", gateway)
+    (expected, kernel_times), (got, lwip_times) = _results(kernel), _results(lwip)
+    print(f"seconds to fail: kernel {kernel_times}, lwip {lwip_times}")
+    assert expected == {
+        f"192.0.2.1/{CLOSED_PORT} blocking": ["EHOSTUNREACH", "EPIPE"],
+        f"192.0.2.1/{CLOSED_PORT} nonblocking":
+            ["EINPROGRESS", ["POLLIN", "POLLOUT", "POLLERR", "POLLHUP", "POLLRDHUP"], "EHOSTUNREACH", "EPIPE"]}
     assert got == expected
     assert max(lwip_times.values()) < CEILING_SECONDS, lwip_times
 
