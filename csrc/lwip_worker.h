@@ -55,6 +55,8 @@ struct vw_rep {
 };
 
 #define VW_MAX_PAYLOAD 65600   /* a datagram of 65535 bytes and its address */
+#define VW_ADDRESS_SECONDS 10  /* for ip=dhcp's first lease and ip6=auto's first address,
+                                  before the stack fails to start */
 #define VW_DRAIN_SECONDS 3     /* once vupy has closed the stack, for its peers to take
                                   what is left (modules/lwip.py waits longer) */
 /* cffi: end */
