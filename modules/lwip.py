@@ -10,8 +10,7 @@ SOURCE is a libvdeplug URL: ``tap://IF``, ``vde://SWITCH``, ``vxvde://GROUP``,
   gw=A.B.C.D       the IPv4 default gateway (not with ip=dhcp)
   ip6=ADDR/64[+ADDR/64...]  IPv6 addresses (lwIP 2.1 assumes /64 prefixes);
                    a link-local address is always made from the MAC
-  ip6=auto[+ADDR/64...]  also addresses and routers from router
-                   advertisements (SLAAC)
+  ip6=auto[+ADDR/64...]  also addresses from router advertisements (SLAAC)
   mac=XX:XX:XX:XX:XX:XX  (default: a random locally administered one)
   mtu=N            (default 1500)
 

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import time
 
 import pytest
@@ -22,6 +23,7 @@ from vupy._native import lib
 
 POOL = (ipaddress.ip_address("10.9.0.100"), ipaddress.ip_address("10.9.0.150"))
 LEASE_SECONDS = 120                     # dnsmasq's shortest
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
@@ -171,3 +173,19 @@ def test_no_answer_from_the_network_fails_the_stack(vde_lan, tmp_path, options, 
     assert f"{cause} {lib.VW_ADDRESS_SECONDS} s" in r.stderr, r.stderr
     assert lib.VW_ADDRESS_SECONDS <= took < lib.VW_ADDRESS_SECONDS + 5, took
     assert not marker.exists()
+
+
+def test_dhcp_client_alone_with_sanitizers(tmp_path):
+    """csrc/lwip_dhcp.c with a server played by tests/c/dhcp_client.c:
+    lease, renewal, rebinding, expiry, NAK, and malformed replies, under
+    the address and undefined-behaviour sanitizers."""
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc")
+    program = tmp_path / "dhcp_client"
+    r = run(["gcc", "-Wall", "-Wextra", "-Werror", "-O1", "-g", "-fsanitize=address,undefined",
+             "-fno-sanitize-recover=all", "-I", os.path.join(ROOT, "csrc"), "-o", str(program),
+             os.path.join(ROOT, "tests", "c", "dhcp_client.c"), os.path.join(ROOT, "csrc", "lwip_dhcp.c")],
+            timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = run([str(program)], timeout=120)
+    assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
