@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from helpers import PYTHON, run
+from helpers import PYTHON, VUPY, run
 from vdenet import (CLIENT, CURL, LAN_IP, LAN_IP6, PROGRAM_SECONDS, STACK, TCP_ECHO, assert_ok,
                     http_server, lines_of, lwip_argv, lwip_run, py, site)
 from vupy._native import lib
@@ -26,21 +26,24 @@ LEASE_SECONDS = 120                     # dnsmasq's shortest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# What the `dnsmasq` fixture serves unless told otherwise.
+SERVED = [f"--dhcp-range={POOL[0]},{POOL[1]},{LEASE_SECONDS}",
+          "--dhcp-option=option:router,10.9.0.1", "--dhcp-option=option:dns-server,10.9.0.53",
+          "--enable-ra", "--dhcp-range=fd09::,ra-only,64,10m", "--dhcp-option=option6:dns-server,[fd09::53]"]
+
+
 @pytest.fixture
 def dnsmasq(vde_lan, background, tmp_path):
-    """start(*options) -> the Background of a dnsmasq serving DHCP (POOL,
-    LEASE_SECONDS, router 10.9.0.1, DNS server 10.9.0.53) and RA (fd09::/64,
-    DNS server fd09::53) on the namespace's tap, logging each DHCP exchange
-    on its stderr; it is stopped at teardown."""
-    def start(*options):
+    """start(*options, served=SERVED) -> the Background of a dnsmasq on the
+    namespace's tap serving `served`: by default DHCP (POOL, LEASE_SECONDS,
+    router 10.9.0.1, DNS server 10.9.0.53) and RA (fd09::/64, DNS server
+    fd09::53).  It logs each DHCP exchange on its stderr, keeps its leases
+    in tmp_path/leases, and is stopped at teardown."""
+    def start(*options, served=SERVED):
         return background(vde_lan.ns_argv([
             "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--interface=tap0",
             "--bind-interfaces", f"--dhcp-leasefile={tmp_path / 'leases'}", "--log-facility=-",
-            "--log-dhcp", f"--pid-file={tmp_path / 'dnsmasq.pid'}",
-            f"--dhcp-range={POOL[0]},{POOL[1]},{LEASE_SECONDS}",
-            "--dhcp-option=option:router,10.9.0.1", "--dhcp-option=option:dns-server,10.9.0.53",
-            "--enable-ra", "--dhcp-range=fd09::,ra-only,64,10m", "--dhcp-option=option6:dns-server,[fd09::53]",
-            *options]))
+            "--log-dhcp", f"--pid-file={tmp_path / 'dnsmasq.pid'}", *served, *options]))
     return start
 
 
@@ -76,6 +79,15 @@ def test_dhcp_gives_the_stack_its_address_router_and_lifetime(vde_lan, dnsmasq, 
     assert acks(server) == [address]
 
 
+def test_vumount_with_dhcp(vde_lan, dnsmasq):
+    dnsmasq()
+    r = run([VUPY, "run", "--userspace", "--", "sh", "-c",
+             f"vumount -t lwip -o ip=dhcp {vde_lan.url} {STACK} && vustack {STACK} ip -4 -br addr show dev vde0"],
+            timeout=PROGRAM_SECONDS)
+    address = ipaddress.ip_interface(assert_ok(r).split()[2])
+    assert POOL[0] <= address.ip <= POOL[1], r.stdout
+
+
 def test_dhcp_lease_is_renewed_at_t1(vde_lan, dnsmasq, background):
     """A server's T1 of 4 s: the stack renews its lease (a DHCPACK for the
     same address) while its program runs, and `ip addr` shows the lease's
@@ -100,10 +112,7 @@ def test_a_nak_at_renewal_takes_a_new_address(vde_lan, dnsmasq, background, tmp_
     old = program.expect("vde0").split()[2]
     first.stop()
     os.unlink(tmp_path / "leases")
-    second = background(vde_lan.ns_argv([
-        "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--interface=tap0",
-        "--bind-interfaces", f"--dhcp-leasefile={tmp_path / 'leases'}", "--log-facility=-", "--log-dhcp",
-        "--dhcp-authoritative", "--dhcp-range=10.9.0.200,10.9.0.210,120"]))
+    second = dnsmasq("--dhcp-authoritative", served=["--dhcp-range=10.9.0.200,10.9.0.210,120"])
     new = program.expect("vde0", seconds=PROGRAM_SECONDS).split()[2]
     assert program.finish()[0] == 0
     assert old.startswith("10.9.0.1") and re.match(r"10\.9\.0\.2\d\d/24$", new), (old, new)
