@@ -341,11 +341,12 @@ int dhcp_input(struct dhcp_client *c, const uint8_t *frame, size_t n, uint64_t n
 
 /* Sending again ----------------------------------------------------------------- */
 
-/* The wait before the next try: 1, 2, 4, 4, ... s, short enough for a
- * session's first lease, which it waits for (VW_ADDRESS_SECONDS). */
+/* The wait before the next try: 1, 2, 4, ... 64 s.  Short at first: a
+ * session waits for its first lease (VW_ADDRESS_SECONDS), and a server
+ * that missed the first DISCOVER answers the next within it. */
 static uint64_t backoff(int tries)
 {
-	return (tries < 2 ? 1000u << tries : 4000u);
+	return 1000u << (tries < 6 ? tries : 6);
 }
 
 void dhcp_start(struct dhcp_client *c, uint64_t now)
