@@ -992,7 +992,10 @@ static size_t ip6_info(char *out, size_t size, struct netif *netif, int prefixle
 /* Interfaces, addresses and routes, one per line, for vupy's netlink answers:
  *   link NAME INDEX MTU MAC up|down
  *   addr INDEX FAMILY ADDRESS PREFIXLEN
- *   route INDEX FAMILY DESTINATION PREFIXLEN GATEWAY|-          */
+ *   route INDEX FAMILY DESTINATION PREFIXLEN GATEWAY|-
+ * and for what the network gave (network_info):
+ *   lifetime INDEX ADDRESS VALID PREFERRED   (seconds left; 4294967295: for ever)
+ *   dns FAMILY ADDRESS                                          */
 static size_t info(char *out, size_t size)
 {
 	size_t n = 0;

@@ -30,7 +30,7 @@ enum vw_op {
 	VW_GETSOCKOPT,      /* a=level b=name c=optlen -> payload=value */
 	VW_SETSOCKOPT,      /* a=level b=name payload=value */
 	VW_SENDTO,          /* a=flags b=addrlen payload=sockaddr+data -> val=bytes */
-	VW_INFO,            /* -> payload: interfaces, addresses, routes (text) */
+	VW_INFO,            /* -> payload: interfaces, addresses, routes, DNS servers (text) */
 };
 
 enum vw_event {
