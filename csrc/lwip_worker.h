@@ -31,6 +31,8 @@ enum vw_op {
 	VW_SETSOCKOPT,      /* a=level b=name payload=value */
 	VW_SENDTO,          /* a=flags b=addrlen payload=sockaddr+data -> val=bytes */
 	VW_INFO,            /* -> payload: interfaces, addresses, routes, DNS servers (text) */
+	VW_SOCKETS,         /* a=how many to skip -> payload: TCP and UDP sockets (text),
+	                       val=how many to skip for the rest, or 0 */
 };
 
 enum vw_event {

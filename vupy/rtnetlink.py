@@ -166,15 +166,19 @@ def _error(err, header, seq, pid):
 
 
 class Responder:
-    """Serves NETLINK_ROUTE proxies of one stack from `links()`, in a thread.
+    """Serves NETLINK_ROUTE proxies of one stack from `links()`, in a thread
+    (or, given `respond`, proxies of another netlink protocol: `respond`
+    takes the place of `answer`, and `links()` gives what it answers from,
+    as vupy.sockdiag does).
 
     A proxy is the program's end of a SOCK_SEQPACKET socketpair; requests
     arrive on the other end (from send(), or from `request` for sendto and
     sendmsg served by vupy), and each reply datagram goes back with the
     kernel's address (see "Proxy stacks" in stack.py)."""
 
-    def __init__(self, links):
+    def __init__(self, links, respond=None):
         self.links = links
+        self.respond = respond or answer
         self.ends = {}                  # our end -> (sock id, port id)
         self.lock = threading.Lock()
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC)
@@ -222,7 +226,7 @@ class Responder:
     def _reply(self, end, data):
         port = self.port(self.ends[end][0])
         try:
-            datagrams = answer(self.links(), data, port)
+            datagrams = self.respond(self.links(), data, port)
         except OSError as e:            # the stack could not say (it is gone)
             if len(data) < NLMSG.size:
                 return
