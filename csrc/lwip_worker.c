@@ -91,6 +91,7 @@ struct conn {
 	union { struct tcp_pcb *tcp; struct udp_pcb *udp; struct raw_pcb *raw; } pcb;
 	u16_t ident;               /* a ping socket's echo identifier, its "port" */
 	uint32_t icmp_filter[8];   /* a raw socket's ICMP(6)_FILTER: types it drops */
+	int recv_ttl;              /* an ICMP socket's IP_RECVTTL or IPV6_RECVHOPLIMIT */
 	enum { NEW, CONNECTING, CONNECTED, LISTENING, DEAD } state;
 	int error;                 /* pending SO_ERROR */
 	size_t filler;             /* filler bytes still to discard */
@@ -666,11 +667,18 @@ static err_t tcp_accepting(void *arg, struct tcp_pcb *newpcb, err_t err)
 
 /* UDP ------------------------------------------------------------------------------ */
 
-/* A datagram of len bytes in buffer to c's program, from addr and port. */
-static void to_program(struct conn *c, u16_t len, const ip_addr_t *addr, u16_t port)
+/* A datagram of len bytes in buffer to c's program, from addr and port;
+ * `control` (controllen bytes of cmsgs, for recvmsg) follows the address
+ * in its descriptor. */
+static void to_program(struct conn *c, u16_t len, const ip_addr_t *addr, u16_t port,
+		       const void *control, size_t controllen)
 {
 	struct sockaddr_storage from;
 	socklen_t fromlen = to_sockaddr(c, addr, port, &from);
+	if (controllen && fromlen + controllen <= sizeof from) {
+		memcpy((char *)&from + fromlen, control, controllen);
+		fromlen += controllen;
+	}
 	int afd = address_fd(&from, fromlen);
 	if (afd < 0)
 		return;
@@ -692,7 +700,7 @@ static void udp_received(void *arg, struct udp_pcb *pcb, struct pbuf *p,
 	(void)pcb;
 	u16_t len = pbuf_copy_partial(p, buffer, 0xffff, 0);
 	pbuf_free(p);
-	to_program(arg, len, addr, port);
+	to_program(arg, len, addr, port, NULL, 0);
 }
 
 static int udp_send_data(struct conn *c, const void *data, size_t len, const ip_addr_t *to, u16_t port)
@@ -1250,7 +1258,18 @@ static u8_t icmp_received(void *arg, struct raw_pcb *pcb, struct pbuf *p, const 
 		return 0;
 	}
 	u16_t skip = c->family == AF_INET && c->type == SOCK_RAW ? 0 : header;
-	to_program(c, pbuf_copy_partial(p, buffer, 0xffff, skip), addr, 0);
+	union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+	size_t controllen = 0;
+	if (c->recv_ttl) {   /* ping shows it */
+		int ttl = c->family == AF_INET ? IPH_TTL(ip4_current_header()) : IP6H_HOPLIM(ip6_current_header());
+		memset(&u, 0, sizeof u);   /* the padding too: address_fd compares bytes */
+		u.align.cmsg_len = CMSG_LEN(sizeof ttl);
+		u.align.cmsg_level = c->family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+		u.align.cmsg_type = c->family == AF_INET ? IP_TTL : IPV6_HOPLIMIT;
+		memcpy(CMSG_DATA(&u.align), &ttl, sizeof ttl);
+		controllen = sizeof u.buf;
+	}
+	to_program(c, pbuf_copy_partial(p, buffer, 0xffff, skip), addr, 0, u.buf, controllen);
 	return 0;
 }
 
@@ -1447,7 +1466,7 @@ static int is_filter_option(const struct conn *c, int level, int name)
 }
 
 /* What a program asks for ancillary data with (ping asks for all of
- * these): accepted, though vupy delivers none (docs/lwip.md). */
+ * these): accepted; only the TTL (hop limit) is delivered (docs/lwip.md). */
 static int is_ancillary_option(int level, int name)
 {
 	switch (level) {
@@ -1470,8 +1489,16 @@ static int icmp_setsockopt(struct conn *c, int level, int name, const void *val,
 		memcpy(c->icmp_filter, val, len < room ? len : room);
 		return 0;
 	}
-	if (is_ancillary_option(level, name) || (level == IPPROTO_IPV6 && name == IPV6_V6ONLY))
-		return len < sizeof(int) ? EINVAL : 0;   /* ICMPv6 is IPv6 only anyway */
+	if (is_ancillary_option(level, name) || (level == IPPROTO_IPV6 && name == IPV6_V6ONLY)) {
+		int v;
+		if (len < sizeof v)
+			return EINVAL;
+		memcpy(&v, val, sizeof v);
+		if ((level == IPPROTO_IP && name == IP_RECVTTL) ||
+		    (level == IPPROTO_IPV6 && name == IPV6_RECVHOPLIMIT))
+			c->recv_ttl = v != 0;
+		return 0;   /* IPV6_V6ONLY: ICMPv6 is IPv6 only anyway */
+	}
 	return do_setsockopt(c, level, name, val, len);
 }
 

@@ -62,6 +62,8 @@ SO_RCVTIMEO = (20, 66)          # _OLD and _NEW (asm-generic/socket.h)
 SO_SNDTIMEO = (21, 67)
 TIMEVAL = struct.Struct("=qq")  # struct timeval, as SO_RCVTIMEO_OLD gives it on x86-64
 OPTVAL_MAX = 256
+SOCKADDR_SIZES = {socket.AF_INET: 16, socket.AF_INET6: 28}   # sockaddr_in, sockaddr_in6
+CONTROL_MAX = 128               # ancillary data a stack sends after a datagram's address
 DATAGRAM_MAX = 65535
 STREAM_CHUNK = 1 << 20          # bytes moved per sendmsg/recvmsg served on a stream proxy
 ACCEPT4_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
@@ -456,7 +458,8 @@ def recvmsg(call, proxy):
     at = call.args[1]
     msg = MSGHDR.unpack(call.memory.read(at, MSGHDR.size))
     return _receive(call, proxy, iovecs(call.memory, msg.msg_iov, msg.msg_iovlen, STREAM_CHUNK * 64),
-                    c_int(call.args[2]), msg.msg_name, at + MSGHDR.offset["msg_namelen"], at)
+                    c_int(call.args[2]), msg.msg_name, at + MSGHDR.offset["msg_namelen"],
+                    (at, msg.msg_control, msg.msg_controllen))
 
 
 def _receive(call, proxy, vectors, flags, name, namelen_at, msg):
@@ -483,14 +486,17 @@ def _read_proxy(call, proxy, fd, vectors, flags, name, namelen_at, msg):
             return _wait(os.dup(fd), select.POLLIN,
                          lambda fd: _read_proxy(call, proxy, fd, vectors, flags, name, namelen_at, msg),
                          flags & socket.MSG_DONTWAIT)
-    # The stack sends a datagram's source address as a descriptor to read.
+    # The stack sends a datagram's source address as a descriptor to read;
+    # after an inet address may come ancillary data for recvmsg (cmsgs).
     address = b""
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             for afd in struct.unpack(f"={len(payload) // INT.size}i", payload):
                 if not address:
-                    address = os.pread(afd, SOCKADDR_MAX, 0)
+                    address = os.pread(afd, SOCKADDR_MAX + CONTROL_MAX, 0)
                 os.close(afd)
+    size = SOCKADDR_SIZES.get(int.from_bytes(address[:2], "little"), len(address))
+    address, control = address[:size], address[size:]
     writes = []
     offset = 0
     for base, length in vectors:
@@ -503,8 +509,13 @@ def _read_proxy(call, proxy, fd, vectors, flags, name, namelen_at, msg):
     elif namelen_at:
         writes.append((namelen_at, SOCKLEN.pack(0)))
     if msg:
-        writes.append(MSGHDR.put(msg, "msg_controllen", 0))
-        writes.append(MSGHDR.put(msg, "msg_flags", socket.MSG_TRUNC if truncated and not proxy.stream else 0))
+        at, control_at, control_room = msg
+        delivered = control if control_at and len(control) <= control_room else b""
+        if delivered:
+            writes.append((control_at, delivered))
+        writes.append(MSGHDR.put(at, "msg_controllen", len(delivered)))
+        writes.append(MSGHDR.put(at, "msg_flags", (socket.MSG_TRUNC if truncated and not proxy.stream else 0)
+                                 | (socket.MSG_CTRUNC if len(delivered) < len(control) else 0)))
     n = len(data) if (flags & socket.MSG_TRUNC and not proxy.stream) else min(len(data), room)
     return Answer(n, tuple(writes))
 
