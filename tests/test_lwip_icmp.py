@@ -241,3 +241,25 @@ def test_udplite_with_a_kernel_peer(vde_lan, background):
     """, LAN_IP), vde_lan.stack())))
     assert out == "kernel:lite"
     assert peer.expect("from") == f"from {LWIP_IP}"
+
+
+# Waiting with a timeout, as ping does ------------------------------------------------
+
+def test_served_receive_ends_with_so_rcvtimeo(vde_switch):
+    """A blocking recvfrom served by vupy gives up as a kernel socket's does
+    when SO_RCVTIMEO runs out: EAGAIN, after about that long."""
+    lan = Lan(vde_switch, None)
+    out = json.loads(assert_ok(lwip_run(py("""
+        import struct
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(('127.0.0.1', 5606))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack('=qq', 0, 300000))
+        start = time.monotonic()
+        try:
+            s.recvfrom(100)
+            got = 'data'
+        except OSError as e:
+            got = errno.errorcode[e.errno]
+        say(json.dumps([got, round(time.monotonic() - start, 1)]))
+    """), lan.stack())))
+    assert out[0] == "EAGAIN" and 0.3 <= out[1] <= 1.0, out
