@@ -1383,6 +1383,8 @@ static int icmp_send(struct conn *c, const uint8_t *data, size_t len, const ip_a
 	int e;
 	if (len > 0xffff - IP6_HLEN)
 		return EMSGSIZE;
+	if (c->family == AF_INET6 && len < 4)   /* no room for the checksum the stack computes */
+		return EINVAL;
 	if (!to && !raw_is_flag_set(c->pcb.raw, RAW_FLAGS_CONNECTED))
 		return EDESTADDRREQ;
 	if (is_ping(c)) {
@@ -1467,8 +1469,10 @@ static int is_filter_option(const struct conn *c, int level, int name)
 
 /* What a program asks for ancillary data with (ping asks for all of
  * these): accepted; only the TTL (hop limit) is delivered (docs/lwip.md). */
-static int is_ancillary_option(int level, int name)
+static int is_ancillary_option(const struct conn *c, int level, int name)
 {
+	if (level == IPPROTO_IPV6 && c->family != AF_INET6)
+		return 0;
 	switch (level) {
 	case SOL_SOCKET:   /* SO_TIMESTAMP, SO_TIMESTAMPNS: _OLD and _NEW */
 		return name == 29 || name == 35 || name == 63 || name == 64;
@@ -1489,7 +1493,8 @@ static int icmp_setsockopt(struct conn *c, int level, int name, const void *val,
 		memcpy(c->icmp_filter, val, len < room ? len : room);
 		return 0;
 	}
-	if (is_ancillary_option(level, name) || (level == IPPROTO_IPV6 && name == IPV6_V6ONLY)) {
+	if (is_ancillary_option(c, level, name) ||
+	    (c->family == AF_INET6 && level == IPPROTO_IPV6 && name == IPV6_V6ONLY)) {
 		int v;
 		if (len < sizeof v)
 			return EINVAL;
