@@ -173,7 +173,8 @@ def test_ss_lists_the_stacks_sockets_and_not_the_hosts(vde_switch):
         host.bind(("127.0.0.1", 0))
         host.listen()
         host_port = host.getsockname()[1]
-        r = lwip_run(py(SS_SOCKETS, "-tan", "-uan", "-tln -4", "-tan -6", "close", "-tan -4"), lan.stack())
+        r = lwip_run(py(SS_SOCKETS, "-tan", "-uan", "-tln -4", "-tan -6", "-tlnp -6", "close", "-tan -4"),
+                     lan.stack())
     out = assert_ok(r)
     tcp, status, stderr = _listed(out, "-tan")
     assert status == 0 and stderr == "", stderr
@@ -187,6 +188,8 @@ def test_ss_lists_the_stacks_sockets_and_not_the_hosts(vde_switch):
     assert _listed(out, "-uan")[0] == {("UNCONN", "0.0.0.0:5603", "0.0.0.0:*")}
     assert _listed(out, "-tln -4")[0] == {("LISTEN", "127.0.0.1:5601", "0.0.0.0:*")}
     assert _listed(out, "-tan -6")[0] == {("LISTEN", "*:5602", "*:*")}
+    # -p finds the program by the proxy's inode, which ss is given.
+    assert re.search(r'^ss -tlnp -6 0 .*\*:5602 .*users:\(\(\\"python', out, re.M), out
     # Closed by the program, but not yet by lwIP (TIME-WAIT, most likely).
     closing = {state for state, local, _peer in _listed(out, "-tan -4")[0] if local == client}
     assert closing and closing <= {"FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT", "CLOSING"}, closing
