@@ -12,6 +12,8 @@ import json
 import re
 import socket
 
+import pytest
+
 from helpers import run
 from vdenet import (LAN_IP, LAN_IP6, LWIP_IP, Lan, assert_ok, lines_of, lwip_run, py)
 
@@ -229,6 +231,12 @@ def test_udplite_between_the_stacks_own_sockets(vde_switch):
         assert out == [8, "back:lite", IPPROTO_UDPLITE]
 
 
+def _kernel_has_udplite():
+    with open("/proc/net/protocols") as f:
+        return any(line.split()[:1] == ["UDP-Lite"] for line in f)
+
+
+@pytest.mark.skipif(not _kernel_has_udplite(), reason="this kernel has no UDP-Lite (/proc/net/protocols)")
 def test_udplite_with_a_kernel_peer(vde_lan, background):
     peer = background(vde_lan.ns_argv(py("""
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136)
