@@ -30,7 +30,9 @@ enum vw_op {
 	VW_GETSOCKOPT,      /* a=level b=name c=optlen -> payload=value */
 	VW_SETSOCKOPT,      /* a=level b=name payload=value */
 	VW_SENDTO,          /* a=flags b=addrlen payload=sockaddr+data -> val=bytes */
-	VW_INFO,            /* -> payload: interfaces, addresses, routes (text) */
+	VW_INFO,            /* -> payload: interfaces, addresses, routes, DNS servers (text) */
+	VW_SOCKETS,         /* a=how many to skip -> payload: TCP and UDP sockets (text),
+	                       val=how many to skip for the rest, or 0 */
 };
 
 enum vw_event {
@@ -55,6 +57,8 @@ struct vw_rep {
 };
 
 #define VW_MAX_PAYLOAD 65600   /* a datagram of 65535 bytes and its address */
+#define VW_ADDRESS_SECONDS 10  /* for ip=dhcp's first lease and ip6=auto's first address,
+                                  before the stack fails to start */
 #define VW_DRAIN_SECONDS 3     /* once vupy has closed the stack, for its peers to take
                                   what is left (modules/lwip.py waits longer) */
 /* cffi: end */

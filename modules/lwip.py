@@ -6,9 +6,11 @@ SOURCE is a libvdeplug URL: ``tap://IF``, ``vde://SWITCH``, ``vxvde://GROUP``,
 ``slirp://``, ``ptp://...``.  Options:
 
   ip=A.B.C.D/LEN[+A.B.C.D/LEN...]  IPv4 addresses (up to 8)
-  gw=A.B.C.D       the IPv4 default gateway
+  ip=dhcp          the IPv4 address, mask and router from a DHCP server
+  gw=A.B.C.D       the IPv4 default gateway (not with ip=dhcp)
   ip6=ADDR/64[+ADDR/64...]  IPv6 addresses (lwIP 2.1 assumes /64 prefixes);
                    a link-local address is always made from the MAC
+  ip6=auto[+ADDR/64...]  also addresses from router advertisements (SLAAC)
   mac=XX:XX:XX:XX:XX:XX  (default: a random locally administered one)
   mtu=N            (default 1500)
 
@@ -16,13 +18,17 @@ Each stack is a worker process (vupy/lib/vupy-lwip, from csrc/lwip_worker.c):
 lwIP keeps global state, so one stack per process.  The worker ends with the
 stack, and with vupy: when its control socket closes, it delivers what
 programs wrote and FIN, then exits (within VW_DRAIN_SECONDS).  Programs get
-proxy descriptors (see "Proxy stacks" in vupy/stack.py).
+proxy descriptors (see "Proxy stacks" in vupy/stack.py).  With ip=dhcp or
+ip6=auto the worker is ready once the network has given those addresses
+(VW_ADDRESS_SECONDS at most, else the stack fails to start); its DHCP client
+renews the lease for as long as the stack lives.
 
-LwipStack serves each proxy through one of two parts, found by its sock:
+LwipStack serves each proxy through one of three parts, found by its sock:
 Worker, the channel to the worker process (csrc/lwip_worker.h is the
 protocol, whose structs and numbers reach Python through vupy._native), for
-the inet sockets, and NetlinkRoute for the NETLINK_ROUTE ones, answered in
-vupy from the worker's list of interfaces.
+the inet sockets, NetlinkRoute for the NETLINK_ROUTE ones, answered in vupy
+from the worker's list of interfaces, and NetlinkDiag for the
+NETLINK_SOCK_DIAG ones (ss), answered from the worker's list of sockets.
 """
 import errno
 import ipaddress
@@ -35,7 +41,7 @@ import sys
 import threading
 
 import vupy
-from vupy import rtnetlink
+from vupy import rtnetlink, sockdiag
 from vupy._native import ffi, lib     # csrc/lwip_worker.h: the worker's requests and replies
 from vupy.helpers import end_helper, start_helper
 from vupy.stack import ProxyStack, StackError, StackModule
@@ -43,7 +49,9 @@ from vupy.stack import ProxyStack, StackError, StackModule
 from ._options import Options, need_source
 
 WORKER = os.path.join(os.path.dirname(vupy.__file__), "lib", "vupy-lwip")
-READY_SECONDS = 10      # for the worker to open its link
+# For the worker to open its link and get what ip=dhcp, ip6=auto ask of the
+# network, which it bounds itself (VW_ADDRESS_SECONDS, csrc/lwip_worker.h).
+READY_SECONDS = lib.VW_ADDRESS_SECONDS + 10
 REPLY_SECONDS = 5       # for any answer: a worker that takes longer is broken
 CLOSE_SECONDS = lib.VW_DRAIN_SECONDS + 2   # for a closed worker to drain and exit, before SIGKILL
 
@@ -52,6 +60,7 @@ MAX_MESSAGE = REPLY_SIZE + lib.VW_MAX_PAYLOAD
 
 OPTIONS = {"ip", "gw", "ip6", "mac", "mtu"}
 NETLINK_ROUTE = 0
+CAP_NET_RAW = 13              # linux/capability.h: raw sockets
 MAX_IPV4 = 8                  # csrc/lwip_worker.c: the interface and MAX_ALIASES
 MAX_IPV6 = 5                  # LWIP_IPV6_NUM_ADDRESSES (6, Debian's lwipopts.h), less the link-local one
 NETLINK_BUFFER = 212992       # what a netlink socket reports for SO_RCVBUF, SO_SNDBUF
@@ -67,12 +76,18 @@ def worker_arguments(url, options):
     """The worker's command line for `options`; StackError naming a bad one."""
     checked = Options("lwip", options, OPTIONS)
     need_source("lwip", url, "tap://tap0")
+    dhcp = checked.from_network("ip", "dhcp", alone=True)
+    if dhcp and "gw" in checked:
+        raise StackError("lwip: gw= with ip=dhcp: the default gateway is the router DHCP gives")
+    auto6 = checked.from_network("ip6", "auto", alone=False)
     ip = checked.interfaces("ip", 4, most=MAX_IPV4)
     gw = checked.address("gw", 4)
-    ip6 = checked.interfaces("ip6", 6, most=MAX_IPV6, length=64)
+    # ip6=auto keeps a place free for the router advertisement's address.
+    ip6 = checked.interfaces("ip6", 6, most=MAX_IPV6 - auto6, length=64)
     mtu = checked.mtu(576) or 1500
     return [url, checked.mac() or _random_mac(), str(mtu),
-            ",".join(map(str, ip)) or "-", str(gw or "-")] + [str(i.ip) for i in ip6]
+            "dhcp" if dhcp else ",".join(map(str, ip)) or "-", str(gw or "-")] + \
+        ["auto"] * auto6 + [str(i.ip) for i in ip6]
 
 
 def parse_links(text):
@@ -90,11 +105,28 @@ def parse_links(text):
             links[int(index)].addresses.append(iface)
             if iface.version == 6 and not iface.ip.is_link_local:    # on-link, as lwIP takes it
                 links[int(index)].routes.append((iface.network, None))
+        elif kind == "lifetime":    # of an address the network gave: seconds left
+            index, address, valid, preferred = words
+            link = links[int(index)]
+            iface = next(a for a in link.addresses if a.ip == ipaddress.ip_address(address))
+            link.lifetimes[iface] = (int(valid), int(preferred))
         elif kind == "route":
             index, _family, destination, length, gateway = words
             links[int(index)].routes.append((ipaddress.ip_network(f"{destination}/{length}"),
                                              None if gateway == "-" else ipaddress.ip_address(gateway)))
     return list(links.values())
+
+
+def parse_sockets(text, owners):
+    """The worker's VW_SOCKETS text (csrc/lwip_worker.c, list_sockets()) as
+    sockdiag Sockets; `owners` maps a proxy's inode to its owner's uid."""
+    sockets = []
+    for line in text.splitlines():
+        inode, protocol, state, family, local, lport, remote, rport = line.split()
+        sockets.append(sockdiag.Socket(int(inode), int(protocol), int(state), int(family),
+                                       ipaddress.ip_address(local), int(lport),
+                                       ipaddress.ip_address(remote), int(rport), owners.get(int(inode), 0)))
+    return sockets
 
 
 class LwipModule(StackModule):
@@ -115,18 +147,21 @@ class LwipModule(StackModule):
 
 
 class LwipStack(ProxyStack):
-    """A proxy stack of two parts: its worker, which serves the inet sockets,
-    and its NETLINK_ROUTE sockets, answered in vupy.  Each sock is looked up
-    once, in `handlers`, for the part that serves it."""
+    """A proxy stack of three parts: its worker, which serves the inet
+    sockets, and its NETLINK_ROUTE and NETLINK_SOCK_DIAG sockets, answered in
+    vupy.  Each sock is looked up once, in `handlers`, for the part that
+    serves it."""
 
     families = LwipModule.families
 
     def __init__(self, arguments):
-        self.handlers = {}          # sock -> its Worker or NetlinkRoute, for the socks programs hold
+        self.handlers = {}          # sock -> its Worker, NetlinkRoute or NetlinkDiag, for the socks programs hold
+        self.owners = {}            # inet sock -> the uid of its maker, which ss shows
         self.gone = set()           # socks whose last descriptor is closed, not yet told
-        self.netlink = None
+        self.netlink = self.diag = None
         self.worker = Worker(arguments, on_lost=self._end)
         self.netlink = NetlinkRoute(self.links)
+        self.diag = NetlinkDiag(self.sockets)
 
     def _handler(self, sock):
         # A sock not (or no longer) held goes to the worker, which answers
@@ -137,15 +172,25 @@ class LwipStack(ProxyStack):
         """The stack is closed, or its worker lost: netlink too is gone, and
         every sock goes to the worker, which fails it with ENETDOWN."""
         self.handlers.clear()
-        if self.netlink is not None:
-            self.netlink.close()
+        for part in (self.netlink, self.diag):
+            if part is not None:
+                part.close()
 
     # ProxyStack ---------------------------------------------------------------
 
     def socket(self, domain, type, protocol, creds):
-        handler = self.netlink if domain == socket.AF_NETLINK else self.worker
+        if domain == socket.AF_NETLINK:
+            handler = self.diag if protocol == sockdiag.NETLINK_SOCK_DIAG else self.netlink
+        else:
+            handler = self.worker
+            # As the kernel: raw sockets need CAP_NET_RAW; ping sockets
+            # anyone may make (docs/lwip.md, "What it serves").
+            if type & 0xF == socket.SOCK_RAW and not creds.cap_effective >> CAP_NET_RAW & 1:
+                raise OSError(errno.EPERM, os.strerror(errno.EPERM))
         sock, fd = handler.socket(domain, type & 0xF, protocol)
         self.handlers[sock] = handler
+        if handler is self.worker:
+            self.owners[sock] = creds.fsuid
         if type & socket.SOCK_NONBLOCK:
             os.set_blocking(fd, False)
         return fd
@@ -163,6 +208,8 @@ class LwipStack(ProxyStack):
         handler = self._handler(sock)
         new, fd, address = handler.accept(sock)
         self.handlers[new] = handler
+        if sock in self.owners:
+            self.owners[new] = self.owners[sock]
         return fd, address
 
     def getsockname(self, sock):
@@ -184,11 +231,15 @@ class LwipStack(ProxyStack):
         # Asked afresh each time: the stack's addresses change as it runs.
         return parse_links(self.worker.info())
 
+    def sockets(self):
+        return parse_sockets(self.worker.sockets(), self.owners)
+
     def _take_closed(self):
-        for part in (self.worker, self.netlink):
+        for part in (self.worker, self.netlink, self.diag):
             for sock in part.closed():
                 self.gone.add(sock)
                 self.handlers.pop(sock, None)
+                self.owners.pop(sock, None)
 
     def closed(self):
         self._take_closed()
@@ -328,6 +379,15 @@ class Worker:
         """Its interfaces, addresses and routes (text: parse_links)."""
         return self._call(lib.VW_INFO)[1].decode()
 
+    def sockets(self):
+        """Its TCP and UDP sockets (text: parse_sockets), asked page by page."""
+        text, skip = "", 0
+        while True:
+            skip, page, _fd = self._call(lib.VW_SOCKETS, 0, skip)
+            text += page.decode()
+            if not skip:
+                return text
+
     def socket(self, domain, type, protocol):
         sock, _data, fd = self._call(lib.VW_SOCKET, 0, domain, type, protocol)
         return sock, fd
@@ -365,14 +425,16 @@ class NetlinkRoute:
     """A stack's NETLINK_ROUTE sockets, answered read only from its links
     (vupy.rtnetlink.Responder): the ProxyStack operations on them."""
 
+    protocol = NETLINK_ROUTE
+
     def __init__(self, links):
         self.responder = rtnetlink.Responder(links)
 
     def socket(self, _domain, type, protocol):
         if self.responder is None:
             raise OSError(errno.ENETDOWN, "the lwIP stack is gone")
-        if protocol != NETLINK_ROUTE:
-            raise OSError(errno.EPROTONOSUPPORT, "lwip serves NETLINK_ROUTE only")
+        if protocol != self.protocol:
+            raise OSError(errno.EPROTONOSUPPORT, "lwip serves NETLINK_ROUTE and NETLINK_SOCK_DIAG only")
         if type not in (socket.SOCK_RAW, socket.SOCK_DGRAM):
             raise OSError(errno.ESOCKTNOSUPPORT, os.strerror(errno.ESOCKTNOSUPPORT))
         fd = self.responder.socket()
@@ -415,6 +477,16 @@ class NetlinkRoute:
         if self.responder is not None:
             self.responder.close()
             self.responder = None
+
+
+class NetlinkDiag(NetlinkRoute):
+    """A stack's NETLINK_SOCK_DIAG sockets, answered from its list of
+    sockets (vupy.sockdiag): what ss asks."""
+
+    protocol = sockdiag.NETLINK_SOCK_DIAG
+
+    def __init__(self, sockets):
+        self.responder = rtnetlink.Responder(sockets, sockdiag.answer)
 
 
 def _check_address(address):

@@ -31,7 +31,8 @@ IFADDRMSG = struct.Struct("=BBBBI")      # family prefixlen flags scope index
 RTMSG = struct.Struct("=BBBBBBBBI")      # family dst_len src_len tos table protocol scope type flags
 IFLA_ADDRESS, IFLA_BROADCAST, IFLA_IFNAME, IFLA_MTU = 1, 2, 3, 4
 IFLA_TXQLEN, IFLA_OPERSTATE = 13, 16
-IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 3, 4, 8
+IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_CACHEINFO, IFA_FLAGS = 1, 2, 3, 4, 6, 8
+IFA_CACHEINFO_STRUCT = struct.Struct("=IIII")   # prefered valid cstamp tstamp
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 7, 15
 ARPHRD_ETHER = 1
 IFF_UP, IFF_BROADCAST, IFF_RUNNING, IFF_MULTICAST, IFF_LOWER_UP = 0x1, 0x2, 0x40, 0x1000, 0x10000
@@ -48,7 +49,9 @@ KERNEL = SOCKADDR_NL.pack(socket.AF_NETLINK, 0, 0, 0)
 @dataclass
 class Link:
     """One interface: its addresses are ipaddress interfaces (IPv4Interface,
-    IPv6Interface), its routes (network, gateway or None)."""
+    IPv6Interface), its routes (network, gateway or None).  An address with
+    lifetimes, (valid, preferred) seconds left (0xFFFFFFFF: for ever), came
+    from the network (DHCP, SLAAC): the others are permanent."""
     name: str
     index: int
     mtu: int
@@ -56,6 +59,7 @@ class Link:
     up: bool = True
     addresses: list = field(default_factory=list)
     routes: list = field(default_factory=list)
+    lifetimes: dict = field(default_factory=dict)
 
 
 def attribute(kind, data):
@@ -81,14 +85,19 @@ def _link(link):
 def _address(link, iface):
     v4 = iface.version == 4
     scope = RT_SCOPE_LINK if iface.ip.is_link_local else RT_SCOPE_UNIVERSE
+    lifetimes = link.lifetimes.get(iface)
+    flags = 0 if lifetimes else IFA_F_PERMANENT     # `ip addr` says "dynamic", and the lifetimes
     body = (IFADDRMSG.pack(socket.AF_INET if v4 else socket.AF_INET6, iface.network.prefixlen,
-                           IFA_F_PERMANENT, scope, link.index)
+                           flags, scope, link.index)
             + attribute(IFA_ADDRESS, iface.ip.packed))
     if v4:
         body += (attribute(IFA_LOCAL, iface.ip.packed)
                  + attribute(IFA_BROADCAST, iface.network.broadcast_address.packed)
                  + attribute(IFA_LABEL, link.name.encode() + b"\0"))
-    return body + attribute(IFA_FLAGS, struct.pack("=I", IFA_F_PERMANENT))
+    if lifetimes:
+        valid, preferred = lifetimes
+        body += attribute(IFA_CACHEINFO, IFA_CACHEINFO_STRUCT.pack(preferred, valid, 0, 0))
+    return body + attribute(IFA_FLAGS, struct.pack("=I", flags))
 
 
 def _route(link, network, gateway):
@@ -157,15 +166,19 @@ def _error(err, header, seq, pid):
 
 
 class Responder:
-    """Serves NETLINK_ROUTE proxies of one stack from `links()`, in a thread.
+    """Serves NETLINK_ROUTE proxies of one stack from `links()`, in a thread
+    (or, given `respond`, proxies of another netlink protocol: `respond`
+    takes the place of `answer`, and `links()` gives what it answers from,
+    as vupy.sockdiag does).
 
     A proxy is the program's end of a SOCK_SEQPACKET socketpair; requests
     arrive on the other end (from send(), or from `request` for sendto and
     sendmsg served by vupy), and each reply datagram goes back with the
     kernel's address (see "Proxy stacks" in stack.py)."""
 
-    def __init__(self, links):
+    def __init__(self, links, respond=None):
         self.links = links
+        self.respond = respond or answer
         self.ends = {}                  # our end -> (sock id, port id)
         self.lock = threading.Lock()
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC)
@@ -213,7 +226,7 @@ class Responder:
     def _reply(self, end, data):
         port = self.port(self.ends[end][0])
         try:
-            datagrams = answer(self.links(), data, port)
+            datagrams = self.respond(self.links(), data, port)
         except OSError as e:            # the stack could not say (it is gone)
             if len(data) < NLMSG.size:
                 return
