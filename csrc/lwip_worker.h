@@ -31,6 +31,13 @@ enum vw_op {
 	VW_SETSOCKOPT,      /* a=level b=name payload=value */
 	VW_SENDTO,          /* a=flags b=addrlen payload=sockaddr+data -> val=bytes */
 	VW_INFO,            /* -> payload: interfaces, addresses, routes (text) */
+	VW_ADDR,            /* id=link index a=1 add (or change the prefix), 0 delete
+	                       b=prefix length payload=address (4 or 16 bytes) */
+	VW_LINK,            /* id=link index a=1 up, 0 down, -1 as it is b=MTU or 0
+	                       payload=MAC (6 bytes) or nothing */
+	VW_ROUTE,           /* id=link index a=1 add (or replace), 0 delete
+	                       b=prefix length payload=destination, then the
+	                       gateway or nothing (4 or 16 bytes each) */
 };
 
 enum vw_event {
