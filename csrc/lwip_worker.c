@@ -786,6 +786,36 @@ static int do_bind(struct conn *c, const void *addr, size_t len)
 	return err == ERR_USE ? EADDRINUSE : err_to_errno(err);
 }
 
+/* Whether there is a route to ip.  lwIP's ip4_route and ip6_route fall
+ * back on the default interface when nothing else takes the address: the
+ * SYN then fails unseen (ERR_RTE in etharp_output, or in neighbour
+ * discovery for want of a router) and the connect times out, where a kernel
+ * says ENETUNREACH at once. */
+static int routable(const ip_addr_t *ip)
+{
+	struct netif *n;
+	if (IP_IS_V4(ip)) {
+		const ip4_addr_t *a = ip_2_ip4(ip);
+		if (ip4_addr_isloopback(a))
+			return 1;
+		NETIF_FOREACH(n)
+			if (netif_is_up(n) && netif_is_link_up(n) && !ip4_addr_isany(netif_ip4_addr(n)) &&
+			    (ip4_addr_netcmp(a, netif_ip4_addr(n), netif_ip4_netmask(n)) || ip4_addr_islinklocal(a)))
+				return 1;
+		return netif_is_up(&nif) && !ip4_addr_isany(netif_ip4_gw(&nif));
+	}
+	const ip6_addr_t *a = ip_2_ip6(ip);
+	if (ip6_addr_isloopback(a) || ip6_addr_islinklocal(a) || ip6_addr_ismulticast(a))
+		return 1;   /* lo's, or the zone's link: ip6_route decides */
+	NETIF_FOREACH(n)
+		if (netif_is_up(n) && netif_is_link_up(n))
+			for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++)
+				if (ip6_addr_isvalid(netif_ip6_addr_state(n, i)) &&
+				    ip6_addr_netcmp_zoneless(a, netif_ip6_addr(n, i)))
+					return 1;
+	return nd6_find_route(a) != NULL;
+}
+
 static int do_connect(struct conn *c, const void *addr, size_t len)
 {
 	ip_addr_t ip;
@@ -813,6 +843,8 @@ static int do_connect(struct conn *c, const void *addr, size_t len)
 		return e;
 	if (ip_addr_isany(&ip))   /* as Linux: connecting to "any" means this host */
 		return ECONNREFUSED;
+	if (!routable(&ip))
+		return ENETUNREACH;
 	err_t err = tcp_connect(c->pcb.tcp, &ip, port, tcp_connected);
 	if (err != ERR_OK)
 		return err == ERR_RTE ? ENETUNREACH : err_to_errno(err);
@@ -996,8 +1028,8 @@ static size_t ip6_info(char *out, size_t size, struct netif *netif, int prefixle
  * is to be made (the link exists, the address or route is there or not);
  * what is refused here is what lwIP 2.1 cannot do.  Routes are what lwIP
  * has: the connected ones of the addresses, one IPv4 gateway (nif's), and
- * IPv6 on-link /64 prefixes and default routers in neighbour discovery's
- * lists, kept there for ever instead of for an advertised lifetime. */
+ * IPv6 default routers in neighbour discovery's list, kept there for ever
+ * instead of for an advertised lifetime. */
 
 #define FOREVER 0xffffffffu    /* an ND lifetime, in seconds: a static entry */
 
@@ -1252,37 +1284,11 @@ static int set_default_router6(int add, const ip6_addr_t *gw)
 	return 0;
 }
 
-static int set_onlink6(int add, const ip6_addr_t *prefix)
-{
-	struct nd6_prefix_list_entry *free_slot = NULL;
-	for (int i = 0; i < LWIP_ND6_NUM_PREFIXES; i++) {
-		struct nd6_prefix_list_entry *p = &prefix_list[i];
-		if (p->netif == &nif && ip6_addr_netcmp(&p->prefix, prefix)) {
-			if (add)
-				p->invalidation_timer = FOREVER;
-			else
-				memset(p, 0, sizeof *p);
-			nd6_clear_destination_cache();
-			return 0;
-		}
-		if (!p->netif && !free_slot)
-			free_slot = p;
-	}
-	if (!add)
-		return EOPNOTSUPP;   /* an address's own subnet: it goes with the address */
-	if (!free_slot)
-		return ENOSPC;
-	ip6_addr_copy(free_slot->prefix, *prefix);
-	free_slot->netif = &nif;
-	free_slot->invalidation_timer = FOREVER;
-	nd6_clear_destination_cache();
-	return 0;
-}
-
-/* VW_ROUTE: an IPv4 default route (nif's gateway); an IPv6 default route
- * or on-link /64 prefix.  Nothing else is a route lwIP can take: not a
- * connected route apart from its address, not a gateway for anything but
- * the default. */
+/* VW_ROUTE: an IPv4 or IPv6 default route.  Nothing else is a route lwIP
+ * can take: not a gateway for anything but the default, not a connected
+ * route apart from its address (IPv4 has none; neighbour discovery would
+ * take an IPv6 /64 prefix, but solicits a neighbour only from an address
+ * in the neighbour's /64, so the prefix of no address is never reached). */
 static int change_route(const struct vw_req *r, const uint8_t *payload, size_t len)
 {
 	if (r->id != (uint64_t)netif_get_index(&nif))
@@ -1295,15 +1301,11 @@ static int change_route(const struct vw_req *r, const uint8_t *payload, size_t l
 		netif_set_gw(&nif, r->a ? &gw : IP4_ADDR_ANY4);
 		return 0;
 	}
-	if (len != 16 && len != 32)
-		return EINVAL;
-	ip6_addr_t dst, gw;
-	memcpy(dst.addr, payload, 16);
-	ip6_addr_clear_zone(&dst);
-	if (len == 16)
-		return r->b == 64 && !ip6_addr_islinklocal(&dst) ? set_onlink6(r->a, &dst) : EOPNOTSUPP;
-	if (r->b != 0)
+	if (len == 16 || (len == 32 && r->b != 0))
 		return EOPNOTSUPP;
+	if (len != 32)
+		return EINVAL;
+	ip6_addr_t gw;
 	memcpy(gw.addr, payload + 16, 16);
 	ip6_addr_clear_zone(&gw);
 	if (ip6_addr_islinklocal(&gw))

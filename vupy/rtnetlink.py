@@ -185,8 +185,12 @@ def answer(links, request, pid, configure=None):
         family = body[0] if body else socket.AF_UNSPEC
         if kind == RTM_GETLINK:
             index = IFINFOMSG.unpack_from(body)[2] if len(body) >= IFINFOMSG.size else 0
+            try:
+                name = _attributes(body, IFINFOMSG.size).get(IFLA_IFNAME, b"").split(b"\0")[0].decode()
+            except (OSError, UnicodeDecodeError):
+                name = ""
             items = [(RTM_NEWLINK, _link(link)) for link in links
-                     if flags & NLM_F_DUMP == NLM_F_DUMP or link.index == index]
+                     if flags & NLM_F_DUMP == NLM_F_DUMP or (link.index == index if index else link.name == name)]
         elif kind == RTM_GETADDR:
             items = [(RTM_NEWADDR, _address(link, a)) for link in links for a in link.addresses
                      if family in (socket.AF_UNSPEC, socket.AF_INET if a.version == 4 else socket.AF_INET6)]
