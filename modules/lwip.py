@@ -82,8 +82,9 @@ def parse_links(text):
 
     def route(index, network, gateway):
         # Once each: aliases on one subnet, or a prefix both an address's
-        # and one the stack was given, are one route.
-        if (network, gateway) not in links[index].routes:
+        # and one neighbour discovery has, are one route.  A link that is
+        # down has none, as a kernel's.
+        if links[index].up and (network, gateway) not in links[index].routes:
             links[index].routes.append((network, gateway))
 
     for line in text.splitlines():

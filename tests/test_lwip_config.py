@@ -72,22 +72,27 @@ def test_ip_addr_add_and_del(vde_lan, background, as_user):
 
 
 def test_ip_link_set_down_and_up(vde_lan, background, as_user):
-    """Down: ip link shows it, connects fail with ENETUNREACH (IPv4 and
-    IPv6), as on a kernel whose link is down; up: they work again."""
+    """Down: ip link shows it, its routes go, connects fail with
+    ENETUNREACH (IPv4 and IPv6), as on a kernel whose link is down; up:
+    the connected routes are back and connects work again."""
     background(vde_lan.ns_argv(py(TCP_ECHO, "::", 7110)), ready="ready")
     r = lwip_run(on_stack("""
         say('before', echo(sys.argv[2], 7110), echo(sys.argv[3], 7110))
         say('down', ip('link', 'set', 'vde0', 'down')[0])
         say('state', ip('-br', 'link', 'show', 'vde0')[1].split()[1])
+        say('routes', ip('route')[1].strip() or '-')
         say('connect', attempt(lambda: socket.create_connection((sys.argv[2], 7110), 5)),
             attempt(lambda: socket.create_connection((sys.argv[3], 7110), 5)))
         say('up', ip('link', 'set', 'vde0', 'up')[0])
         say('state', ip('-br', 'link', 'show', 'vde0')[1].split()[1])
+        say('routes', ip('route')[1].strip() or '-')
         say('after', echo(sys.argv[2], 7110), echo(sys.argv[3], 7110))
     """, LAN_IP, LAN_IP6), vde_lan.stack())
     out = assert_ok(r)
     assert lines_of(out, "before") == lines_of(out, "after") == [["echo:x", "echo:x"]], out
     assert lines_of(out, "state") == [["DOWN"], ["UP"]], out
+    assert [" ".join(words) for words in lines_of(out, "routes")] == [
+        "-", f"10.9.0.0/24 dev vde0 proto kernel scope link src {LWIP_IP}"], out
     assert lines_of(out, "connect") == [["ENETUNREACH", "ENETUNREACH"]], out
 
 

@@ -252,14 +252,14 @@ def test_the_lwip_workers_links_text_as_links():
     from vupy.modules.lwip import parse_links
     lo, vde0 = parse_links("link lo 1 65536 00:00:00:00:00:00 up loopback\n"
                            "addr 1 4 127.0.0.1 8\n"
-                           "link vde0 2 1400 02:00:00:00:00:02 down\n"
+                           "link vde0 2 1400 02:00:00:00:00:02 up\n"
                            "addr 2 4 10.9.0.2 24\n"
                            "route 2 4 10.9.0.0 24 -\n"
                            "route 2 4 10.9.0.0 24 -\n"       # an alias on the same subnet
                            "addr 2 6 fd09::2 64\n"
                            "route 2 6 fd09:: 64 -\n"          # given, and the address's own
                            "route 2 6 :: 0 fe80::1\n")
-    assert (lo.loopback, lo.mtu, vde0.loopback, vde0.up, vde0.mtu) == (True, 65536, False, False, 1400)
+    assert (lo.loopback, lo.mtu, vde0.loopback, vde0.mtu) == (True, 65536, False, 1400)
     assert vde0.routes == [(ip_network("10.9.0.0/24"), None), (ip_network("fd09::/64"), None),
                            (ip_network("::/0"), ip_address("fe80::1"))]
 
@@ -274,3 +274,12 @@ def test_a_link_is_got_by_name():
     request = rt.message(rt.RTM_GETLINK, rt.NLM_F_REQUEST, 1, 0, link(index=0, IFLA_IFNAME=b"eth7\0"))
     reply, = rt.answer(links(), request, 5)
     assert struct.unpack_from("=i", reply, rt.NLMSG.size)[0] == -errno.ENODEV
+
+
+def test_a_link_that_is_down_has_no_routes():
+    from vupy.modules.lwip import parse_links
+    vde0, = parse_links("link vde0 2 1500 02:00:00:00:00:02 down\n"
+                        "addr 2 4 10.9.0.2 24\n"
+                        "route 2 4 10.9.0.0 24 -\n"
+                        "addr 2 6 fd09::2 64\n")
+    assert (vde0.routes, len(vde0.addresses)) == ([], 2)
