@@ -1214,14 +1214,13 @@ static int change_link(const struct vw_req *r, const uint8_t *payload, size_t le
 		}
 		if (len)
 			memcpy(n->hwaddr, payload, 6);
-		if (r->a == 0) {
+		if (r->a == 0)
 			netif_set_down(n);
-		} else if (r->a == 1) {
-			netif_set_up(n);   /* it announces itself (gratuitous ARP) */
-		} else if (len && netif_is_up(n) && !ip4_addr_isany(netif_ip4_addr(n))) {
-			/* Peers learn the new MAC before they would by timeout. */
+		else if (r->a == 1)
+			netif_set_up(n);   /* if it was down, it announces itself */
+		/* Peers learn a new MAC before their caches would time out. */
+		if (len && netif_is_up(n) && !ip4_addr_isany(netif_ip4_addr(n)))
 			etharp_gratuitous(n);
-		}
 	}
 	if (r->a == 0)
 		netif_set_gw(&nif, IP4_ADDR_ANY4);

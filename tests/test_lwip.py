@@ -573,12 +573,6 @@ def test_netlink_sockets_fail_with_enetdown_once_the_worker_is_lost(vde_lan):
     """The worker killed: once vupy has seen it go, the stack's netlink
     sockets fail as its inet ones do (ENETDOWN), old and new."""
     script = PRELUDE + textwrap.dedent("""
-        def attempt(call):
-            try:
-                call()
-                return "ok"
-            except OSError as e:
-                return errno.errorcode[e.errno]
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         netlink = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
         for pid in filter(str.isdigit, os.listdir("/proc")):

@@ -22,13 +22,6 @@ CONFIG = textwrap.dedent("""
         r = subprocess.run([IP, *args], capture_output=True, text=True)
         return r.returncode, r.stdout + r.stderr
 
-    def attempt(call):
-        try:
-            call()
-            return 'ok'
-        except OSError as e:
-            return errno.errorcode[e.errno]
-
     def echo(host, port):
         # One line to the namespace's echo server and its answer.
         s = connect(host, port)
