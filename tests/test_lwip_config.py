@@ -131,8 +131,9 @@ def test_ip_link_set_address_reaches_the_peers_neighbour_table(vde_lan, backgrou
 def test_ip_route_add_and_del(vde_lan, background, as_user):
     """Without gw=, an address beyond the link (the namespace's 10.10.0.1,
     fd10::1) is unreachable (ENETUNREACH at once, as a kernel says it); a
-    default route via the namespace reaches it, ip route shows it, and
-    once it is deleted the address is unreachable again."""
+    default route via the namespace reaches it, ip route shows it (and ip
+    route get the way), and once it is deleted the address is unreachable
+    again."""
     for args in (["addr", "add", "10.10.0.1/24", "dev", "tap0"],
                  ["addr", "add", "fd10::1/64", "dev", "tap0", "nodad"]):
         assert_ok(vde_lan.in_ns(["ip", *args]))
@@ -141,11 +142,13 @@ def test_ip_route_add_and_del(vde_lan, background, as_user):
         def tryit():
             return [attempt(lambda: socket.create_connection((h, 7140), 5)) for h in ('10.10.0.1', 'fd10::1')]
         say('before', *tryit())
+        say('get', ip('route', 'get', '10.10.0.1')[1].splitlines()[0].strip())
         say('add', ip('route', 'add', 'default', 'via', sys.argv[2])[0],
             ip('-6', 'route', 'add', 'default', 'via', sys.argv[3])[0])
         say('route', ip('route', 'show', 'default')[1].strip())
         say('route', ip('-6', 'route', 'show', 'default')[1].strip())
         say('via', echo('10.10.0.1', 7140), echo('fd10::1', 7140))
+        say('get', ip('route', 'get', '10.10.0.1')[1].splitlines()[0].strip())
         say('del', ip('route', 'del', 'default')[0], ip('-6', 'route', 'del', 'default')[0])
         say('route', ip('route', 'show', 'default')[1].strip() or '-')
         say('deleted', *tryit())
@@ -156,6 +159,8 @@ def test_ip_route_add_and_del(vde_lan, background, as_user):
     assert [" ".join(words) for words in lines_of(out, "route")] == [
         f"default via {LAN_IP} dev vde0", f"default via {LAN_IP6} dev vde0", "-"], out
     assert lines_of(out, "via") == [["echo:x", "echo:x"]], out
+    assert [" ".join(words) for words in lines_of(out, "get")] == [
+        "RTNETLINK answers: Network is unreachable", f"10.10.0.1 via {LAN_IP} dev vde0 src {LWIP_IP}"], out
     assert lines_of(out, "del") == [["0", "0"]], out
     assert lines_of(out, "deleted") == [["ENETUNREACH", "ENETUNREACH"]], out
 

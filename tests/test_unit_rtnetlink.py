@@ -283,3 +283,35 @@ def test_a_link_that_is_down_has_no_routes():
                         "route 2 4 10.9.0.0 24 -\n"
                         "addr 2 6 fd09::2 64\n")
     assert (vde0.routes, len(vde0.addresses)) == ([], 2)
+
+
+def get_route(destination, stack):
+    """(type, table, dst_len, {attribute: bytes}) of ip route get's answer, or its errno."""
+    net = ip_network(destination)
+    body = rt.RTMSG.pack(INET if net.version == 4 else INET6, 0, 0, 0, 0, 0, 0, 0, 0) \
+        + rt.attribute(rt.RTA_DST, net.network_address.packed)
+    reply, = rt.answer(stack, rt.message(rt.RTM_GETROUTE, rt.NLM_F_REQUEST, 1, 0, body), 5)
+    if rt.NLMSG.unpack_from(reply)[1] == rt.NLMSG_ERROR:
+        return -struct.unpack_from("=i", reply, rt.NLMSG.size)[0]
+    _family, dst_len, _src, _tos, table, _proto, _scope, kind, _flags = rt.RTMSG.unpack_from(reply, rt.NLMSG.size)
+    attrs = rt._attributes(reply[rt.NLMSG.size:], rt.RTMSG.size)
+    return kind, table, dst_len, {k: attrs[k] for k in (rt.RTA_DST, rt.RTA_OIF, rt.RTA_GATEWAY, rt.RTA_PREFSRC)
+                                  if k in attrs}
+
+
+def test_ip_route_get_finds_the_route_a_destination_takes():
+    oif = lambda index: struct.pack("=i", index)           # noqa: E731
+    a = lambda text: ip_address(text).packed                # noqa: E731
+    stack = with_default()
+    assert get_route("10.9.0.7", stack) == (rt.RTN_UNICAST, rt.RT_TABLE_MAIN, 32, {
+        rt.RTA_DST: a("10.9.0.7"), rt.RTA_OIF: oif(2), rt.RTA_PREFSRC: a("10.9.0.2")})
+    assert get_route("10.10.0.1", stack) == (rt.RTN_UNICAST, rt.RT_TABLE_MAIN, 32, {
+        rt.RTA_DST: a("10.10.0.1"), rt.RTA_OIF: oif(2), rt.RTA_GATEWAY: a("10.9.0.1"),
+        rt.RTA_PREFSRC: a("10.9.0.2")})
+    assert get_route("10.9.0.2", stack) == (rt.RTN_LOCAL, rt.RT_TABLE_LOCAL, 32, {
+        rt.RTA_DST: a("10.9.0.2"), rt.RTA_OIF: oif(1), rt.RTA_PREFSRC: a("10.9.0.2")})
+    assert get_route("127.0.0.9", stack)[:3] == (rt.RTN_LOCAL, rt.RT_TABLE_LOCAL, 32)
+    assert get_route("fd09::1", stack) == (rt.RTN_UNICAST, rt.RT_TABLE_MAIN, 128, {
+        rt.RTA_DST: a("fd09::1"), rt.RTA_OIF: oif(2), rt.RTA_PREFSRC: a("fd09::2")})
+    assert get_route("fd10::1", stack) == errno.ENETUNREACH
+    assert get_route("10.10.0.1", links()) == errno.ENETUNREACH

@@ -52,9 +52,10 @@ IFF_SETTABLE = IFF_UP | 0x4 | 0x20 | 0x80 | 0x100 | 0x200 | IFF_MULTICAST | 0x20
 IF_OPER_UNKNOWN, IF_OPER_DOWN, IF_OPER_UP = 0, 2, 6
 IFA_F_PERMANENT = 0x80
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST = 0, 253, 254
-RT_TABLE_MAIN = 254
+RT_TABLE_MAIN, RT_TABLE_LOCAL = 254, 255
+RTM_F_CLONED = 0x200                  # an answer to a route get, not a route of the table
 RTPROT_KERNEL, RTPROT_BOOT = 2, 3
-RTN_UNICAST = 1
+RTN_UNICAST, RTN_LOCAL = 1, 2
 RTA_PRIORITY, RTA_PREF = 6, 20     # a route's metric and preference: taken, not kept
 ETH_MIN_MTU, ETH_MAX_MTU = 68, 65535
 NLA_TYPE_MASK = 0x3FFF
@@ -167,6 +168,44 @@ def _route(link, network, gateway):
     return body + attribute(RTA_OIF, struct.pack("=I", link.index))
 
 
+def _route_to(links, body):
+    """ip route get: the route a packet to RTA_DST takes, as the kernel
+    answers it (the longest prefix; an address of the stack's own is local,
+    through its loopback); ENETUNREACH if none does."""
+    if len(body) < RTMSG.size:
+        raise _refuse(errno.EINVAL)
+    version = _family_of(body[0])
+    destination = _attributes(body, RTMSG.size).get(RTA_DST)
+    target = _ip(destination, version) if destination is not None else ip_address(bytes(4 if version == 4 else 16))
+    width = target.max_prefixlen
+    loopback = next((link for link in links if link.loopback), None)
+    local = [a for link in links for a in link.addresses
+             if a.ip == target or (link.loopback and target in a.network)]
+    if local:
+        kind, table, link, gateway, source = RTN_LOCAL, RT_TABLE_LOCAL, loopback, None, target
+        link = link or next(link for link in links if local[0] in link.addresses)
+    else:
+        routes = [(net.prefixlen, link, gw) for link in links for net, gw in link.routes if target in net]
+        if not routes:
+            raise _refuse(errno.ENETUNREACH)
+        _length, link, gateway = max(routes, key=lambda route: route[0])
+        kind, table = RTN_UNICAST, RT_TABLE_MAIN
+        hop = gateway or target
+        mine = [a.ip for a in link.addresses if a.version == version and not a.ip.is_link_local]
+        source = next((a.ip for a in link.addresses if a.version == version and hop in a.network
+                       and a.ip.is_link_local == hop.is_link_local), mine[0] if mine else None)
+    reply = (RTMSG.pack(body[0], width, 0, 0, table, 0, RT_SCOPE_HOST if kind == RTN_LOCAL else RT_SCOPE_UNIVERSE,
+                        kind, RTM_F_CLONED)
+             + attribute(RTA_TABLE, struct.pack("=I", table))
+             + attribute(RTA_DST, target.packed)
+             + attribute(RTA_OIF, struct.pack("=I", link.index)))
+    if gateway is not None:
+        reply += attribute(RTA_GATEWAY, gateway.packed)
+    if source is not None:
+        reply += attribute(RTA_PREFSRC, source.packed)
+    return reply
+
+
 def answer(links, request, pid, configure=None):
     """The reply messages to one request datagram (bytes of several
     netlink messages), as a list of datagrams; changes are made with
@@ -194,6 +233,12 @@ def answer(links, request, pid, configure=None):
         elif kind == RTM_GETADDR:
             items = [(RTM_NEWADDR, _address(link, a)) for link in links for a in link.addresses
                      if family in (socket.AF_UNSPEC, socket.AF_INET if a.version == 4 else socket.AF_INET6)]
+        elif kind == RTM_GETROUTE and flags & NLM_F_DUMP != NLM_F_DUMP:
+            try:
+                items = [(RTM_NEWROUTE, _route_to(links, body))]
+            except OSError as e:
+                replies.append(_error(e.errno, header, seq, pid))
+                continue
         elif kind == RTM_GETROUTE:
             items = [(RTM_NEWROUTE, _route(link, net, gw)) for link in links for net, gw in link.routes
                      if family in (socket.AF_UNSPEC, socket.AF_INET if net.version == 4 else socket.AF_INET6)]
