@@ -315,3 +315,21 @@ def test_ip_route_get_finds_the_route_a_destination_takes():
         rt.RTA_DST: a("fd09::1"), rt.RTA_OIF: oif(2), rt.RTA_PREFSRC: a("fd09::2")})
     assert get_route("fd10::1", stack) == errno.ENETUNREACH
     assert get_route("10.10.0.1", links()) == errno.ENETUNREACH
+
+
+def test_a_connected_route_says_the_address_whose_subnet_it_is():
+    stack = links()
+    stack[1].addresses.append(ip_interface("10.9.0.3/16"))
+    stack[1].routes.append((ip_network("10.9.0.0/16"), None))
+    request = rt.message(rt.RTM_GETROUTE, rt.NLM_F_REQUEST | rt.NLM_F_DUMP, 1, 0, bytes(rt.RTMSG.size))
+    dump, = rt.answer(stack, request, 5)
+    sources, offset = {}, 0
+    while offset < len(dump):
+        length, kind = rt.NLMSG.unpack_from(dump, offset)[:2]
+        if kind == rt.RTM_NEWROUTE:
+            body = dump[offset + rt.NLMSG.size:offset + length]
+            attrs = rt._attributes(body, rt.RTMSG.size)
+            if rt.RTA_PREFSRC in attrs:
+                sources[body[1]] = ip_address(attrs[rt.RTA_PREFSRC])
+        offset += length
+    assert sources == {24: ip_address("10.9.0.2"), 16: ip_address("10.9.0.3")}

@@ -162,7 +162,9 @@ def _route(link, network, gateway):
     if gateway is not None:
         body += attribute(RTA_GATEWAY, gateway.packed)
     if connected and v4:
-        source = next((a.ip for a in link.addresses if a.version == 4 and a.ip in network), None)
+        # The address whose subnet it is, as the kernel's connected route has it.
+        mine = [a for a in link.addresses if a.version == 4 and a.ip in network]
+        source = next((a.ip for a in mine if a.network == network), mine[0].ip if mine else None)
         if source is not None:
             body += attribute(RTA_PREFSRC, source.packed)
     return body + attribute(RTA_OIF, struct.pack("=I", link.index))
