@@ -225,13 +225,11 @@ def answer(links, request, pid, configure=None):
             continue
         family = body[0] if body else socket.AF_UNSPEC
         if kind == RTM_GETLINK:
-            index = IFINFOMSG.unpack_from(body)[2] if len(body) >= IFINFOMSG.size else 0
             try:
-                name = _attributes(body, IFINFOMSG.size).get(IFLA_IFNAME, b"").split(b"\0")[0].decode()
-            except (OSError, UnicodeDecodeError):
-                name = ""
-            items = [(RTM_NEWLINK, _link(link)) for link in links
-                     if flags & NLM_F_DUMP == NLM_F_DUMP or (link.index == index if index else link.name == name)]
+                named = links if flags & NLM_F_DUMP == NLM_F_DUMP else [_link_named(links, body)[0]]
+            except (OSError, struct.error):
+                named = []
+            items = [(RTM_NEWLINK, _link(link)) for link in named if link is not None]
         elif kind == RTM_GETADDR:
             items = [(RTM_NEWADDR, _address(link, a)) for link in links for a in link.addresses
                      if family in (socket.AF_UNSPEC, socket.AF_INET if a.version == 4 else socket.AF_INET6)]
@@ -307,6 +305,15 @@ def _ip(data, version):
     return ip_address(data)
 
 
+def _link_named(links, body):
+    """The link an ifinfomsg request names (by index, or by IFLA_IFNAME if
+    the index is 0) or None, the name it gives, and its other attributes."""
+    index = IFINFOMSG.unpack_from(body)[2]
+    attrs = _attributes(body, IFINFOMSG.size)
+    name = attrs.pop(IFLA_IFNAME, b"").split(b"\0")[0].decode(errors="replace")
+    return next((link for link in links if (link.index == index if index else link.name == name)), None), name, attrs
+
+
 def _link_by_index(links, index):
     link = next((link for link in links if link.index == index), None)
     if link is None:
@@ -358,10 +365,8 @@ def _address_change(links, add, flags, body):
 def _link_change(links, kind, flags, body):
     if len(body) < IFINFOMSG.size:
         raise _refuse(errno.EINVAL)
-    _family, _type, index, ifi_flags, ifi_change = IFINFOMSG.unpack_from(body)
-    attrs = _attributes(body, IFINFOMSG.size)
-    name = attrs.pop(IFLA_IFNAME, b"").split(b"\0")[0].decode(errors="replace")
-    link = next((link for link in links if (link.index == index if index else link.name == name)), None)
+    ifi_flags, ifi_change = IFINFOMSG.unpack_from(body)[3:]
+    link, name, attrs = _link_named(links, body)
     if link is None:
         # Making links (ip link add) is not something these stacks do.
         if kind == RTM_NEWLINK and flags & NLM_F_CREATE:
