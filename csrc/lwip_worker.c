@@ -1752,7 +1752,8 @@ static void link_input(struct pbuf *p, const uint8_t *frame, ssize_t n)
 	}
 	if (naliases && n >= 42 && frame[12] == 0x08 && frame[13] == 0x06)
 		for (int i = 0; i < naliases; i++)
-			if (memcmp(frame + 38, &netif_ip4_addr(&aliases[i])->addr, 4) == 0)
+			if (memcmp(frame + 38, &netif_ip4_addr(&aliases[i])->addr, 4) == 0 &&
+			    !ip4_addr_isany(netif_ip4_addr(&aliases[i])))   /* a free slot */
 				to = &aliases[i];
 	if (to->input(p, to) != ERR_OK)
 		pbuf_free(p);
