@@ -2,7 +2,7 @@
  * Copyright (C) 2026 the vupy authors */
 /* vupy-lwip: one lwIP stack on one VDE link, serving vupy's proxy descriptors.
  *
- * Usage: vupy-lwip CTLFD URL MAC MTU IP4/LEN[,IP4/LEN...]|- GW4|- [IP6 ...]
+ * Usage: vupy-lwip CTLFD URL MAC MTU IP4/LEN[,IP4/LEN...]|dhcp|- GW4|- [auto] [IP6 ...]
  * (started by modules/lwip.py, which checks the arguments first).
  *
  * lwIP keeps global state, so each stack is a process of its own.  Three
@@ -73,6 +73,7 @@
 #include "netif/ethernet.h"
 
 #include "lwip_worker.h"
+#include "lwip_dhcp.h"
 
 #define VW_FILLER 65536        /* bytes per write that fills a fresh proxy */
 #define VW_CHUNK 65536         /* bytes moved from a proxy to lwIP per read */
@@ -134,6 +135,8 @@ static int draining(void)
 static void start_drain(void);
 
 static void flush_rx(struct conn *c);
+static int from_network(const uint8_t *frame, ssize_t n);
+static size_t network_info(char *out, size_t size);
 static uint8_t buffer[VW_MAX_PAYLOAD];
 
 static void die(const char *fmt, ...)
@@ -1312,31 +1315,13 @@ static int change_route(const struct vw_req *r, const uint8_t *payload, size_t l
 	return set_default_router6(r->a, &gw);
 }
 
-/* nif's IPv6 routes in neighbour discovery's lists, for info(). */
-static size_t routes6_info(char *out, size_t size, int idx)
-{
-	size_t n = 0;
-	char a[64];
-	for (int i = 0; i < LWIP_ND6_NUM_PREFIXES; i++) {
-		if (prefix_list[i].netif != &nif || !prefix_list[i].invalidation_timer)
-			continue;
-		ip6addr_ntoa_r(&prefix_list[i].prefix, a, sizeof a);
-		n += snprintf(out + n, size - n, "route %d 6 %s 64 -\n", idx, a);
-	}
-	for (int i = 0; i < LWIP_ND6_NUM_ROUTERS; i++) {
-		const struct nd6_router_list_entry *d = &default_router_list[i];
-		if (!d->neighbor_entry || d->neighbor_entry->netif != &nif)
-			continue;
-		ip6addr_ntoa_r(&d->neighbor_entry->next_hop_address, a, sizeof a);
-		n += snprintf(out + n, size - n, "route %d 6 :: 0 %s\n", idx, a);
-	}
-	return n;
-}
-
 /* Interfaces, addresses and routes, one per line, for vupy's netlink answers:
  *   link NAME INDEX MTU MAC up|down
  *   addr INDEX FAMILY ADDRESS PREFIXLEN
- *   route INDEX FAMILY DESTINATION PREFIXLEN GATEWAY|-          */
+ *   route INDEX FAMILY DESTINATION PREFIXLEN GATEWAY|-
+ * and for what the network gave (network_info):
+ *   lifetime INDEX ADDRESS VALID PREFERRED   (seconds left; 4294967295: for ever)
+ *   dns FAMILY ADDRESS                                          */
 static size_t info(char *out, size_t size)
 {
 	size_t n = 0;
@@ -1368,7 +1353,7 @@ static size_t info(char *out, size_t size)
 	}
 	n += ip6_info(out + n, size - n, &nif, 64);
 	n += snprintf(out + n, size - n, "route %d 6 fe80:: 64 -\n", idx);
-	n += routes6_info(out + n, size - n, idx);
+	n += network_info(out + n, size - n);
 	return n < size ? n : size;
 }
 
@@ -1746,7 +1731,7 @@ static int martian(const uint8_t *frame, ssize_t n)
 static void link_input(struct pbuf *p, const uint8_t *frame, ssize_t n)
 {
 	struct netif *to = &nif;
-	if (martian(frame, n)) {
+	if (martian(frame, n) || from_network(frame, n)) {
 		pbuf_free(p);
 		return;
 	}
@@ -1994,11 +1979,171 @@ static int configure(const char *mac_text, const char *mtu_text, char *ipv4, con
 	return 0;
 }
 
+/* Addresses from the network ------------------------------------------------------- */
+
+/* ip=dhcp: the worker's DHCP client (lwip_dhcp.c) sets nif's first IPv4
+ * address, its mask and the default router from its lease, and clears them
+ * when the lease ends.  ip6=auto: lwIP's own SLAAC makes nif's addresses
+ * from the prefixes of router advertisements, and its neighbour discovery
+ * takes their routers as default ones; lwIP, built without LWIP_DNS, keeps
+ * no DNS server of theirs, so the worker reads those (RDNSS) itself.  Both
+ * sets of DNS servers are only kept, for VW_INFO. */
+static int use_dhcp, use_slaac;
+static struct dhcp_client dhcp;
+static struct ra_dns ra_dns;
+
+static uint64_t now_ms(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+}
+
+static void dhcp_send(const void *frame, size_t len)
+{
+	vde_send(link_conn, frame, len, 0);
+}
+
+static void dhcp_bind(const struct dhcp_lease *lease)
+{
+	ip4_addr_t ip, mask, gw;
+	ip4_addr_set_u32(&ip, lease->address);
+	ip4_addr_set_u32(&mask, lease->mask);
+	ip4_addr_set_u32(&gw, lease->router);
+	netif_set_addr(&nif, &ip, &mask, &gw);
+}
+
+/* The lease is over: what used its address is cut off, as a kernel's
+ * DHCP client's removing it does. */
+static void dhcp_unbind(void)
+{
+	netif_set_addr(&nif, IP4_ADDR_ANY4, IP4_ADDR_ANY4, IP4_ADDR_ANY4);
+}
+
+/* Runs in lwIP's tcpip thread, with the core lock, as its own timers do. */
+static void dhcp_timer(void *arg)
+{
+	(void)arg;
+	dhcp_tick(&dhcp, now_ms());
+	sys_timeout(1000, dhcp_timer, NULL);
+}
+
+/* Whether a frame from the link is a DHCP reply, which lwIP (no DHCP of its
+ * own) must not see: it would answer it with an ICMP port unreachable. */
+static int from_network(const uint8_t *frame, ssize_t n)
+{
+	if (use_slaac)
+		ra_dns_input(&ra_dns, frame, (size_t)n, now_ms());
+	return use_dhcp && dhcp_input(&dhcp, frame, (size_t)n, now_ms());
+}
+
+/* Whether nif has an address made from a router advertisement, ready. */
+static int has_slaac_address(void)
+{
+	for (int i = 1; i < LWIP_IPV6_NUM_ADDRESSES; i++)
+		if (ip6_addr_ispreferred(netif_ip6_addr_state(&nif, i)) && !netif_ip6_addr_isstatic(&nif, i))
+			return 1;
+	return 0;
+}
+
+/* ip=dhcp (IP4 "dhcp") and ip6=auto (a first IP6 "auto"), as use_dhcp and
+ * use_slaac, and the rest of the arguments for configure(): how many IPv6
+ * addresses are left at *ipv6. */
+static int take_dynamic(char **ipv4, char ***ipv6, int nipv6)
+{
+	use_dhcp = strcmp(*ipv4, "dhcp") == 0;
+	if (use_dhcp)
+		*ipv4 = "-";
+	use_slaac = nipv6 > 0 && strcmp((*ipv6)[0], "auto") == 0;
+	if (use_slaac)
+		(*ipv6)++;
+	return nipv6 - use_slaac;
+}
+
+/* Ask for the addresses that ip=dhcp and ip6=auto want, and wait for them:
+ * a stack is ready once it has them, or fails after VW_ADDRESS_SECONDS (a
+ * program would otherwise start on a stack with no address).  0, or 1
+ * after telling vupy why not. */
+static int await_addresses(void)
+{
+	if (!use_dhcp && !use_slaac)
+		return 0;
+	uint64_t end = now_ms() + VW_ADDRESS_SECONDS * 1000;
+	LOCK_TCPIP_CORE();
+	if (use_dhcp) {
+		memcpy(dhcp.mac, nif.hwaddr, sizeof dhcp.mac);
+		dhcp.send = dhcp_send;
+		dhcp.bind = dhcp_bind;
+		dhcp.unbind = dhcp_unbind;
+		dhcp_start(&dhcp, now_ms());
+		sys_timeout(1000, dhcp_timer, NULL);
+	}
+	UNLOCK_TCPIP_CORE();
+	for (;;) {
+		LOCK_TCPIP_CORE();
+		int leased = !use_dhcp || dhcp.leased, slaac = !use_slaac || has_slaac_address();
+		UNLOCK_TCPIP_CORE();
+		if (leased && slaac)
+			return 0;
+		if (now_ms() >= end)
+			return not_ready(ETIMEDOUT, leased
+					 ? "ip6=auto: no router advertisement gave an IPv6 address in %d s"
+					 : "ip=dhcp: no DHCP server gave an address in %d s", VW_ADDRESS_SECONDS);
+		usleep(50000);
+	}
+}
+
+/* VW_INFO's lines for what the network gave (see info()). */
+static size_t network_info(char *out, size_t size)
+{
+	size_t n = 0;
+	char a[64];
+	int idx = netif_get_index(&nif);
+	uint64_t now = now_ms();
+	if (use_dhcp && dhcp.leased) {
+		uint32_t left = dhcp_remaining(&dhcp, now);
+		ip4addr_ntoa_r(netif_ip4_addr(&nif), a, sizeof a);
+		n += snprintf(out + n, size - n, "lifetime %d %s %u %u\n", idx, a, left, left);
+		for (int i = 0; i < dhcp.lease.ndns; i++) {
+			ip4_addr_t dns;
+			ip4_addr_set_u32(&dns, dhcp.lease.dns[i]);
+			ip4addr_ntoa_r(&dns, a, sizeof a);
+			n += snprintf(out + n, size - n, "dns 4 %s\n", a);
+		}
+	}
+	for (int i = 1; i < LWIP_IPV6_NUM_ADDRESSES; i++) {
+		if (!ip6_addr_isvalid(netif_ip6_addr_state(&nif, i)) || netif_ip6_addr_isstatic(&nif, i))
+			continue;
+		ip6addr_ntoa_r(netif_ip6_addr(&nif, i), a, sizeof a);
+		n += snprintf(out + n, size - n, "lifetime %d %s %u %u\n", idx, a,
+			      (unsigned)netif_ip6_addr_valid_life(&nif, i),
+			      (unsigned)netif_ip6_addr_pref_life(&nif, i));
+	}
+	for (int i = 0; i < LWIP_ND6_NUM_ROUTERS; i++) {
+		struct nd6_neighbor_cache_entry *router = default_router_list[i].neighbor_entry;
+		if (!router || default_router_list[i].invalidation_timer == 0)
+			continue;
+		ip6addr_ntoa_r(&router->next_hop_address, a, sizeof a);
+		n += snprintf(out + n, size - n, "route %d 6 :: 0 %s\n", idx, a);
+	}
+	for (int i = 0; i < ra_dns.n; i++)
+		if (ra_dns.until[i] > now) {
+			ip6_addr_t dns;
+			memcpy(dns.addr, ra_dns.address[i], 16);
+			ip6_addr_clear_zone(&dns);
+			ip6addr_ntoa_r(&dns, a, sizeof a);
+			n += snprintf(out + n, size - n, "dns 6 %s\n", a);
+		}
+	return n < size ? n : size;
+}
+
 /* The link thread, and the main thread's events: the stack is ready. */
 static void start_serving(void)
 {
 	pthread_t link;
 	pthread_create(&link, NULL, link_thread, NULL);
+	if (await_addresses())
+		exit(1);
 
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	epoll_ctl(ep, EPOLL_CTL_ADD, ctl, &ev);
@@ -2041,7 +2186,7 @@ static void __attribute__((noreturn)) main_loop(void)
 int main(int argc, char **argv)
 {
 	if (argc < 6) {
-		fprintf(stderr, "usage: vupy-lwip CTLFD URL MAC MTU IP4/LEN[,IP4/LEN...]|- GW4|- [IP6 ...]\n");
+		fprintf(stderr, "usage: vupy-lwip CTLFD URL MAC MTU IP4/LEN[,IP4/LEN...]|dhcp|- GW4|- [auto] [IP6 ...]\n");
 		return 2;
 	}
 	ctl = atoi(argv[1]);
@@ -2049,8 +2194,13 @@ int main(int argc, char **argv)
 	if (open_link(argv[2]))
 		return 1;
 	start_lwip();
-	if (configure(argv[3], argv[4], argv[5], argc > 6 ? argv[6] : "-", argv + 7, argc > 7 ? argc - 7 : 0))
+	char *ipv4 = argv[5], **ipv6 = argv + 7;
+	int nipv6 = take_dynamic(&ipv4, &ipv6, argc > 7 ? argc - 7 : 0);
+	if (configure(argv[3], argv[4], ipv4, argc > 6 ? argv[6] : "-", ipv6, nipv6))
 		return 1;
+	/* Before the link thread starts: the answer to lwIP's first router
+	 * solicitation must find it on. */
+	nif.ip6_autoconfig_enabled = (u8_t)use_slaac;
 	start_serving();
 	main_loop();
 }

@@ -30,7 +30,7 @@ enum vw_op {
 	VW_GETSOCKOPT,      /* a=level b=name c=optlen -> payload=value */
 	VW_SETSOCKOPT,      /* a=level b=name payload=value */
 	VW_SENDTO,          /* a=flags b=addrlen payload=sockaddr+data -> val=bytes */
-	VW_INFO,            /* -> payload: interfaces, addresses, routes (text) */
+	VW_INFO,            /* -> payload: interfaces, addresses, routes, DNS servers (text) */
 	VW_ADDR,            /* id=link index a=1 add (or change the prefix), 0 delete
 	                       b=prefix length payload=address (4 or 16 bytes) */
 	VW_LINK,            /* id=link index a=1 up, 0 down, -1 as it is b=MTU or 0
@@ -62,6 +62,8 @@ struct vw_rep {
 };
 
 #define VW_MAX_PAYLOAD 65600   /* a datagram of 65535 bytes and its address */
+#define VW_ADDRESS_SECONDS 10  /* for ip=dhcp's first lease and ip6=auto's first address,
+                                  before the stack fails to start */
 #define VW_DRAIN_SECONDS 3     /* once vupy has closed the stack, for its peers to take
                                   what is left (modules/lwip.py waits longer) */
 /* cffi: end */

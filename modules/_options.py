@@ -66,6 +66,19 @@ class Options:
             raise StackError(f"{self.module}: {key}={self.options[key]}: at most {most} IPv{version} addresses")
         return found
 
+    def from_network(self, key, word, alone):
+        """Whether `key` asks for addresses from the network: `word` (such as
+        ``dhcp``) among its ``+``-separated items.  If `alone`, it may have
+        nothing with it; otherwise the other items are left to interfaces()."""
+        items = self.options.get(key, "").split("+")
+        if word not in items:
+            return False
+        rest = "+".join(item for item in items if item != word)
+        if alone and rest:
+            raise StackError(f"{self.module}: {key}={self.options[key]}: {word} comes alone")
+        self.options = {**self.options, key: rest}
+        return True
+
     def address(self, key, version):
         """`key`'s one IPv`version` address (ipaddress), or None without it."""
         if key not in self.options:

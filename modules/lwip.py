@@ -6,9 +6,11 @@ SOURCE is a libvdeplug URL: ``tap://IF``, ``vde://SWITCH``, ``vxvde://GROUP``,
 ``slirp://``, ``ptp://...``.  Options:
 
   ip=A.B.C.D/LEN[+A.B.C.D/LEN...]  IPv4 addresses (up to 8)
-  gw=A.B.C.D       the IPv4 default gateway
+  ip=dhcp          the IPv4 address, mask and router from a DHCP server
+  gw=A.B.C.D       the IPv4 default gateway (not with ip=dhcp)
   ip6=ADDR/64[+ADDR/64...]  IPv6 addresses (lwIP 2.1 assumes /64 prefixes);
                    a link-local address is always made from the MAC
+  ip6=auto[+ADDR/64...]  also addresses from router advertisements (SLAAC)
   mac=XX:XX:XX:XX:XX:XX  (default: a random locally administered one)
   mtu=N            (default 1500)
 
@@ -16,7 +18,10 @@ Each stack is a worker process (vupy/lib/vupy-lwip, from csrc/lwip_worker.c):
 lwIP keeps global state, so one stack per process.  The worker ends with the
 stack, and with vupy: when its control socket closes, it delivers what
 programs wrote and FIN, then exits (within VW_DRAIN_SECONDS).  Programs get
-proxy descriptors (see "Proxy stacks" in vupy/stack.py).
+proxy descriptors (see "Proxy stacks" in vupy/stack.py).  With ip=dhcp or
+ip6=auto the worker is ready once the network has given those addresses
+(VW_ADDRESS_SECONDS at most, else the stack fails to start); its DHCP client
+renews the lease for as long as the stack lives.
 
 LwipStack serves each proxy through one of two parts, found by its sock:
 Worker, the channel to the worker process (csrc/lwip_worker.h is the
@@ -44,7 +49,9 @@ from vupy.stack import ProxyStack, StackError, StackModule
 from ._options import Options, need_source
 
 WORKER = os.path.join(os.path.dirname(vupy.__file__), "lib", "vupy-lwip")
-READY_SECONDS = 10      # for the worker to open its link
+# For the worker to open its link and get what ip=dhcp, ip6=auto ask of the
+# network, which it bounds itself (VW_ADDRESS_SECONDS, csrc/lwip_worker.h).
+READY_SECONDS = lib.VW_ADDRESS_SECONDS + 10
 REPLY_SECONDS = 5       # for any answer: a worker that takes longer is broken
 CLOSE_SECONDS = lib.VW_DRAIN_SECONDS + 2   # for a closed worker to drain and exit, before SIGKILL
 
@@ -68,12 +75,18 @@ def worker_arguments(url, options):
     """The worker's command line for `options`; StackError naming a bad one."""
     checked = Options("lwip", options, OPTIONS)
     need_source("lwip", url, "tap://tap0")
+    dhcp = checked.from_network("ip", "dhcp", alone=True)
+    if dhcp and "gw" in checked:
+        raise StackError("lwip: gw= with ip=dhcp: the default gateway is the router DHCP gives")
+    auto6 = checked.from_network("ip6", "auto", alone=False)
     ip = checked.interfaces("ip", 4, most=MAX_IPV4)
     gw = checked.address("gw", 4)
-    ip6 = checked.interfaces("ip6", 6, most=MAX_IPV6, length=64)
+    # ip6=auto keeps a place free for the router advertisement's address.
+    ip6 = checked.interfaces("ip6", 6, most=MAX_IPV6 - auto6, length=64)
     mtu = checked.mtu(576) or 1500
     return [url, checked.mac() or _random_mac(), str(mtu),
-            ",".join(map(str, ip)) or "-", str(gw or "-")] + [str(i.ip) for i in ip6]
+            "dhcp" if dhcp else ",".join(map(str, ip)) or "-", str(gw or "-")] + \
+        ["auto"] * auto6 + [str(i.ip) for i in ip6]
 
 
 def parse_links(text):
@@ -100,6 +113,11 @@ def parse_links(text):
             links[int(index)].addresses.append(iface)
             if iface.version == 6 and not iface.ip.is_link_local and length == "64":   # on-link, as lwIP takes it
                 route(int(index), iface.network, None)
+        elif kind == "lifetime":    # of an address the network gave: seconds left
+            index, address, valid, preferred = words
+            link = links[int(index)]
+            iface = next(a for a in link.addresses if a.ip == ipaddress.ip_address(address))
+            link.lifetimes[iface] = (int(valid), int(preferred))
         elif kind == "route":
             index, _family, destination, length, gateway = words
             route(int(index), ipaddress.ip_network(f"{destination}/{length}"),

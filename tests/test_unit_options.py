@@ -144,6 +144,24 @@ def test_lwip_refuses(source, options, message):
     assert message in refused(worker_arguments, source, options)
 
 
+def test_lwip_addresses_from_the_network():
+    *_, ip, gw, auto = worker_arguments("slirp://", {"ip": "dhcp", "ip6": "auto"})
+    assert (ip, gw, auto) == ("dhcp", "-", "auto")
+    *_, ip, gw, auto, static = worker_arguments("slirp://", {"ip": "10.0.0.2/24", "ip6": "fd00::2+auto"})
+    assert (ip, gw, auto, static) == ("10.0.0.2/24", "-", "auto", "fd00::2")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"ip": "dhcp+10.0.0.2/24"}, "lwip: ip=dhcp+10.0.0.2/24: dhcp comes alone"),
+    ({"ip": "10.0.0.2/24+dhcp"}, "lwip: ip=10.0.0.2/24+dhcp: dhcp comes alone"),
+    ({"ip": "dhcp", "gw": "10.0.0.1"}, "lwip: gw= with ip=dhcp: the default gateway is the router DHCP gives"),
+    ({"ip6": "auto+" + "+".join(f"fd0{n}::2" for n in range(5))}, "at most 4 IPv6 addresses"),
+    ({"ip": "DHCP"}, "lwip: ip=DHCP: "),
+])
+def test_lwip_refuses_addresses_from_the_network(options, message):
+    assert message in refused(worker_arguments, "slirp://", options)
+
+
 def test_vde_configuration():
     assert configuration({"ip": "10.0.0.2/24", "ip6": "fd00::2/64", "gw": "10.0.0.1", "gw6": "fd00::1",
                           "mac": "02:00:00:00:00:01", "mtu": "68"}) == [

@@ -42,7 +42,8 @@ IFADDRMSG = struct.Struct("=BBBBI")      # family prefixlen flags scope index
 RTMSG = struct.Struct("=BBBBBBBBI")      # family dst_len src_len tos table protocol scope type flags
 IFLA_ADDRESS, IFLA_BROADCAST, IFLA_IFNAME, IFLA_MTU = 1, 2, 3, 4
 IFLA_TXQLEN, IFLA_OPERSTATE = 13, 16
-IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 3, 4, 8
+IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_CACHEINFO, IFA_FLAGS = 1, 2, 3, 4, 6, 8
+IFA_CACHEINFO_STRUCT = struct.Struct("=IIII")   # prefered valid cstamp tstamp
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 7, 15
 ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
 IFF_UP, IFF_BROADCAST, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x2, 0x8, 0x40
@@ -66,8 +67,10 @@ KERNEL = SOCKADDR_NL.pack(socket.AF_NETLINK, 0, 0, 0)
 @dataclass
 class Link:
     """One interface: its addresses are ipaddress interfaces (IPv4Interface,
-    IPv6Interface), its routes (network, gateway or None); a loopback one
-    is shown as a kernel's lo is."""
+    IPv6Interface), its routes (network, gateway or None).  An address with
+    lifetimes, (valid, preferred) seconds left (0xFFFFFFFF: for ever), came
+    from the network (DHCP, SLAAC): the others are permanent.  A loopback
+    one is shown as a kernel's lo is."""
     name: str
     index: int
     mtu: int
@@ -75,6 +78,7 @@ class Link:
     up: bool = True
     addresses: list = field(default_factory=list)
     routes: list = field(default_factory=list)
+    lifetimes: dict = field(default_factory=dict)
     loopback: bool = False
 
 
@@ -140,14 +144,19 @@ def _link(link):
 def _address(link, iface):
     v4 = iface.version == 4
     scope = RT_SCOPE_HOST if link.loopback else RT_SCOPE_LINK if iface.ip.is_link_local else RT_SCOPE_UNIVERSE
+    lifetimes = link.lifetimes.get(iface)
+    flags = 0 if lifetimes else IFA_F_PERMANENT     # `ip addr` says "dynamic", and the lifetimes
     body = (IFADDRMSG.pack(socket.AF_INET if v4 else socket.AF_INET6, iface.network.prefixlen,
-                           IFA_F_PERMANENT, scope, link.index)
+                           flags, scope, link.index)
             + attribute(IFA_ADDRESS, iface.ip.packed))
     if v4:
         body += (attribute(IFA_LOCAL, iface.ip.packed)
                  + attribute(IFA_BROADCAST, iface.network.broadcast_address.packed)
                  + attribute(IFA_LABEL, link.name.encode() + b"\0"))
-    return body + attribute(IFA_FLAGS, struct.pack("=I", IFA_F_PERMANENT))
+    if lifetimes:
+        valid, preferred = lifetimes
+        body += attribute(IFA_CACHEINFO, IFA_CACHEINFO_STRUCT.pack(preferred, valid, 0, 0))
+    return body + attribute(IFA_FLAGS, struct.pack("=I", flags))
 
 
 def _route(link, network, gateway):
