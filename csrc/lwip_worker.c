@@ -66,7 +66,11 @@
 #include "lwip/ethip6.h"
 #include "lwip/tcp.h"
 #include "lwip/udp.h"
+#include "lwip/raw.h"
 #include "lwip/ip.h"
+#include "lwip/inet_chksum.h"
+#include "lwip/prot/icmp.h"
+#include "lwip/prot/icmp6.h"
 #include "lwip/priv/tcp_priv.h"
 #include "lwip/nd6.h"
 #include "lwip/priv/nd6_priv.h"
@@ -85,7 +89,10 @@ struct conn {
 	int fd;                    /* the worker's end */
 	int family, type, protocol;
 	int v6only;
-	union { struct tcp_pcb *tcp; struct udp_pcb *udp; } pcb;
+	union { struct tcp_pcb *tcp; struct udp_pcb *udp; struct raw_pcb *raw; } pcb;
+	u16_t ident;               /* a ping socket's echo identifier, its "port" */
+	uint32_t icmp_filter[8];   /* a raw socket's ICMP(6)_FILTER: types it drops */
+	int recv_ttl;              /* an ICMP socket's IP_RECVTTL or IPV6_RECVHOPLIMIT */
 	enum { NEW, CONNECTING, CONNECTED, LISTENING, DEAD } state;
 	int error;                 /* pending SO_ERROR */
 	size_t filler;             /* filler bytes still to discard */
@@ -661,16 +668,19 @@ static err_t tcp_accepting(void *arg, struct tcp_pcb *newpcb, err_t err)
 
 /* UDP ------------------------------------------------------------------------------ */
 
-static void udp_received(void *arg, struct udp_pcb *pcb, struct pbuf *p,
-			 const ip_addr_t *addr, u16_t port)
+/* A datagram of len bytes in buffer to c's program, from addr and port;
+ * `control` (controllen bytes of cmsgs, for recvmsg) follows the address
+ * in its descriptor. */
+static void to_program(struct conn *c, u16_t len, const ip_addr_t *addr, u16_t port,
+		       const void *control, size_t controllen)
 {
-	struct conn *c = arg;
-	(void)pcb;
 	struct sockaddr_storage from;
 	socklen_t fromlen = to_sockaddr(c, addr, port, &from);
+	if (controllen && fromlen + controllen <= sizeof from) {
+		memcpy((char *)&from + fromlen, control, controllen);
+		fromlen += controllen;
+	}
 	int afd = address_fd(&from, fromlen);
-	u16_t len = pbuf_copy_partial(p, buffer, 0xffff, 0);
-	pbuf_free(p);
 	if (afd < 0)
 		return;
 	struct iovec iov = { buffer, len };
@@ -683,6 +693,15 @@ static void udp_received(void *arg, struct udp_pcb *pcb, struct pbuf *p,
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &afd, sizeof afd);
 	sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);   /* full: dropped, as UDP does */
+}
+
+static void udp_received(void *arg, struct udp_pcb *pcb, struct pbuf *p,
+			 const ip_addr_t *addr, u16_t port)
+{
+	(void)pcb;
+	u16_t len = pbuf_copy_partial(p, buffer, 0xffff, 0);
+	pbuf_free(p);
+	to_program(arg, len, addr, port, NULL, 0);
 }
 
 static int udp_send_data(struct conn *c, const void *data, size_t len, const ip_addr_t *to, u16_t port)
@@ -720,23 +739,50 @@ static void pump_datagrams(struct conn *c, uint32_t events)
 	}
 }
 
+#define SOL_UDPLITE 136            /* linux/udp.h's, not in glibc's headers */
+#define UDPLITE_SEND_CSCOV 10
+#define UDPLITE_RECV_CSCOV 11
+
+/* A UDP-Lite socket's checksum coverage, set or read, as the kernel's:
+ * 0 is the whole datagram, anything else at least its 8-byte header. */
+static int udplite_option(struct conn *c, int name, int *value, int set)
+{
+	struct udp_pcb *pcb = c->pcb.udp;
+	if (c->type != SOCK_DGRAM || c->protocol != IPPROTO_UDPLITE || !pcb)
+		return ENOPROTOOPT;
+	u16_t *coverage = name == UDPLITE_SEND_CSCOV ? &pcb->chksum_len_tx
+			  : name == UDPLITE_RECV_CSCOV ? &pcb->chksum_len_rx : NULL;
+	if (!coverage)
+		return ENOPROTOOPT;
+	if (set)
+		*coverage = (u16_t)(*value != 0 && *value < 8 ? 8 : *value > 0xffff ? 0xffff : *value);
+	else
+		*value = *coverage;
+	return 0;
+}
+
 /* Requests ------------------------------------------------------------------------- */
 
 /* A new socket: its id in *id, its proxy's program end in *program (which
  * an error leaves as it was, or -1). */
+static int make_icmp_socket(const struct vw_req *r, int *program, uint64_t *id);
+
 static int make_socket(const struct vw_req *r, int *program, uint64_t *id)
 {
 	int type = r->b, family = r->a;
 	if (family != AF_INET && family != AF_INET6)
 		return EAFNOSUPPORT;
+	if (type == SOCK_RAW || (type == SOCK_DGRAM && (r->c == IPPROTO_ICMP || r->c == IPPROTO_ICMPV6)))
+		return make_icmp_socket(r, program, id);
 	if (type == SOCK_STREAM && r->c != 0 && r->c != IPPROTO_TCP)
 		return EPROTONOSUPPORT;
-	if (type == SOCK_DGRAM && r->c != 0 && r->c != IPPROTO_UDP)
+	if (type == SOCK_DGRAM && r->c != 0 && r->c != IPPROTO_UDP && r->c != IPPROTO_UDPLITE)
 		return EPROTONOSUPPORT;
 	if (type != SOCK_STREAM && type != SOCK_DGRAM)
-		return type == SOCK_RAW ? EPROTONOSUPPORT : ESOCKTNOSUPPORT;
+		return ESOCKTNOSUPPORT;
 	u8_t iptype = family == AF_INET ? IPADDR_TYPE_V4 : IPADDR_TYPE_ANY;
-	struct conn *c = new_conn(family, type, type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP, program);
+	struct conn *c = new_conn(family, type, type == SOCK_STREAM ? IPPROTO_TCP
+				  : r->c == IPPROTO_UDPLITE ? IPPROTO_UDPLITE : IPPROTO_UDP, program);
 	if (!c)
 		return ENOMEM;
 	if (type == SOCK_STREAM) {
@@ -755,6 +801,8 @@ static int make_socket(const struct vw_req *r, int *program, uint64_t *id)
 	} else {
 		c->pcb.udp = udp_new_ip_type(iptype);
 		if (c->pcb.udp) {
+			if (c->protocol == IPPROTO_UDPLITE)
+				udp_set_flags(c->pcb.udp, UDP_FLAGS_UDPLITE);
 			udp_recv(c->pcb.udp, udp_received, c);
 			watch(c, EPOLLIN);
 		}
@@ -888,6 +936,8 @@ static int do_getsockopt(struct conn *c, int level, int name, int *value, struct
 	struct tcp_pcb *tcp = c->type == SOCK_STREAM ? c->pcb.tcp : NULL;
 	struct ip_pcb *ipcb = c->type == SOCK_STREAM ? (struct ip_pcb *)c->pcb.tcp : (struct ip_pcb *)c->pcb.udp;
 	*len = sizeof(int);
+	if (level == SOL_UDPLITE)
+		return udplite_option(c, name, value, 0);
 	if (level == SOL_SOCKET) {
 		switch (name) {
 		case SO_ERROR: *value = c->error; c->error = 0; return 0;
@@ -944,6 +994,8 @@ static int do_setsockopt(struct conn *c, int level, int name, const void *val, s
 	if (len < sizeof v)
 		return EINVAL;
 	memcpy(&v, val, sizeof v);
+	if (level == SOL_UDPLITE)
+		return udplite_option(c, name, &v, 1);
 	if (level == SOL_SOCKET) {
 		u8_t flag = 0;
 		int *store = NULL;
@@ -1469,6 +1521,455 @@ static int serve_sendto(struct conn *c, const struct vw_req *r, const uint8_t *p
 	return e;
 }
 
+/* ICMP: ping and raw sockets ------------------------------------------------------- */
+
+/* A ping socket (SOCK_DGRAM with IPPROTO_ICMP or IPPROTO_ICMPV6) is the
+ * kernel's: the program sends echo requests, the stack puts in the socket's
+ * identifier (its "port": bound, or chosen at the first send) and the
+ * checksum, and the program receives the echo replies that carry that
+ * identifier, ICMP header and payload, with their source.  A raw socket
+ * (SOCK_RAW, the same protocols; vupy lets only callers with CAP_NET_RAW
+ * make one) receives every ICMP message its filter lets through, IPv4 ones
+ * with their IP header and IPv6 ones without, as the kernel's do, and sends
+ * what the program wrote after an IP header of the stack's; the stack fills
+ * in ICMPv6 checksums (RFC 3542), the program ICMPv4 ones. */
+
+#define ICMP_FILTER_LEVEL 255      /* SOL_RAW */
+#define ICMP_FILTER_NAME 1         /* ICMP_FILTER (linux/icmp.h), and ICMP6_FILTER at IPPROTO_ICMPV6 */
+
+static int is_icmp(const struct conn *c)
+{
+	return c->type == SOCK_RAW || c->protocol == IPPROTO_ICMP || c->protocol == IPPROTO_ICMPV6;
+}
+
+static int is_ping(const struct conn *c)
+{
+	return c->type == SOCK_DGRAM && is_icmp(c);
+}
+
+static u8_t echo_request(const struct conn *c)
+{
+	return c->family == AF_INET ? ICMP_ECHO : ICMP6_TYPE_EREQ;
+}
+
+static u8_t echo_reply(const struct conn *c)
+{
+	return c->family == AF_INET ? ICMP_ER : ICMP6_TYPE_EREP;
+}
+
+/* Whether c's ICMP(6)_FILTER drops messages of this type (ICMP_FILTER
+ * covers types 0 to 31 only). */
+static int filtered(const struct conn *c, u8_t type)
+{
+	if (c->family == AF_INET && type >= 32)
+		return 0;
+	return (c->icmp_filter[type >> 5] >> (type & 31)) & 1;
+}
+
+/* lwIP's raw input: every ICMP(v6) packet of c's family, at its IP header.
+ * It is copied, never eaten: lwIP's own ICMP (which answers echo requests)
+ * and the other sockets see it too. */
+static u8_t icmp_received(void *arg, struct raw_pcb *pcb, struct pbuf *p, const ip_addr_t *addr)
+{
+	struct conn *c = arg;
+	u16_t header = ip_current_header_tot_len();
+	u8_t icmp[8];
+	(void)pcb;
+	u16_t got = pbuf_copy_partial(p, icmp, sizeof icmp, header);
+	if (is_ping(c)) {
+		if (got < sizeof icmp || icmp[0] != echo_reply(c) || icmp[1] != 0 ||
+		    ((icmp[4] << 8) | icmp[5]) != c->ident)
+			return 0;
+	} else if (got < 4 || filtered(c, icmp[0])) {
+		return 0;
+	}
+	u16_t skip = c->family == AF_INET && c->type == SOCK_RAW ? 0 : header;
+	union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+	size_t controllen = 0;
+	if (c->recv_ttl) {   /* ping shows it */
+		int ttl = c->family == AF_INET ? IPH_TTL(ip4_current_header()) : IP6H_HOPLIM(ip6_current_header());
+		memset(&u, 0, sizeof u);   /* the padding too: address_fd compares bytes */
+		u.align.cmsg_len = CMSG_LEN(sizeof ttl);
+		u.align.cmsg_level = c->family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+		u.align.cmsg_type = c->family == AF_INET ? IP_TTL : IPV6_HOPLIMIT;
+		memcpy(CMSG_DATA(&u.align), &ttl, sizeof ttl);
+		controllen = sizeof u.buf;
+	}
+	to_program(c, pbuf_copy_partial(p, buffer, 0xffff, skip), addr, 0, u.buf, controllen);
+	return 0;
+}
+
+static int make_icmp_socket(const struct vw_req *r, int *program, uint64_t *id)
+{
+	int family = r->a, type = r->b;
+	int protocol = family == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+	if (r->c != protocol)
+		return EPROTONOSUPPORT;
+	struct conn *c = new_conn(family, type, protocol, program);
+	if (!c)
+		return ENOMEM;
+	c->pcb.raw = raw_new_ip_type(family == AF_INET ? IPADDR_TYPE_V4 : IPADDR_TYPE_V6, (u8_t)protocol);
+	if (!c->pcb.raw) {
+		close(*program);
+		*program = -1;
+		bury(c);
+		return ENOBUFS;
+	}
+	if (family == AF_INET6) {
+		c->pcb.raw->chksum_reqd = 1;
+		c->pcb.raw->chksum_offset = 2;
+	}
+	raw_recv(c->pcb.raw, icmp_received, c);
+	watch(c, EPOLLIN);
+	*id = c->id;
+	return 0;
+}
+
+/* A sockaddr from the program, as an address of c's family, or an errno:
+ * ICMPv6 has no IPv4 peers. */
+static int icmp_address(const struct conn *c, const void *buf, size_t len, ip_addr_t *ip)
+{
+	u16_t port;
+	int e = from_sockaddr(c, buf, len, ip, &port);
+	if (e)
+		return e == ENETUNREACH ? EINVAL : e;
+	if (c->family == AF_INET6 && IP_IS_ANY_TYPE_VAL(*ip))
+		ip_addr_copy(*ip, *IP6_ADDR_ANY);
+	return c->family == AF_INET6 && !IP_IS_V6(ip) ? EINVAL : 0;
+}
+
+/* Whether a ping socket of c's family other than c has identifier ident. */
+static int ident_taken(const struct conn *c, u16_t ident)
+{
+	for (size_t i = 0; i < sizeof table / sizeof *table; i++)
+		for (const struct conn *o = table[i]; o; o = o->next)
+			if (o != c && is_ping(o) && o->family == c->family && o->ident == ident)
+				return 1;
+	return 0;
+}
+
+/* Give a ping socket identifier ident, or if 0 the next free one, as the
+ * kernel does. */
+static int choose_ident(struct conn *c, u16_t ident)
+{
+	static u16_t rover;
+	if (ident) {
+		if (ident_taken(c, ident))
+			return EADDRINUSE;
+		c->ident = ident;
+		return 0;
+	}
+	for (int tries = 0; tries < 0xffff; tries++) {
+		if (!++rover)
+			rover = 1;
+		if (!ident_taken(c, rover)) {
+			c->ident = rover;
+			return 0;
+		}
+	}
+	return EAGAIN;
+}
+
+static int icmp_bind(struct conn *c, const void *addr, size_t len)
+{
+	ip_addr_t ip;
+	int e = icmp_address(c, addr, len, &ip);
+	if (e)
+		return e == EINVAL && len >= sizeof(struct sockaddr_in) ? EADDRNOTAVAIL : e;
+	if (!local_address(&ip))
+		return EADDRNOTAVAIL;
+	if (is_ping(c)) {
+		u16_t port;
+		memcpy(&port, (const uint8_t *)addr + 2, sizeof port);   /* sin_port, sin6_port */
+		if (c->ident)
+			return EINVAL;
+		if ((e = choose_ident(c, ntohs(port))))
+			return e;
+	}
+	return err_to_errno(raw_bind(c->pcb.raw, &ip));
+}
+
+static int icmp_connect(struct conn *c, const void *addr, size_t len)
+{
+	ip_addr_t ip;
+	sa_family_t family = AF_UNSPEC;
+	if (len >= sizeof family)
+		memcpy(&family, addr, sizeof family);
+	if (family == AF_UNSPEC) {
+		raw_disconnect(c->pcb.raw);
+		return 0;
+	}
+	int e = icmp_address(c, addr, len, &ip);
+	return e ? e : err_to_errno(raw_connect(c->pcb.raw, &ip));
+}
+
+/* One message from the program to `to` (NULL: the connected peer). */
+static int icmp_send(struct conn *c, const uint8_t *data, size_t len, const ip_addr_t *to)
+{
+	int e;
+	if (len > 0xffff - IP6_HLEN)
+		return EMSGSIZE;
+	if (c->family == AF_INET6 && len < 4)   /* no room for the checksum the stack computes */
+		return EINVAL;
+	if (!to && !raw_is_flag_set(c->pcb.raw, RAW_FLAGS_CONNECTED))
+		return EDESTADDRREQ;
+	if (is_ping(c)) {
+		if (len < sizeof(struct icmp_echo_hdr) || data[0] != echo_request(c) || data[1] != 0)
+			return EINVAL;
+		if (!c->ident && (e = choose_ident(c, 0)))
+			return e;
+	}
+	struct pbuf *p = pbuf_alloc(PBUF_IP, (u16_t)len, PBUF_RAM);
+	if (!p)
+		return ENOBUFS;
+	u8_t *icmp = p->payload;
+	memcpy(icmp, data, len);
+	if (is_ping(c)) {
+		icmp[4] = (u8_t)(c->ident >> 8);
+		icmp[5] = (u8_t)c->ident;
+	}
+	if (len >= 4 && (c->family == AF_INET6 || is_ping(c)))
+		icmp[2] = icmp[3] = 0;   /* the stack's to compute */
+	if (c->family == AF_INET && is_ping(c)) {
+		u16_t sum = inet_chksum(icmp, (u16_t)len);
+		memcpy(icmp + 2, &sum, sizeof sum);
+	}
+	err_t err = to ? raw_sendto(c->pcb.raw, p, to) : raw_send(c->pcb.raw, p);
+	pbuf_free(p);
+	return err == ERR_OK ? 0 : err == ERR_RTE ? ENETUNREACH : err_to_errno(err);
+}
+
+/* Messages the program wrote with send()/write(), and its last close. */
+static void pump_icmp(struct conn *c, uint32_t events)
+{
+	for (;;) {
+		ssize_t n = recv(c->fd, buffer, sizeof buffer, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || (n == 0 && (events & EPOLLHUP))) {
+			if (events & EPOLLHUP) {
+				raw_remove(c->pcb.raw);
+				c->pcb.raw = NULL;
+				bury(c);
+			}
+			return;
+		}
+		int e = icmp_send(c, buffer, (size_t)n, NULL);
+		if (e)
+			c->error = e;
+	}
+}
+
+static int icmp_sendto(struct conn *c, const struct vw_req *r, const uint8_t *payload, size_t len,
+		       struct answer *out)
+{
+	ip_addr_t ip;
+	size_t alen = (size_t)r->b;
+	int e;
+	if (alen > len)
+		return EINVAL;
+	if (alen && (e = icmp_address(c, payload, alen, &ip)))
+		return e;
+	e = icmp_send(c, payload + alen, len - alen, alen ? &ip : NULL);
+	out->val = (int64_t)(len - alen);
+	return e;
+}
+
+static int icmp_name(struct conn *c, int peer, struct answer *out)
+{
+	struct raw_pcb *pcb = c->pcb.raw;
+	if (peer && !raw_is_flag_set(pcb, RAW_FLAGS_CONNECTED))
+		return ENOTCONN;
+	/* A raw socket's "port" is its protocol, as the kernel's. */
+	u16_t port = peer ? 0 : is_ping(c) ? c->ident : (u16_t)c->protocol;
+	out->len = to_sockaddr(c, peer ? &pcb->remote_ip : &pcb->local_ip, port, &out->sa);
+	out->payload = &out->sa;
+	return 0;
+}
+
+static int is_filter_option(const struct conn *c, int level, int name)
+{
+	return c->type == SOCK_RAW && name == ICMP_FILTER_NAME &&
+	       level == (c->family == AF_INET ? ICMP_FILTER_LEVEL : IPPROTO_ICMPV6);
+}
+
+/* What a program asks for ancillary data with (ping asks for all of
+ * these): accepted; only the TTL (hop limit) is delivered (docs/lwip.md). */
+static int is_ancillary_option(const struct conn *c, int level, int name)
+{
+	if (level == IPPROTO_IPV6 && c->family != AF_INET6)
+		return 0;
+	switch (level) {
+	case SOL_SOCKET:   /* SO_TIMESTAMP, SO_TIMESTAMPNS: _OLD and _NEW */
+		return name == 29 || name == 35 || name == 63 || name == 64;
+	case IPPROTO_IP:
+		return name == IP_RECVERR || name == IP_RECVTTL || name == IP_RETOPTS ||
+		       name == IP_RECVTOS || name == IP_PKTINFO;
+	case IPPROTO_IPV6:
+		return name == IPV6_RECVERR || name == IPV6_RECVHOPLIMIT || name == IPV6_RECVPKTINFO ||
+		       name == IPV6_RECVTCLASS;
+	}
+	return 0;
+}
+
+static int icmp_setsockopt(struct conn *c, int level, int name, const void *val, size_t len)
+{
+	if (is_filter_option(c, level, name)) {
+		size_t room = c->family == AF_INET ? sizeof c->icmp_filter[0] : sizeof c->icmp_filter;
+		memcpy(c->icmp_filter, val, len < room ? len : room);
+		return 0;
+	}
+	if (is_ancillary_option(c, level, name) ||
+	    (c->family == AF_INET6 && level == IPPROTO_IPV6 && name == IPV6_V6ONLY)) {
+		int v;
+		if (len < sizeof v)
+			return EINVAL;
+		memcpy(&v, val, sizeof v);
+		if ((level == IPPROTO_IP && name == IP_RECVTTL) ||
+		    (level == IPPROTO_IPV6 && name == IPV6_RECVHOPLIMIT))
+			c->recv_ttl = v != 0;
+		return 0;   /* IPV6_V6ONLY: ICMPv6 is IPv6 only anyway */
+	}
+	return do_setsockopt(c, level, name, val, len);
+}
+
+static int icmp_getsockopt(struct conn *c, const struct vw_req *r, struct answer *out)
+{
+	if (is_filter_option(c, r->a, r->b)) {
+		size_t room = c->family == AF_INET ? sizeof c->icmp_filter[0] : sizeof c->icmp_filter;
+		out->len = (size_t)r->c < room ? (size_t)r->c : room;
+		memcpy(&out->sa, c->icmp_filter, out->len);
+		out->payload = &out->sa;
+		return 0;
+	}
+	return serve_getsockopt(c, r, out);
+}
+
+/* The requests on an ICMP socket (dispatch's, for the others). */
+static int dispatch_icmp(struct conn *c, const struct vw_req *r, const uint8_t *payload, size_t len,
+			 struct answer *out)
+{
+	switch (r->op) {
+	case VW_BIND:
+		return icmp_bind(c, payload, len);
+	case VW_CONNECT:
+		return icmp_connect(c, payload, len);
+	case VW_LISTEN:
+	case VW_ACCEPT:
+		return EOPNOTSUPP;
+	case VW_GETSOCKNAME:
+	case VW_GETPEERNAME:
+		return icmp_name(c, r->op == VW_GETPEERNAME, out);
+	case VW_GETSOCKOPT:
+		return icmp_getsockopt(c, r, out);
+	case VW_SETSOCKOPT:
+		return icmp_setsockopt(c, r->a, r->b, payload, len);
+	case VW_SENDTO:
+		return icmp_sendto(c, r, payload, len, out);
+	}
+	return EINVAL;
+}
+
+/* The socket list ------------------------------------------------------------------- */
+
+/* Linux's TCP states (include/net/tcp_states.h), which ss reads. */
+enum { LINUX_ESTABLISHED = 1, LINUX_SYN_SENT, LINUX_SYN_RECV, LINUX_FIN_WAIT1, LINUX_FIN_WAIT2,
+       LINUX_TIME_WAIT, LINUX_CLOSE, LINUX_CLOSE_WAIT, LINUX_LAST_ACK, LINUX_LISTEN, LINUX_CLOSING };
+
+static int linux_tcp_state(enum tcp_state state)
+{
+	switch (state) {
+	case LISTEN: return LINUX_LISTEN;
+	case SYN_SENT: return LINUX_SYN_SENT;
+	case SYN_RCVD: return LINUX_SYN_RECV;
+	case ESTABLISHED: return LINUX_ESTABLISHED;
+	case FIN_WAIT_1: return LINUX_FIN_WAIT1;
+	case FIN_WAIT_2: return LINUX_FIN_WAIT2;
+	case CLOSE_WAIT: return LINUX_CLOSE_WAIT;
+	case CLOSING: return LINUX_CLOSING;
+	case LAST_ACK: return LINUX_LAST_ACK;
+	case TIME_WAIT: return LINUX_TIME_WAIT;
+	default: return LINUX_CLOSE;
+	}
+}
+
+/* One line of the list (see list_sockets). */
+static size_t socket_line(char *out, size_t size, uint64_t id, int family, int protocol, int state,
+			  const ip_addr_t *local, u16_t lport, const ip_addr_t *remote, u16_t rport)
+{
+	struct conn as = { .family = family };
+	struct sockaddr_storage sa;
+	char l[INET6_ADDRSTRLEN], r[INET6_ADDRSTRLEN];
+	to_sockaddr(&as, local, 0, &sa);
+	inet_ntop(family, family == AF_INET ? (void *)&((struct sockaddr_in *)&sa)->sin_addr
+		  : (void *)&((struct sockaddr_in6 *)&sa)->sin6_addr, l, sizeof l);
+	to_sockaddr(&as, remote, 0, &sa);
+	inet_ntop(family, family == AF_INET ? (void *)&((struct sockaddr_in *)&sa)->sin_addr
+		  : (void *)&((struct sockaddr_in6 *)&sa)->sin6_addr, r, sizeof r);
+	return (size_t)snprintf(out, size, "%llu %d %d %d %s %u %s %u\n", (unsigned long long)id,
+				protocol, state, family, l, lport, r, rport);
+}
+
+/* A TCP pcb's line: that of the conn id, or 0 for one lwIP keeps after the
+ * program closed it (FIN_WAIT, TIME_WAIT, ...). */
+static size_t tcp_line(char *out, size_t size, uint64_t id, int family, const struct tcp_pcb *pcb)
+{
+	int listening = pcb->state == LISTEN;
+	return socket_line(out, size, id, family, IPPROTO_TCP, linux_tcp_state(pcb->state),
+			   &pcb->local_ip, pcb->local_port, listening ? NULL : &pcb->remote_ip,
+			   listening ? 0 : pcb->remote_port);
+}
+
+/* The stack's TCP and UDP sockets, one a line, for vupy's sock_diag answers
+ * (what the kernel would list: TCP ones listening or connected, UDP ones
+ * bound), from the skip-th on, as many as fit; *next is where the rest
+ * begin, or 0:
+ *   ID PROTOCOL STATE FAMILY LOCAL LPORT REMOTE RPORT
+ * ID is the proxy's (0 for a connection the program has closed), STATE
+ * Linux's TCP state (UDP: ESTABLISHED if connected, else CLOSE). */
+static size_t list_sockets(char *out, size_t size, int64_t skip, int64_t *next)
+{
+	size_t n = 0;
+	int64_t k = 0;
+	char line[256];
+	*next = 0;
+#define EMIT(call) do { \
+		if (k++ < skip) break; \
+		size_t m = (call); \
+		if (n + m >= size) { *next = k - 1; return n; } \
+		memcpy(out + n, line, m); n += m; \
+	} while (0)
+	for (size_t i = 0; i < sizeof table / sizeof *table; i++)
+		for (const struct conn *c = table[i]; c; c = c->next) {
+			if (c->type == SOCK_STREAM && c->pcb.tcp && c->pcb.tcp->state != CLOSED)
+				EMIT(tcp_line(line, sizeof line, c->id, c->family, c->pcb.tcp));
+			else if (c->type == SOCK_DGRAM && !is_icmp(c) && c->pcb.udp && c->pcb.udp->local_port) {
+				const struct udp_pcb *u = c->pcb.udp;
+				int connected = (u->flags & UDP_FLAGS_CONNECTED) != 0;
+				EMIT(socket_line(line, sizeof line, c->id, c->family, c->protocol,
+						 connected ? LINUX_ESTABLISHED : LINUX_CLOSE, &u->local_ip,
+						 u->local_port, connected ? &u->remote_ip : NULL,
+						 connected ? u->remote_port : 0));
+			}
+		}
+	struct tcp_pcb *lists[] = { tcp_active_pcbs, tcp_tw_pcbs };
+	for (size_t i = 0; i < sizeof lists / sizeof *lists; i++)
+		for (const struct tcp_pcb *pcb = lists[i]; pcb; pcb = pcb->next)
+			if (!pcb->callback_arg)
+				EMIT(tcp_line(line, sizeof line, 0,
+					      IP_IS_V4_VAL(pcb->local_ip) ? AF_INET : AF_INET6, pcb));
+#undef EMIT
+	return n;
+}
+
+static int serve_sockets(const struct vw_req *r, struct answer *out)
+{
+	static char text[VW_MAX_PAYLOAD];
+	out->len = list_sockets(text, sizeof text, r->a, &out->val);
+	out->payload = text;
+	return 0;
+}
+
 /* One request, per its op (csrc/lwip_worker.h): its errno, and *out. */
 static int dispatch(const struct vw_req *r, const uint8_t *payload, size_t len, struct answer *out)
 {
@@ -1484,6 +1985,8 @@ static int dispatch(const struct vw_req *r, const uint8_t *payload, size_t len, 
 		out->len = info(text, sizeof text);
 		out->payload = text;
 		return 0;
+	case VW_SOCKETS:
+		return serve_sockets(r, out);
 	case VW_ADDR:
 		return change_address(r, payload, len);
 	case VW_LINK:
@@ -1494,6 +1997,8 @@ static int dispatch(const struct vw_req *r, const uint8_t *payload, size_t len, 
 	struct conn *c = request_conn(r, &e);
 	if (!c)
 		return e;
+	if (is_icmp(c))
+		return dispatch_icmp(c, r, payload, len, out);
 	switch (r->op) {
 	case VW_BIND:
 		return do_bind(c, payload, len);
@@ -1542,6 +2047,10 @@ static void proxy_event(struct conn *c, uint32_t events)
 		/* The connection is gone: what the program writes is dropped. */
 		while (recv(c->fd, buffer, sizeof buffer, MSG_DONTWAIT) > 0)
 			;
+		return;
+	}
+	if (is_icmp(c)) {
+		pump_icmp(c, events);
 		return;
 	}
 	if (c->type == SOCK_DGRAM) {

@@ -31,6 +31,8 @@ enum vw_op {
 	VW_SETSOCKOPT,      /* a=level b=name payload=value */
 	VW_SENDTO,          /* a=flags b=addrlen payload=sockaddr+data -> val=bytes */
 	VW_INFO,            /* -> payload: interfaces, addresses, routes, DNS servers (text) */
+	VW_SOCKETS,         /* a=how many to skip -> payload: TCP and UDP sockets (text),
+	                       val=how many to skip for the rest, or 0 */
 	VW_ADDR,            /* id=link index a=1 add (or change the prefix), 0 delete
 	                       b=prefix length payload=address (4 or 16 bytes) */
 	VW_LINK,            /* id=link index a=1 up, 0 down, -1 as it is b=MTU or 0

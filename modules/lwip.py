@@ -23,14 +23,17 @@ ip6=auto the worker is ready once the network has given those addresses
 (VW_ADDRESS_SECONDS at most, else the stack fails to start); its DHCP client
 renews the lease for as long as the stack lives.
 
-LwipStack serves each proxy through one of two parts, found by its sock:
+LwipStack serves each proxy through one of three parts, found by its sock:
 Worker, the channel to the worker process (csrc/lwip_worker.h is the
 protocol, whose structs and numbers reach Python through vupy._native), for
-the inet sockets, and NetlinkRoute for the NETLINK_ROUTE ones, answered in
-vupy from the worker's list of interfaces; the changes they ask for (ip
-addr, ip link, ip route) are made by the worker (Worker.configure).
+the inet sockets, NetlinkRoute for the NETLINK_ROUTE ones, answered in vupy
+from the worker's list of interfaces (the changes they ask for, ip addr, ip
+link, ip route, are made by the worker: Worker.configure), and NetlinkDiag
+for the NETLINK_SOCK_DIAG ones (ss), answered from the worker's list of
+sockets.
 """
 import errno
+import functools
 import ipaddress
 import os
 import random
@@ -41,7 +44,7 @@ import sys
 import threading
 
 import vupy
-from vupy import rtnetlink
+from vupy import rtnetlink, sockdiag
 from vupy._native import ffi, lib     # csrc/lwip_worker.h: the worker's requests and replies
 from vupy.helpers import end_helper, start_helper
 from vupy.stack import ProxyStack, StackError, StackModule
@@ -60,6 +63,7 @@ MAX_MESSAGE = REPLY_SIZE + lib.VW_MAX_PAYLOAD
 
 OPTIONS = {"ip", "gw", "ip6", "mac", "mtu"}
 NETLINK_ROUTE = 0
+CAP_NET_RAW = 13              # linux/capability.h: raw sockets
 MAX_IPV4 = 8                  # csrc/lwip_worker.c: the interface and MAX_ALIASES
 MAX_IPV6 = 5                  # LWIP_IPV6_NUM_ADDRESSES (6, Debian's lwipopts.h), less the link-local one
 NETLINK_BUFFER = 212992       # what a netlink socket reports for SO_RCVBUF, SO_SNDBUF
@@ -125,6 +129,18 @@ def parse_links(text):
     return list(links.values())
 
 
+def parse_sockets(text, owners):
+    """The worker's VW_SOCKETS text (csrc/lwip_worker.c, list_sockets()) as
+    sockdiag Sockets; `owners` maps a proxy's inode to its owner's uid."""
+    sockets = []
+    for line in text.splitlines():
+        inode, protocol, state, family, local, lport, remote, rport = line.split()
+        sockets.append(sockdiag.Socket(int(inode), int(protocol), int(state), int(family),
+                                       ipaddress.ip_address(local), int(lport),
+                                       ipaddress.ip_address(remote), int(rport), owners.get(int(inode), 0)))
+    return sockets
+
+
 class LwipModule(StackModule):
     name = "lwip"
     description = "lwIP, a userspace TCP/IP stack, on a VDE link: URL,ip=,gw=,ip6=,mac=,mtu="
@@ -143,18 +159,21 @@ class LwipModule(StackModule):
 
 
 class LwipStack(ProxyStack):
-    """A proxy stack of two parts: its worker, which serves the inet sockets,
-    and its NETLINK_ROUTE sockets, answered in vupy.  Each sock is looked up
-    once, in `handlers`, for the part that serves it."""
+    """A proxy stack of three parts: its worker, which serves the inet
+    sockets, and its NETLINK_ROUTE and NETLINK_SOCK_DIAG sockets, answered in
+    vupy.  Each sock is looked up once, in `handlers`, for the part that
+    serves it."""
 
     families = LwipModule.families
 
     def __init__(self, arguments):
-        self.handlers = {}          # sock -> its Worker or NetlinkRoute, for the socks programs hold
+        self.handlers = {}          # sock -> its Worker, NetlinkRoute or NetlinkDiag, for the socks programs hold
+        self.owners = {}            # inet sock -> the uid of its maker, which ss shows
         self.gone = set()           # socks whose last descriptor is closed, not yet told
-        self.netlink = None
+        self.netlink = self.diag = None
         self.worker = Worker(arguments, on_lost=self._end)
         self.netlink = NetlinkRoute(self.links, self.worker.configure)
+        self.diag = NetlinkDiag(self.sockets)
 
     def _handler(self, sock):
         # A sock not (or no longer) held goes to the worker, which answers
@@ -165,15 +184,25 @@ class LwipStack(ProxyStack):
         """The stack is closed, or its worker lost: netlink too is gone, and
         every sock goes to the worker, which fails it with ENETDOWN."""
         self.handlers.clear()
-        if self.netlink is not None:
-            self.netlink.close()
+        for part in (self.netlink, self.diag):
+            if part is not None:
+                part.close()
 
     # ProxyStack ---------------------------------------------------------------
 
     def socket(self, domain, type, protocol, creds):
-        handler = self.netlink if domain == socket.AF_NETLINK else self.worker
+        if domain == socket.AF_NETLINK:
+            handler = self.diag if protocol == sockdiag.NETLINK_SOCK_DIAG else self.netlink
+        else:
+            handler = self.worker
+            # As the kernel: raw sockets need CAP_NET_RAW; ping sockets
+            # anyone may make (docs/lwip.md, "What it serves").
+            if type & 0xF == socket.SOCK_RAW and not creds.cap_effective >> CAP_NET_RAW & 1:
+                raise OSError(errno.EPERM, os.strerror(errno.EPERM))
         sock, fd = handler.socket(domain, type & 0xF, protocol)
         self.handlers[sock] = handler
+        if handler is self.worker:
+            self.owners[sock] = creds.fsuid
         if type & socket.SOCK_NONBLOCK:
             os.set_blocking(fd, False)
         return fd
@@ -191,6 +220,8 @@ class LwipStack(ProxyStack):
         handler = self._handler(sock)
         new, fd, address = handler.accept(sock)
         self.handlers[new] = handler
+        if sock in self.owners:
+            self.owners[new] = self.owners[sock]
         return fd, address
 
     def getsockname(self, sock):
@@ -212,11 +243,15 @@ class LwipStack(ProxyStack):
         # Asked afresh each time: the stack's addresses change as it runs.
         return parse_links(self.worker.info())
 
+    def sockets(self):
+        return parse_sockets(self.worker.sockets(), self.owners)
+
     def _take_closed(self):
-        for part in (self.worker, self.netlink):
+        for part in (self.worker, self.netlink, self.diag):
             for sock in part.closed():
                 self.gone.add(sock)
                 self.handlers.pop(sock, None)
+                self.owners.pop(sock, None)
 
     def closed(self):
         self._take_closed()
@@ -370,6 +405,15 @@ class Worker:
             self._call(lib.VW_ROUTE, change.index, int(change.add), change.network.prefixlen,
                        payload=change.network.network_address.packed + gateway)
 
+    def sockets(self):
+        """Its TCP and UDP sockets (text: parse_sockets), asked page by page."""
+        text, skip = "", 0
+        while True:
+            skip, page, _fd = self._call(lib.VW_SOCKETS, 0, skip)
+            text += page.decode()
+            if not skip:
+                return text
+
     def socket(self, domain, type, protocol):
         sock, _data, fd = self._call(lib.VW_SOCKET, 0, domain, type, protocol)
         return sock, fd
@@ -408,14 +452,16 @@ class NetlinkRoute:
     it with `configure` (vupy.rtnetlink.Responder): the ProxyStack
     operations on them."""
 
+    protocol = NETLINK_ROUTE
+
     def __init__(self, links, configure):
-        self.responder = rtnetlink.Responder(links, configure)
+        self.responder = rtnetlink.Responder(links, functools.partial(rtnetlink.answer, configure=configure))
 
     def socket(self, _domain, type, protocol):
         if self.responder is None:
             raise OSError(errno.ENETDOWN, "the lwIP stack is gone")
-        if protocol != NETLINK_ROUTE:
-            raise OSError(errno.EPROTONOSUPPORT, "lwip serves NETLINK_ROUTE only")
+        if protocol != self.protocol:
+            raise OSError(errno.EPROTONOSUPPORT, "lwip serves NETLINK_ROUTE and NETLINK_SOCK_DIAG only")
         if type not in (socket.SOCK_RAW, socket.SOCK_DGRAM):
             raise OSError(errno.ESOCKTNOSUPPORT, os.strerror(errno.ESOCKTNOSUPPORT))
         fd = self.responder.socket()
@@ -458,6 +504,16 @@ class NetlinkRoute:
         if self.responder is not None:
             self.responder.close()
             self.responder = None
+
+
+class NetlinkDiag(NetlinkRoute):
+    """A stack's NETLINK_SOCK_DIAG sockets, answered from its list of
+    sockets (vupy.sockdiag): what ss asks."""
+
+    protocol = sockdiag.NETLINK_SOCK_DIAG
+
+    def __init__(self, sockets):
+        self.responder = rtnetlink.Responder(sockets, sockdiag.answer)
 
 
 def _check_address(address):

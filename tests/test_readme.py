@@ -107,6 +107,7 @@ def test_readme_lwip_example_reaches_its_peer(made_here, tmp_path):
     out = run_example(examples("sh")["What it is"], tmp_path, env=session_env())
     assert re.search(r"vde0.*10\.0\.0\.2/24", out, re.S), out
     assert "Directory listing for /" in out, out
+    assert "1 packets transmitted, 1 received" in out, out
 
 
 def test_readme_two_stack_session(made_here, tmp_path):

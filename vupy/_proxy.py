@@ -18,7 +18,10 @@ become readable or writable in its own poll loop, and answers then.  The
 filter waits killably once a call is received, so `expire` lets a caught
 signal interrupt a parked call as it would a real socket's wait (EINTR, or
 a restart under SA_RESTART), and a parked entry is dropped when its
-notification is no longer valid.
+notification is no longer valid.  A parked call also ends as a kernel
+socket's wait does when the proxy's SO_RCVTIMEO (a wait to read) or
+SO_SNDTIMEO (to write) runs out: EAGAIN, or EINPROGRESS for a connect
+(ping waits for replies this way).
 
 Calls on proxies held by i386 or x32 code are not trapped, so such callers
 are refused userspace sockets (EAFNOSUPPORT) when they ask for one (the
@@ -40,6 +43,7 @@ import signal
 import socket
 import stat
 import struct
+import time
 
 from . import _dispatch as dispatch
 from . import _reply as reply
@@ -56,7 +60,10 @@ NR_TGKILL = 234
 INTERFACE_IOCTLS = (lib.SIOCGIFINDEX, lib.SIOCGIFNAME)
 SO_RCVTIMEO = (20, 66)          # _OLD and _NEW (asm-generic/socket.h)
 SO_SNDTIMEO = (21, 67)
+TIMEVAL = struct.Struct("=qq")  # struct timeval, as SO_RCVTIMEO_OLD gives it on x86-64
 OPTVAL_MAX = 256
+SOCKADDR_SIZES = {socket.AF_INET: 16, socket.AF_INET6: 28}   # sockaddr_in, sockaddr_in6
+CONTROL_MAX = 128               # ancillary data a stack sends after a datagram's address
 DATAGRAM_MAX = 65535
 STREAM_CHUNK = 1 << 20          # bytes moved per sendmsg/recvmsg served on a stream proxy
 ACCEPT4_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
@@ -132,6 +139,7 @@ class ProxyServer:
         self.trace = trace
         self.registry = ProxyRegistry()
         self.parked = {}         # our copy of the proxy -> (ProxyCall, Park)
+        self.deadlines = {}      # our copy of the proxy -> when its call times out
 
     def register(self, fd, stack, family, type, protocol):
         self.registry.register(fd, stack, family, type, protocol)
@@ -173,6 +181,9 @@ class ProxyServer:
     def carry_out(self, call, proxy, outcome):
         if type(outcome) is Park:
             self.parked[outcome.fd] = (call, proxy, outcome)
+            timeout = _timeout(outcome)
+            if timeout:
+                self.deadlines[outcome.fd] = time.monotonic() + timeout
         else:
             outcome = reply.send(self.listener, call.id, outcome, call.memory)
         if self.trace is not None:
@@ -186,6 +197,7 @@ class ProxyServer:
     def wake(self, fd):
         """A parked call's proxy is ready: try the call again."""
         call, proxy, park = self.parked.pop(fd)
+        self.deadlines.pop(fd, None)
         try:
             if lib.vupy_notif_id_valid(self.listener, call.id) < 0:
                 return                              # interrupted, or the caller is gone
@@ -194,7 +206,8 @@ class ProxyServer:
             os.close(fd)
 
     def expire(self):
-        """Let signals reach the callers of parked calls.
+        """Let signals reach the callers of parked calls, and time out those
+        whose proxy's timeout has run out.
 
         The filter waits killably once a call is received, so a caught signal
         cannot interrupt a parked call by itself.  When a caller has one
@@ -202,18 +215,25 @@ class ProxyServer:
         handler and restarts the call (SA_RESTART) or returns EINTR, exactly
         as for a real socket's wait, and restarts it if the signal went to
         another thread.  Calls whose caller died are dropped."""
+        now = time.monotonic()
         for fd, (call, proxy, _park) in list(self.parked.items()):
             pending = _pending_signals(call.pid)
-            if pending is None or pending:
+            timed_out = now >= self.deadlines.get(fd, now + 1)
+            if pending is None or pending or timed_out:
                 del self.parked[fd]
+                self.deadlines.pop(fd, None)
                 os.close(fd)
                 if pending:
                     self.carry_out(call, proxy, Fail(ERESTARTSYS))
+                elif timed_out:
+                    self.carry_out(call, proxy, Fail(errno.EINPROGRESS if call.name == "connect"
+                                                     else errno.EAGAIN))
 
     def close(self):
         for fd in self.parked:
             os.close(fd)
         self.parked.clear()
+        self.deadlines.clear()
 
 
 def attempt(handler):
@@ -223,6 +243,15 @@ def attempt(handler):
         return handler()
     except OSError as e:
         return Fail(e.errno)
+
+
+def _timeout(park):
+    """Seconds a parked call may wait: its proxy's SO_RCVTIMEO or
+    SO_SNDTIMEO, by what it waits for (0: for ever)."""
+    name = SO_RCVTIMEO[0] if park.events & select.POLLIN else SO_SNDTIMEO[0]
+    with socket.socket(fileno=os.dup(park.fd)) as s:
+        seconds, microseconds = TIMEVAL.unpack(s.getsockopt(socket.SOL_SOCKET, name, TIMEVAL.size))
+    return seconds + microseconds / 1e6
 
 
 def _copy(call):
@@ -429,10 +458,15 @@ def recvmsg(call, proxy):
     at = call.args[1]
     msg = MSGHDR.unpack(call.memory.read(at, MSGHDR.size))
     return _receive(call, proxy, iovecs(call.memory, msg.msg_iov, msg.msg_iovlen, STREAM_CHUNK * 64),
-                    c_int(call.args[2]), msg.msg_name, at + MSGHDR.offset["msg_namelen"], at)
+                    c_int(call.args[2]), msg.msg_name, at + MSGHDR.offset["msg_namelen"],
+                    (at, msg.msg_control, msg.msg_controllen))
 
 
 def _receive(call, proxy, vectors, flags, name, namelen_at, msg):
+    if flags & socket.MSG_ERRQUEUE:
+        # No stack queues errors on a proxy: the queue is empty, as a
+        # kernel socket's is when nothing failed.
+        raise call_error(errno.EAGAIN)
     fd = _copy(call)
     try:
         return _read_proxy(call, proxy, fd, vectors, flags, name, namelen_at, msg)
@@ -452,14 +486,17 @@ def _read_proxy(call, proxy, fd, vectors, flags, name, namelen_at, msg):
             return _wait(os.dup(fd), select.POLLIN,
                          lambda fd: _read_proxy(call, proxy, fd, vectors, flags, name, namelen_at, msg),
                          flags & socket.MSG_DONTWAIT)
-    # The stack sends a datagram's source address as a descriptor to read.
+    # The stack sends a datagram's source address as a descriptor to read;
+    # after an inet address may come ancillary data for recvmsg (cmsgs).
     address = b""
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             for afd in struct.unpack(f"={len(payload) // INT.size}i", payload):
                 if not address:
-                    address = os.pread(afd, SOCKADDR_MAX, 0)
+                    address = os.pread(afd, SOCKADDR_MAX + CONTROL_MAX, 0)
                 os.close(afd)
+    size = SOCKADDR_SIZES.get(int.from_bytes(address[:2], "little"), len(address))
+    address, control = address[:size], address[size:]
     writes = []
     offset = 0
     for base, length in vectors:
@@ -472,8 +509,13 @@ def _read_proxy(call, proxy, fd, vectors, flags, name, namelen_at, msg):
     elif namelen_at:
         writes.append((namelen_at, SOCKLEN.pack(0)))
     if msg:
-        writes.append(MSGHDR.put(msg, "msg_controllen", 0))
-        writes.append(MSGHDR.put(msg, "msg_flags", socket.MSG_TRUNC if truncated and not proxy.stream else 0))
+        at, control_at, control_room = msg
+        delivered = control if control_at and len(control) <= control_room else b""
+        if delivered:
+            writes.append((control_at, delivered))
+        writes.append(MSGHDR.put(at, "msg_controllen", len(delivered)))
+        writes.append(MSGHDR.put(at, "msg_flags", (socket.MSG_TRUNC if truncated and not proxy.stream else 0)
+                                 | (socket.MSG_CTRUNC if len(delivered) < len(control) else 0)))
     n = len(data) if (flags & socket.MSG_TRUNC and not proxy.stream) else min(len(data), room)
     return Answer(n, tuple(writes))
 

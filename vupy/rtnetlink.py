@@ -13,9 +13,10 @@ route add`, ...) are decided here, as the kernel decides them, against the
 links: which interface (ENODEV), whether the address or route is there
 already (EEXIST, unless NLM_F_REPLACE), or is missing (EADDRNOTAVAIL,
 ESRCH, ENOENT without NLM_F_CREATE).  What is left is one plain record,
-`AddressChange`, `LinkChange` or `RouteChange`, given to the stack's
-`configure`, which makes the change or refuses it with an OSError; without
-a `configure` every change is refused with EOPNOTSUPP.  Either way the
+`AddressChange`, `LinkChange` or `RouteChange`, given to the `configure`
+a stack gives `answer` (through `Responder`'s `respond`), which makes the
+change or refuses it with an OSError; without one every change is refused
+with EOPNOTSUPP.  Either way the
 answer is the kernel's: an NLMSG_ERROR quoting the request's header.
 
 The message layouts are the kernel's (linux/netlink.h, linux/rtnetlink.h,
@@ -467,18 +468,19 @@ def _route_change(links, add, flags, body):
 
 
 class Responder:
-    """Serves NETLINK_ROUTE proxies of one stack from `links()`, in a thread;
-    the changes they ask for are made with `configure(change)` (None: none
-    are).
+    """Serves NETLINK_ROUTE proxies of one stack from `links()`, in a thread
+    (or, given `respond`, proxies of another netlink protocol: `respond`
+    takes the place of `answer`, and `links()` gives what it answers from,
+    as vupy.sockdiag does).
 
     A proxy is the program's end of a SOCK_SEQPACKET socketpair; requests
     arrive on the other end (from send(), or from `request` for sendto and
     sendmsg served by vupy), and each reply datagram goes back with the
     kernel's address (see "Proxy stacks" in stack.py)."""
 
-    def __init__(self, links, configure=None):
+    def __init__(self, links, respond=None):
         self.links = links
-        self.configure = configure
+        self.respond = respond or answer
         self.ends = {}                  # our end -> (sock id, port id)
         self.lock = threading.Lock()
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC)
@@ -526,7 +528,7 @@ class Responder:
     def _reply(self, end, data):
         port = self.port(self.ends[end][0])
         try:
-            datagrams = answer(self.links(), data, port, self.configure)
+            datagrams = self.respond(self.links(), data, port)
         except OSError as e:            # the stack could not say (it is gone)
             if len(data) < NLMSG.size:
                 return

@@ -61,7 +61,8 @@ is a kind of stack: it turns a SOURCE string and options into a stack.
    not writable until its connect completes, a listening proxy has one
    byte to read for each connection waiting, and each datagram in a
    datagram proxy carries one descriptor (SCM_RIGHTS) whose content is its
-   source address.  modules/lwip.py is the example.
+   source address (a sockaddr_in or sockaddr_in6 may be followed by the
+   datagram's ancillary data, cmsgs as recvmsg gives them).  modules/lwip.py is the example.
 
 All operations run on the supervisor's one thread: every trapped call of
 the session waits while one runs, so none may block for long.
@@ -100,8 +101,12 @@ class Stack(abc.ABC):
 
         `domain` is one of `families`; `type` may have SOCK_NONBLOCK but never
         SOCK_CLOEXEC (the program's descriptor flags are the dispatcher's
-        business); `creds` are the calling thread's credentials, an opaque
-        object that only `KernelStack` uses.  Errors are OSErrors: EAFNOSUPPORT
+        business); `creds` are the calling thread's credentials, as the
+        kernel sees them when it makes a socket (`euid`, `fsuid`, `fsgid`,
+        `egid`, `cap_effective`, `ngroups`, `groups`: struct vupy_creds,
+        csrc/supervisor.h; capabilities only count in vupy's user
+        namespace, else 0): a ProxyStack does its own permission checks
+        with them (lwip: CAP_NET_RAW for SOCK_RAW).  Errors are OSErrors: EAFNOSUPPORT
         or EPROTONOSUPPORT for what the stack cannot do, EACCES or EPERM for
         what the caller may not do, ENETDOWN for a stack whose network is
         gone, any other errno to be passed on as it is."""
