@@ -880,6 +880,8 @@ static int do_connect(struct conn *c, const void *addr, size_t len)
 			return 0;
 		}
 		int e = from_sockaddr(c, addr, len, &ip, &port);
+		if (!e && !ip_addr_isany(&ip) && !routable(&ip))
+			e = ENETUNREACH;   /* as a kernel's route lookup at connect */
 		return e ? e : err_to_errno(udp_connect(c->pcb.udp, &ip, port));
 	}
 	switch (c->state) {
