@@ -76,6 +76,7 @@
 #include "lwip/prot/icmp.h"
 #include "lwip/prot/icmp6.h"
 #include "lwip/priv/tcp_priv.h"
+#include "lwip/nd6.h"
 #include "lwip/priv/nd6_priv.h"
 #include "lwip/timeouts.h"
 #include "netif/ethernet.h"
@@ -1060,6 +1061,36 @@ static int do_bind(struct conn *c, const void *addr, size_t len)
 	return err == ERR_USE ? EADDRINUSE : err_to_errno(err);
 }
 
+/* Whether there is a route to ip.  lwIP's ip4_route and ip6_route fall
+ * back on the default interface when nothing else takes the address: the
+ * SYN then fails unseen (ERR_RTE in etharp_output, or in neighbour
+ * discovery for want of a router) and the connect times out, where a kernel
+ * says ENETUNREACH at once. */
+static int routable(const ip_addr_t *ip)
+{
+	struct netif *n;
+	if (IP_IS_V4(ip)) {
+		const ip4_addr_t *a = ip_2_ip4(ip);
+		if (ip4_addr_isloopback(a))
+			return 1;
+		NETIF_FOREACH(n)
+			if (netif_is_up(n) && netif_is_link_up(n) && !ip4_addr_isany(netif_ip4_addr(n)) &&
+			    (ip4_addr_netcmp(a, netif_ip4_addr(n), netif_ip4_netmask(n)) || ip4_addr_islinklocal(a)))
+				return 1;
+		return netif_is_up(&nif) && !ip4_addr_isany(netif_ip4_gw(&nif));
+	}
+	const ip6_addr_t *a = ip_2_ip6(ip);
+	if (ip6_addr_isloopback(a) || ip6_addr_islinklocal(a) || ip6_addr_ismulticast(a))
+		return 1;   /* lo's, or the zone's link: ip6_route decides */
+	NETIF_FOREACH(n)
+		if (netif_is_up(n) && netif_is_link_up(n))
+			for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++)
+				if (ip6_addr_isvalid(netif_ip6_addr_state(n, i)) &&
+				    ip6_addr_netcmp_zoneless(a, netif_ip6_addr(n, i)))
+					return 1;
+	return nd6_find_route(a) != NULL;
+}
+
 static int do_connect(struct conn *c, const void *addr, size_t len)
 {
 	ip_addr_t ip;
@@ -1073,6 +1104,8 @@ static int do_connect(struct conn *c, const void *addr, size_t len)
 			return 0;
 		}
 		int e = from_sockaddr(c, addr, len, &ip, &port);
+		if (!e && !ip_addr_isany(&ip) && !routable(&ip))
+			e = ENETUNREACH;   /* as a kernel's route lookup at connect */
 		return e ? e : err_to_errno(udp_connect(c->pcb.udp, &ip, port));
 	}
 	switch (c->state) {
@@ -1087,6 +1120,8 @@ static int do_connect(struct conn *c, const void *addr, size_t len)
 		return e;
 	if (ip_addr_isany(&ip))   /* as Linux: connecting to "any" means this host */
 		return ECONNREFUSED;
+	if (!routable(&ip))
+		return ENETUNREACH;
 	err_t err = tcp_connect(c->pcb.tcp, &ip, port, tcp_connected);
 	if (err != ERR_OK)
 		return err == ERR_RTE ? ENETUNREACH : err_to_errno(err);
@@ -1248,9 +1283,12 @@ static int do_setsockopt(struct conn *c, int level, int name, const void *val, s
 static size_t link_info(char *out, size_t size, const char *name, struct netif *netif)
 {
 	const u8_t *h = netif->hwaddr;
-	return snprintf(out, size, "link %s %d %u %02x:%02x:%02x:%02x:%02x:%02x %s\n", name,
-			netif_get_index(netif), netif->mtu, h[0], h[1], h[2], h[3], h[4], h[5],
-			netif_is_up(netif) ? "up" : "down");
+	/* lo says it is one; its MTU is a kernel lo's, which lwIP's u16 cannot
+	 * hold (the largest IP packet fits either way). */
+	return snprintf(out, size, "link %s %d %u %02x:%02x:%02x:%02x:%02x:%02x %s%s\n", name,
+			netif_get_index(netif), netif == &lo ? 65536u : netif->mtu,
+			h[0], h[1], h[2], h[3], h[4], h[5],
+			netif_is_up(netif) ? "up" : "down", netif == &lo ? " loopback" : "");
 }
 
 static size_t ip6_info(char *out, size_t size, struct netif *netif, int prefixlen)
@@ -1264,6 +1302,296 @@ static size_t ip6_info(char *out, size_t size, struct netif *netif, int prefixle
 		n += snprintf(out + n, size - n, "addr %d 6 %s %d\n", netif_get_index(netif), a, prefixlen);
 	}
 	return n;
+}
+
+/* Configuration from inside: ip addr, ip link, ip route -------------------------
+ *
+ * vupy (vupy/rtnetlink.py) has decided, as the kernel would, that the change
+ * is to be made (the link exists, the address or route is there or not);
+ * what is refused here is what lwIP 2.1 cannot do.  Routes are what lwIP
+ * has: the connected ones of the addresses, one IPv4 gateway (nif's), and
+ * IPv6 default routers in neighbour discovery's list, kept there for ever
+ * instead of for an advertised lifetime. */
+
+#define FOREVER 0xffffffffu    /* an ND lifetime, in seconds: a static entry */
+
+static void add_interface(struct netif *netif, const unsigned mac[6], u16_t mtu,
+			  const ip4_addr_t *ip, const ip4_addr_t *mask, const ip4_addr_t *gw);
+
+/* The interfaces of the link: nif, and the aliases with an address. */
+#define FOREACH_ON_LINK(n) \
+	for (int k_ = -1; k_ < naliases; k_++) \
+		if (((n) = k_ < 0 ? &nif : &aliases[k_]) == &nif || !ip4_addr_isany(netif_ip4_addr(n)))
+
+/* The interface holding an IPv4 address of the link, or NULL. */
+static struct netif *holding(const ip4_addr_t *ip)
+{
+	struct netif *n;
+	FOREACH_ON_LINK(n)
+		if (!ip4_addr_isany(netif_ip4_addr(n)) && ip4_addr_cmp(netif_ip4_addr(n), ip))
+			return n;
+	return NULL;
+}
+
+/* nif's gateway goes with the last address of its subnet, as a kernel
+ * drops a route whose gateway is no longer on a connected subnet. */
+static void drop_unreachable_gw(void)
+{
+	struct netif *n;
+	if (ip4_addr_isany(netif_ip4_gw(&nif)))
+		return;
+	FOREACH_ON_LINK(n)
+		if (!ip4_addr_isany(netif_ip4_addr(n)) &&
+		    ip4_addr_netcmp(netif_ip4_gw(&nif), netif_ip4_addr(n), netif_ip4_netmask(n)))
+			return;
+	netif_set_gw(&nif, IP4_ADDR_ANY4);
+}
+
+/* lwIP routes through the interface listed first among those on the
+ * destination's subnet, and netif_add lists a new one first: nif goes back
+ * to the head, so that its address stays the source on its subnet. */
+static void nif_first(void)
+{
+	struct netif **p = &netif_list;
+	while (*p && *p != &nif)
+		p = &(*p)->next;
+	if (!*p || p == &netif_list)
+		return;
+	*p = nif.next;
+	nif.next = netif_list;
+	netif_list = &nif;
+}
+
+static int add_ipv4(const ip4_addr_t *ip, const ip4_addr_t *mask)
+{
+	struct netif *n = holding(ip);
+	if (n) {   /* ip addr replace: a new prefix */
+		netif_set_netmask(n, mask);
+		return 0;
+	}
+	if (ip4_addr_isany(netif_ip4_addr(&nif))) {
+		netif_set_addr(&nif, ip, mask, netif_ip4_gw(&nif));
+		return 0;
+	}
+	int i = 0;
+	while (i < naliases && !ip4_addr_isany(netif_ip4_addr(&aliases[i])))
+		i++;
+	if (i == MAX_ALIASES)
+		return ENOSPC;
+	unsigned mac[6];
+	for (int b = 0; b < 6; b++)
+		mac[b] = nif.hwaddr[b];
+	add_interface(&aliases[i], mac, nif.mtu, ip, mask, IP4_ADDR_ANY4);
+	if (i == naliases)
+		naliases++;
+	if (netif_is_up(&nif)) {
+		netif_set_up(&aliases[i]);
+		netif_set_link_up(&aliases[i]);
+	}
+	nif_first();
+	return 0;
+}
+
+/* An alias's address gone: the slot is free (an address of "any"). */
+static void free_alias(struct netif *a)
+{
+	netif_set_addr(a, IP4_ADDR_ANY4, IP4_ADDR_ANY4, IP4_ADDR_ANY4);
+	netif_remove(a);
+}
+
+/* Deleting nif's address promotes an alias's, if there is one (a kernel
+ * promotes a secondary address likewise); connections on the promoted
+ * address are reset, since lwIP binds them to the interface. */
+static int del_ipv4(const ip4_addr_t *ip)
+{
+	struct netif *n = holding(ip);
+	if (!n)
+		return EADDRNOTAVAIL;
+	if (n != &nif) {
+		free_alias(n);
+	} else {
+		struct netif *a = NULL;
+		for (int i = 0; i < naliases && !a; i++)
+			if (!ip4_addr_isany(netif_ip4_addr(&aliases[i])))
+				a = &aliases[i];
+		ip4_addr_t next = { 0 }, mask = { 0 };
+		if (a) {
+			ip4_addr_copy(next, *netif_ip4_addr(a));
+			ip4_addr_copy(mask, *netif_ip4_netmask(a));
+			free_alias(a);
+		}
+		netif_set_addr(&nif, &next, &mask, netif_ip4_gw(&nif));
+	}
+	drop_unreachable_gw();
+	return 0;
+}
+
+/* IPv6 addresses are nif's, /64 (lwIP 2.1 knows no other prefix length),
+ * in LWIP_IPV6_NUM_ADDRESSES slots; preferred at once, as the SPEC's are. */
+static int set_ipv6(int add, const ip6_addr_t *ip, int prefixlen)
+{
+	s8_t idx = netif_get_ip6_addr_match(&nif, ip);
+	if (!add) {
+		if (idx < 0)
+			return EADDRNOTAVAIL;
+		netif_ip6_addr_set_state(&nif, idx, IP6_ADDR_INVALID);
+		return 0;
+	}
+	if (prefixlen != 64)
+		return EOPNOTSUPP;
+	if (idx >= 0)
+		return 0;
+	if (netif_add_ip6_address(&nif, ip, &idx) != ERR_OK)
+		return ENOSPC;
+	netif_ip6_addr_set_state(&nif, idx, IP6_ADDR_PREFERRED);
+	return 0;
+}
+
+/* VW_ADDR */
+static int change_address(const struct vw_req *r, const uint8_t *payload, size_t len)
+{
+	if (r->id != (uint64_t)netif_get_index(&nif))
+		return EOPNOTSUPP;   /* lo keeps 127.0.0.1/8 and ::1 */
+	if (len == 4) {
+		ip4_addr_t ip, mask;
+		memcpy(&ip.addr, payload, 4);
+		mask.addr = r->b ? htonl(0xffffffffu << (32 - r->b)) : 0;
+		return r->a ? add_ipv4(&ip, &mask) : del_ipv4(&ip);
+	}
+	if (len == 16) {
+		ip6_addr_t ip;
+		memcpy(ip.addr, payload, 16);
+		ip6_addr_clear_zone(&ip);
+		if (ip6_addr_islinklocal(&ip))
+			ip6_addr_assign_zone(&ip, IP6_UNICAST, &nif);
+		return set_ipv6(r->a, &ip, r->b);
+	}
+	return EINVAL;
+}
+
+/* VW_LINK: lo goes up and down; vde0 (nif and its aliases, one link) also
+ * takes a new MTU and MAC.  Down drops the routes through the link, as a
+ * kernel does (lwIP's netif_set_down drops the IPv6 ones), and up brings
+ * back the connected ones. */
+static int change_link(const struct vw_req *r, const uint8_t *payload, size_t len)
+{
+	struct netif *n;
+	if (r->id == (uint64_t)netif_get_index(&lo)) {
+		if (r->b || len)
+			return EOPNOTSUPP;
+		if (r->a == 0)
+			netif_set_down(&lo);
+		else if (r->a == 1)
+			netif_set_up(&lo);
+		return 0;
+	}
+	if (r->id != (uint64_t)netif_get_index(&nif))
+		return ENODEV;
+	if (len && len != 6)
+		return EINVAL;
+	FOREACH_ON_LINK(n) {
+		if (r->b) {
+			n->mtu = (u16_t)r->b;
+			n->mtu6 = (u16_t)r->b;
+		}
+		if (len)
+			memcpy(n->hwaddr, payload, 6);
+		if (r->a == 0)
+			netif_set_down(n);
+		else if (r->a == 1)
+			netif_set_up(n);   /* if it was down, it announces itself */
+		/* Peers learn a new MAC before their caches would time out. */
+		if (len && netif_is_up(n) && !ip4_addr_isany(netif_ip4_addr(n)))
+			etharp_gratuitous(n);
+	}
+	if (r->a == 0)
+		netif_set_gw(&nif, IP4_ADDR_ANY4);
+	return 0;
+}
+
+/* The neighbour cache entry for a router at gw on nif, made (unresolved:
+ * neighbour discovery solicits it) if there is none; NULL if it is full. */
+static struct nd6_neighbor_cache_entry *router_entry(const ip6_addr_t *gw)
+{
+	struct nd6_neighbor_cache_entry *free_entry = NULL;
+	for (int i = 0; i < LWIP_ND6_NUM_NEIGHBORS; i++) {
+		struct nd6_neighbor_cache_entry *e = &neighbor_cache[i];
+		if (e->state != ND6_NO_ENTRY && e->netif == &nif && ip6_addr_cmp(&e->next_hop_address, gw))
+			return e;
+		if (e->state == ND6_NO_ENTRY && !free_entry)
+			free_entry = e;
+	}
+	if (free_entry) {
+		memset(free_entry, 0, sizeof *free_entry);
+		ip6_addr_copy(free_entry->next_hop_address, *gw);
+		free_entry->netif = &nif;
+		free_entry->state = ND6_INCOMPLETE;
+	}
+	return free_entry;
+}
+
+/* Forget nif's default routers (all of them, or the one at gw). */
+static void drop_routers(const ip6_addr_t *gw)
+{
+	for (int i = 0; i < LWIP_ND6_NUM_ROUTERS; i++) {
+		struct nd6_router_list_entry *d = &default_router_list[i];
+		if (!d->neighbor_entry || d->neighbor_entry->netif != &nif ||
+		    (gw && !ip6_addr_cmp(&d->neighbor_entry->next_hop_address, gw)))
+			continue;
+		d->neighbor_entry->isrouter = 0;
+		memset(d, 0, sizeof *d);
+	}
+	nd6_clear_destination_cache();
+}
+
+static int set_default_router6(int add, const ip6_addr_t *gw)
+{
+	if (!add) {
+		drop_routers(gw);
+		return 0;
+	}
+	drop_routers(NULL);   /* one default route: this one replaces any */
+	struct nd6_router_list_entry *slot = NULL;
+	for (int i = 0; i < LWIP_ND6_NUM_ROUTERS && !slot; i++)
+		if (!default_router_list[i].neighbor_entry)
+			slot = &default_router_list[i];
+	struct nd6_neighbor_cache_entry *e = slot ? router_entry(gw) : NULL;
+	if (!e)
+		return ENOSPC;
+	e->isrouter = 1;   /* kept by nd6_tmr while unresolved */
+	slot->neighbor_entry = e;
+	slot->invalidation_timer = FOREVER;
+	slot->flags = 0;
+	return 0;
+}
+
+/* VW_ROUTE: an IPv4 or IPv6 default route.  Nothing else is a route lwIP
+ * can take: not a gateway for anything but the default, not a connected
+ * route apart from its address (IPv4 has none; neighbour discovery would
+ * take an IPv6 /64 prefix, but solicits a neighbour only from an address
+ * in the neighbour's /64, so the prefix of no address is never reached). */
+static int change_route(const struct vw_req *r, const uint8_t *payload, size_t len)
+{
+	if (r->id != (uint64_t)netif_get_index(&nif))
+		return EOPNOTSUPP;
+	if (len == 4 || len == 8) {
+		ip4_addr_t gw = { 0 };
+		if (len != 8 || r->b != 0)
+			return EOPNOTSUPP;
+		memcpy(&gw.addr, payload + 4, 4);
+		netif_set_gw(&nif, r->a ? &gw : IP4_ADDR_ANY4);
+		return 0;
+	}
+	if (len == 16 || (len == 32 && r->b != 0))
+		return EOPNOTSUPP;
+	if (len != 32)
+		return EINVAL;
+	ip6_addr_t gw;
+	memcpy(gw.addr, payload + 16, 16);
+	ip6_addr_clear_zone(&gw);
+	if (ip6_addr_islinklocal(&gw))
+		ip6_addr_assign_zone(&gw, IP6_UNICAST, &nif);
+	return set_default_router6(r->a, &gw);
 }
 
 /* Interfaces, addresses and routes, one per line, for vupy's netlink answers:
@@ -1886,6 +2214,12 @@ static int dispatch(const struct vw_req *r, const uint8_t *payload, size_t len, 
 		return 0;
 	case VW_SOCKETS:
 		return serve_sockets(r, out);
+	case VW_ADDR:
+		return change_address(r, payload, len);
+	case VW_LINK:
+		return change_link(r, payload, len);
+	case VW_ROUTE:
+		return change_route(r, payload, len);
 	}
 	struct conn *c = request_conn(r, &e);
 	if (!c)
@@ -2140,7 +2474,8 @@ static void link_input(struct pbuf *p, const uint8_t *frame, ssize_t n)
 	icmp_error_input(frame, n);
 	if (naliases && n >= 42 && frame[12] == 0x08 && frame[13] == 0x06)
 		for (int i = 0; i < naliases; i++)
-			if (memcmp(frame + 38, &netif_ip4_addr(&aliases[i])->addr, 4) == 0)
+			if (memcmp(frame + 38, &netif_ip4_addr(&aliases[i])->addr, 4) == 0 &&
+			    !ip4_addr_isany(netif_ip4_addr(&aliases[i])))   /* a free slot */
 				to = &aliases[i];
 	if (to->input(p, to) != ERR_OK)
 		pbuf_free(p);

@@ -33,6 +33,13 @@ enum vw_op {
 	VW_INFO,            /* -> payload: interfaces, addresses, routes, DNS servers (text) */
 	VW_SOCKETS,         /* a=how many to skip -> payload: TCP and UDP sockets (text),
 	                       val=how many to skip for the rest, or 0 */
+	VW_ADDR,            /* id=link index a=1 add (or change the prefix), 0 delete
+	                       b=prefix length payload=address (4 or 16 bytes) */
+	VW_LINK,            /* id=link index a=1 up, 0 down, -1 as it is b=MTU or 0
+	                       payload=MAC (6 bytes) or nothing */
+	VW_ROUTE,           /* id=link index a=1 add (or replace), 0 delete
+	                       b=prefix length payload=destination, then the
+	                       gateway or nothing (4 or 16 bytes each) */
 };
 
 enum vw_event {

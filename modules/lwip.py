@@ -27,10 +27,13 @@ LwipStack serves each proxy through one of three parts, found by its sock:
 Worker, the channel to the worker process (csrc/lwip_worker.h is the
 protocol, whose structs and numbers reach Python through vupy._native), for
 the inet sockets, NetlinkRoute for the NETLINK_ROUTE ones, answered in vupy
-from the worker's list of interfaces, and NetlinkDiag for the
-NETLINK_SOCK_DIAG ones (ss), answered from the worker's list of sockets.
+from the worker's list of interfaces (the changes they ask for, ip addr, ip
+link, ip route, are made by the worker: Worker.configure), and NetlinkDiag
+for the NETLINK_SOCK_DIAG ones (ss), answered from the worker's list of
+sockets.
 """
 import errno
+import functools
 import ipaddress
 import os
 import random
@@ -93,18 +96,27 @@ def worker_arguments(url, options):
 def parse_links(text):
     """The worker's VW_INFO text (csrc/lwip_worker.c, info()) as rtnetlink Links."""
     links = {}
+
+    def route(index, network, gateway):
+        # Once each: aliases on one subnet, or a prefix both an address's
+        # and one neighbour discovery has, are one route.  A link that is
+        # down has none, as a kernel's.
+        if links[index].up and (network, gateway) not in links[index].routes:
+            links[index].routes.append((network, gateway))
+
     for line in text.splitlines():
         kind, *words = line.split()
         if kind == "link":
-            name, index, mtu, mac, state = words
+            name, index, mtu, mac, state, *loopback = words
             links[int(index)] = rtnetlink.Link(name, int(index), int(mtu),
-                                               bytes.fromhex(mac.replace(":", "")), state == "up")
+                                               bytes.fromhex(mac.replace(":", "")), state == "up",
+                                               loopback=loopback == ["loopback"])
         elif kind == "addr":
             index, _family, address, length = words
             iface = ipaddress.ip_interface(f"{address}/{length}")
             links[int(index)].addresses.append(iface)
-            if iface.version == 6 and not iface.ip.is_link_local:    # on-link, as lwIP takes it
-                links[int(index)].routes.append((iface.network, None))
+            if iface.version == 6 and not iface.ip.is_link_local and length == "64":   # on-link, as lwIP takes it
+                route(int(index), iface.network, None)
         elif kind == "lifetime":    # of an address the network gave: seconds left
             index, address, valid, preferred = words
             link = links[int(index)]
@@ -112,8 +124,8 @@ def parse_links(text):
             link.lifetimes[iface] = (int(valid), int(preferred))
         elif kind == "route":
             index, _family, destination, length, gateway = words
-            links[int(index)].routes.append((ipaddress.ip_network(f"{destination}/{length}"),
-                                             None if gateway == "-" else ipaddress.ip_address(gateway)))
+            route(int(index), ipaddress.ip_network(f"{destination}/{length}"),
+                  None if gateway == "-" else ipaddress.ip_address(gateway))
     return list(links.values())
 
 
@@ -160,7 +172,7 @@ class LwipStack(ProxyStack):
         self.gone = set()           # socks whose last descriptor is closed, not yet told
         self.netlink = self.diag = None
         self.worker = Worker(arguments, on_lost=self._end)
-        self.netlink = NetlinkRoute(self.links)
+        self.netlink = NetlinkRoute(self.links, self.worker.configure)
         self.diag = NetlinkDiag(self.sockets)
 
     def _handler(self, sock):
@@ -379,6 +391,20 @@ class Worker:
         """Its interfaces, addresses and routes (text: parse_links)."""
         return self._call(lib.VW_INFO)[1].decode()
 
+    def configure(self, change):
+        """Make a change vupy.rtnetlink has decided on (an AddressChange,
+        LinkChange or RouteChange); OSError if lwIP cannot."""
+        if isinstance(change, rtnetlink.AddressChange):
+            self._call(lib.VW_ADDR, change.index, int(change.add), change.address.network.prefixlen,
+                       payload=change.address.ip.packed)
+        elif isinstance(change, rtnetlink.LinkChange):
+            self._call(lib.VW_LINK, change.index, -1 if change.up is None else int(change.up),
+                       change.mtu or 0, payload=change.mac or b"")
+        else:
+            gateway = change.gateway.packed if change.gateway is not None else b""
+            self._call(lib.VW_ROUTE, change.index, int(change.add), change.network.prefixlen,
+                       payload=change.network.network_address.packed + gateway)
+
     def sockets(self):
         """Its TCP and UDP sockets (text: parse_sockets), asked page by page."""
         text, skip = "", 0
@@ -422,13 +448,14 @@ class Worker:
 
 
 class NetlinkRoute:
-    """A stack's NETLINK_ROUTE sockets, answered read only from its links
-    (vupy.rtnetlink.Responder): the ProxyStack operations on them."""
+    """A stack's NETLINK_ROUTE sockets, answered from its links and changing
+    it with `configure` (vupy.rtnetlink.Responder): the ProxyStack
+    operations on them."""
 
     protocol = NETLINK_ROUTE
 
-    def __init__(self, links):
-        self.responder = rtnetlink.Responder(links)
+    def __init__(self, links, configure):
+        self.responder = rtnetlink.Responder(links, functools.partial(rtnetlink.answer, configure=configure))
 
     def socket(self, _domain, type, protocol):
         if self.responder is None:

@@ -87,6 +87,14 @@ PRELUDE = textwrap.dedent("""
 
     def say(*words):
         print(*words, flush=True)
+
+    def attempt(call):
+        # 'ok', or the name of the errno call fails with.
+        try:
+            call()
+            return 'ok'
+        except OSError as e:
+            return errno.errorcode[e.errno]
 """)
 
 # Namespace side: a TCP line echo server ("echo:" + each line), one connection
