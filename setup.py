@@ -13,7 +13,8 @@ from distutils.command.install_data import install_data  # setuptools' own distu
 # pyproject.toml holds everything else.  This file adds the cffi extension,
 # the C wrapper library and the lwIP worker: `pip install` also builds
 # csrc/msocket.c into vupy/lib/libmsocket.{so,a}, next to
-# vupy/include/msocket.h, and csrc/lwip_worker.c (with csrc/lwip_dhcp.c) into vupy/lib/vupy-lwip
+# vupy/include/msocket.h, and csrc/lwip_worker.c (with csrc/lwip_dhcp.c and
+# csrc/lwip_floor.c, bench/userspace_stack.py's floor) into vupy/lib/vupy-lwip
 # (with Debian's liblwip-dev and libvdeplug-dev; without them, vupy is built
 # without the worker, which is said in one line, and the lwip module is
 # unavailable: modules/lwip.py).  The man pages, made from
@@ -77,7 +78,7 @@ class BuildExt(build_ext):
                 if os.path.exists(os.path.join(package, WORKER)):  # of an earlier build
                     os.remove(os.path.join(package, WORKER))
         else:
-            objects = self.compiler.compile(["csrc/lwip_worker.c", "csrc/lwip_dhcp.c"], output_dir=self.build_temp,
+            objects = self.compiler.compile(["csrc/lwip_worker.c", "csrc/lwip_dhcp.c", "csrc/lwip_floor.c"], output_dir=self.build_temp,
                                             include_dirs=lwip_includes,
                                             extra_postargs=["-O2", "-Wall", "-Wextra", "-std=gnu11"])
             self.compiler.link_executable(objects, "vupy-lwip", output_dir=os.path.join(out, "lib"),

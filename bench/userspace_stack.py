@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Copyright (C) 2026 the vupy authors
 """What does a userspace stack cost?  Bulk TCP and a 64-byte round trip
-through vupy's lwIP stack, next to kernel<->kernel, in one run.
+through vupy's lwIP stack, next to kernel<->kernel and next to lwIP's own
+floor (lwIP in the worker with no proxy), in one run.
 
     python bench/userspace_stack.py [--rounds 3] [--bytes MIB] [--iterations 20000]
                                     [--warmup 1000] [--paths LIST] [--workloads LIST]
@@ -33,6 +34,12 @@ kernel-vde   SPEC vde:vde://SWITCH,ip=10.9.0.3/24: vupy's kernel VDE stack
              (a namespace whose vde0 is plugged in by vde_plug), over the
              very switch lwip-vde uses (10.9.0.3 -> 10.9.0.1): what the VDE
              plumbing costs, told apart from what lwIP costs.
+floor-vde    the floor of lwip-vde: no vupy, no program, no proxy.  The
+             client is vupy's lwIP worker itself (`vupy-lwip --floor`,
+             csrc/lwip_floor.c), started as vupy starts it for lwip-vde, on
+             the same switch with the same address, running the workload
+             with lwIP's raw API in the thread that takes frames in.
+floor-tap    the floor of lwip-tap, on a tap as lwip-tap's.
 
 Workloads, each its own connection:
 
@@ -50,10 +57,14 @@ connect() to the last byte known delivered; the round trip is the timed
 loop's time / iterations in microseconds.  Rounds are interleaved, with the
 order rotated each round, so that slow drift of the machine spreads over all
 configurations; a configuration's result is the median of its rounds with
-min-max.  The ratio is against kernel-veth for the same workload: for
-throughput path/kernel (below 1 is slower), for the round trip path/kernel
-(above 1 is slower).  The issue's goals for lwIP: at least 1 Gbit/s each
-way, a round trip of at most 50 us.
+min-max.  Each row is "PATH / BASE": the ratio is PATH's median over
+BASE's for the same workload (for throughput below 1 is slower, for the
+round trip above 1 is slower).  Every path is compared with kernel-veth,
+and each lwip path with its floor too (lwip-tap / floor-tap: what vupy's
+proxy costs over lwIP's own).  The issue's goals (issue 15, item 7): a
+round trip through the proxy of at most 50 us on a tap and at most 1.5x
+its floor; bulk at least 2 Gbit/s each way on a tap and 1.2 Gbit/s on a
+vde switch.
 
 Unpinned (the default), every process may use every CPU the script may use.
 --cpus LIST puts every process, the lwIP worker, vde_switch and vde_plug
@@ -68,8 +79,9 @@ went where it claims, and says so if not: both ends counted the expected
 bytes or round trips, the client's local address is its path's address (for
 lwIP, 10.9.x.2, which only lwIP holds) and the server saw the connection come
 from it, and the client's socket is what the path promises: for lwIP a vupy
-proxy (an AF_UNIX socket, listed in /proc/net/unix), for the kernel paths a
-socket of the client's namespace (SIOCGSKNS).
+proxy (an AF_UNIX socket, listed in /proc/net/unix), for the floors the
+worker's own client, for the kernel paths a socket of the client's
+namespace (SIOCGSKNS).
 
 Everything made here (namespaces, the switch, the plugs, the tap, every
 process) is removed at the end, on error and on Ctrl-C or SIGTERM too.
@@ -82,6 +94,7 @@ import tempfile
 import time
 
 import benchlib
+from vupy.modules.lwip import WORKER
 from benchlib import (PEER_WORKLOADS, START_TIMEOUT, STACK_PATH, BenchError, Goal, Namespaces,
                       Proc, command, compare, connection, interleave, netns_inode, peer_argv,
                       peer_count, peer_problems, peer_value, pin, session, side)
@@ -91,12 +104,18 @@ TOOLS = ("ip", "vde_switch", "vde_plug", "taskset")
 QUICK = ["--rounds", "1", "--bytes", "1", "--iterations", "200", "--warmup", "10"]
 PORT = 5001
 WORKLOADS = ("send", "recv", "rtt")
-PATHS = ("lwip-vde", "lwip-tap", "kernel-veth", "kernel-vde")
+PATHS = ("lwip-vde", "floor-vde", "lwip-tap", "floor-tap", "kernel-veth", "kernel-vde")
 BASELINE = "kernel-veth"
+FLOOR = {"lwip-vde": "floor-vde", "lwip-tap": "floor-tap"}
 LWIP_MAC = "02:00:0a:09:00:02"
-# The issue's goals for lwIP.
-GOALS = {"send": Goal(">= 1 Gbit/s", "value", 1), "recv": Goal(">= 1 Gbit/s", "value", 1),
-         "rtt": Goal("<= 50 us", "value", 50)}
+# The issue's goals for lwIP through the proxy, against kernel-veth...
+GOALS = {("send", "lwip-tap"): Goal(">= 2 Gbit/s", "value", 2),
+         ("recv", "lwip-tap"): Goal(">= 2 Gbit/s", "value", 2),
+         ("send", "lwip-vde"): Goal(">= 1.2 Gbit/s", "value", 1.2),
+         ("recv", "lwip-vde"): Goal(">= 1.2 Gbit/s", "value", 1.2),
+         ("rtt", "lwip-tap"): Goal("<= 50 us", "value", 50)}
+# ... and against its floor.
+FLOOR_GOALS = {"rtt": Goal("<= 1.5x", "ratio", 1.5)}
 
 
 # The test network ---------------------------------------------------------
@@ -122,10 +141,10 @@ class Network:
 
     # Which server namespace, server address, client address and SPEC for a path.
     def endpoints(self, path):
-        if path == "lwip-vde":
+        if path in ("lwip-vde", "floor-vde"):
             return (self.ns["S"], "10.9.0.1", "10.9.0.2",
                     f"lwip:vde://{self.switch_dir},ip=10.9.0.2/24,mac={LWIP_MAC}")
-        if path == "lwip-tap":
+        if path in ("lwip-tap", "floor-tap"):
             return (self.ns["T"], "10.9.2.1", "10.9.2.2",
                     f"lwip:tap://{self.tap},ip=10.9.2.2/24,mac={LWIP_MAC}")
         if path == "kernel-veth":
@@ -162,7 +181,7 @@ class Network:
             raise BenchError(f"vde_plug into {ns} exited: {plug.errors()}")
 
     def up(self):
-        vde = {"lwip-vde", "kernel-vde"} & set(self.paths)
+        vde = {"lwip-vde", "floor-vde", "kernel-vde"} & set(self.paths)
         if vde:
             # In the foreground, its console on a pipe held open: closing the
             # pipe ends it cleanly ("EOF on stdin, cleaning up and exiting").
@@ -177,7 +196,7 @@ class Network:
                     raise BenchError("vde_switch made no control socket")
                 time.sleep(0.05)
             self._plug(self._netns("S"), "10.9.0.1/24")
-        if "lwip-tap" in self.paths:
+        if {"lwip-tap", "floor-tap"} & set(self.paths):
             self._netns("T")
         if "kernel-veth" in self.paths:
             a, b = self._netns("A"), self._netns("B")
@@ -187,17 +206,17 @@ class Network:
                 command(["ip", "-n", ns, "addr", "add", address, "dev", dev])
                 command(["ip", "-n", ns, "link", "set", dev, "up"])
 
-    # lwip-tap: before the client starts, the tap is made, down and without
+    # lwip-tap and floor-tap: before the client starts, the tap is made, down and without
     # an address, where vupy's worker will open it; once the worker holds it
     # (the client said "ready": vupy makes every stack before COMMAND
     # starts), it moves to the server's namespace and gets its address.
     def before_client(self, path):
-        if path == "lwip-tap":
+        if path in ("lwip-tap", "floor-tap"):
             command(["ip", "tuntap", "add", "dev", self.tap, "mode", "tap"])
             self.tap_in_root = True
 
     def after_client_ready(self, path):
-        if path == "lwip-tap":
+        if path in ("lwip-tap", "floor-tap"):
             ns = self.ns["T"]
             command(["ip", "link", "set", self.tap, "netns", ns])
             self.tap_in_root = False
@@ -205,7 +224,7 @@ class Network:
             command(["ip", "-n", ns, "link", "set", self.tap, "up"])
 
     def after_run(self, path):
-        if path == "lwip-tap":
+        if path in ("lwip-tap", "floor-tap"):
             self.remove_tap()
 
     def remove_tap(self):
@@ -234,11 +253,23 @@ class Network:
 
 # One run ----------------------------------------------------------------
 
+def floor_argv(workload, server_ip, count, warmup, spec):
+    """The worker as its own client, with the arguments vupy gives it for
+    SPEC (lwip:URL,ip=A/LEN,mac=MAC)."""
+    url, *options = spec[len("lwip:"):].split(",")
+    options = dict(o.split("=", 1) for o in options)
+    return [WORKER, "--floor", workload, server_ip, str(PORT), str(count), str(warmup),
+            url, options["mac"], "1500", options["ip"], "-"]
+
+
 def one_run(net, path, workload, args):
     server_ns, server_ip, client_ip, spec = net.endpoints(path)
     count, warmup = peer_count(workload, args)
-    client_argv = session(peer_argv("client", workload, server_ip, PORT, count, warmup),
-                          "--stack", f"{STACK_PATH}={spec}", "--default", STACK_PATH)
+    if path.startswith("floor"):
+        client_argv = floor_argv(workload, server_ip, count, warmup, spec)
+    else:
+        client_argv = session(peer_argv("client", workload, server_ip, PORT, count, warmup),
+                              "--stack", f"{STACK_PATH}={spec}", "--default", STACK_PATH)
     server_argv = ["ip", "netns", "exec", server_ns,
                    *peer_argv("server", workload, server_ip, PORT, count, warmup)]
     try:
@@ -259,6 +290,9 @@ def one_run(net, path, workload, args):
     if path.startswith("lwip"):
         if c.get("kind") != "unix-proxy":
             problems.append(f"client's socket is {c.get('kind')}, not a vupy proxy")
+    elif path.startswith("floor"):
+        if c.get("kind") != "lwip-floor":
+            problems.append(f"client is {c.get('kind')}, not the worker's floor client")
     else:
         want = net.client_netns_inode(path)
         if c.get("kind") != "kernel" or (c.get("netns") == want) != (path == "kernel-veth"):
@@ -306,22 +340,28 @@ def run(args):
         for path in paths:
             if path == BASELINE and base is not None and len(paths) > 1:
                 continue        # it is the base column of every other row
-            results.append(compare(text, path, unit, base if path != BASELINE else None,
-                                   side(path, measured[(workload, path)]), better,
-                                   GOALS[workload] if path.startswith("lwip") else None))
+            this = side(path, measured[(workload, path)])
+            results.append(compare(text, f"{path} / {BASELINE}" if base else path, unit,
+                                   base if path != BASELINE else None, this, better,
+                                   GOALS.get((workload, path))))
+            if FLOOR.get(path) in paths:
+                floor = side(FLOOR[path], measured[(workload, FLOOR[path])])
+                results.append(compare(text, f"{path} / {FLOOR[path]}", unit, floor, this,
+                                       better, FLOOR_GOALS.get(workload)))
     return {
-        "title": f"TCP through vupy's lwIP stack and kernel<->kernel: bulk {args.bytes} MiB, "
+        "title": f"TCP through vupy's lwIP stack, lwIP's floor and kernel<->kernel: bulk {args.bytes} MiB, "
                  f"{args.iterations} round trips of 64 B after {args.warmup} untimed; "
                  f"{args.rounds} rounds, median",
         "notes": [f"client under vupy run --stack {STACK_PATH}=SPEC --default {STACK_PATH}, server "
                   "under ip netns exec; lwIP is always the client; "
                   + (f"every process under taskset -c {args.cpus}" if args.cpus else "unpinned"),
-                  f"ratio: path/{BASELINE} for the same workload"],
-        "columns": (BASELINE, "path"),
+                  "variant PATH / BASE: ratio PATH/BASE for the same workload; "
+                  "floor-X: lwIP in the worker as its own client, no proxy"],
+        "columns": ("base", "path"),
         "results": results,
         "checked": "every run moved the expected bytes/round trips between the path's "
-                   "addresses, lwIP runs on a vupy proxy (lwIP's 10.9.x.2), kernel runs on a "
-                   "socket of the client's namespace",
+                   "addresses, lwIP runs on a vupy proxy (lwIP's 10.9.x.2), floor runs in the "
+                   "worker's own client, kernel runs on a socket of the client's namespace",
         "cleanup_errors": cleanup_errors,
     }
 

@@ -83,6 +83,7 @@
 
 #include "lwip_worker.h"
 #include "lwip_dhcp.h"
+#include "lwip_stack.h"
 
 #define VW_FILLER 65536        /* bytes per write that fills a fresh proxy */
 #define VW_CHUNK 65536         /* bytes moved from a proxy to lwIP per read */
@@ -126,7 +127,7 @@ struct conn {
 	struct conn *next_dead;
 };
 
-static int ctl;                 /* the control socket */
+int ctl;                        /* the control socket */
 static int ep;                  /* epoll of the main thread */
 static int wake;                /* eventfd: a callback left work for the main thread */
 static VDECONN *link_conn;
@@ -2481,7 +2482,7 @@ static void link_input(struct pbuf *p, const uint8_t *frame, ssize_t n)
 		pbuf_free(p);
 }
 
-static void *link_thread(void *arg)
+void *link_thread(void *arg)
 {
 	static uint8_t frame[65536 + 64];
 	struct pollfd data = { .fd = vde_datafd(link_conn), .events = POLLIN };
@@ -2577,7 +2578,7 @@ static int not_ready(int err, const char *fmt, ...)
 	return 1;
 }
 
-static void prepare_process(void)
+void prepare_process(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	struct rlimit rl;   /* source-address descriptors in flight count against it */
@@ -2592,7 +2593,7 @@ static void prepare_process(void)
 }
 
 /* The VDE link to URL; 0, or 1 after telling vupy why not. */
-static int open_link(char *url)
+int open_link(char *url)
 {
 	link_conn = vde_open(url, "vupy-lwip", NULL);
 	if (!link_conn) {
@@ -2603,7 +2604,7 @@ static int open_link(char *url)
 }
 
 /* lwIP's tcpip thread, and the main thread's epoll and wake-up eventfd. */
-static void start_lwip(void)
+void start_lwip(void)
 {
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -2678,7 +2679,7 @@ static void add_loopback(void)
 /* The interface nif (MAC, MTU, the first IPv4 address, IPv4 gateway "-"
  * or an address, IPv6 addresses) and an alias for each further IPv4
  * address, up; 0, or 1 after telling vupy why not. */
-static int configure(const char *mac_text, const char *mtu_text, char *ipv4, const char *gw_text,
+int configure(const char *mac_text, const char *mtu_text, char *ipv4, const char *gw_text,
 		     char **ipv6, int nipv6)
 {
 	ip4_addr_t ip[MAX_ALIASES + 1], mask[MAX_ALIASES + 1], gw = { 0 };
@@ -2923,6 +2924,8 @@ static void __attribute__((noreturn)) main_loop(void)
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "--floor") == 0)
+		return floor_main(argc - 2, argv + 2);
 	if (argc < 6) {
 		fprintf(stderr, "usage: vupy-lwip CTLFD URL MAC MTU IP4/LEN[,IP4/LEN...]|dhcp|- GW4|- [auto] [IP6 ...]\n");
 		return 2;
