@@ -369,14 +369,18 @@ PEER_WORKLOADS = {
     "send": ("TCP bulk client->server", "Gbit/s", "higher"),
     "recv": ("TCP bulk server->client", "Gbit/s", "higher"),
     "rtt": ("TCP 64 B round trip", "us/rt", "lower"),
+    "connect": ("TCP connection set-up", "conn/s", "higher"),
     "udp-rtt": ("UDP 64 B round trip", "us/rt", "lower"),
 }
 
 
 def peer_count(workload, args):
-    """(count, warmup) of a peer run: bytes for bulk, round trips otherwise."""
+    """(count, warmup) of a peer run: bytes for bulk, connections (a tenth
+    of the round trips) for set-up, round trips otherwise."""
     if PEER_WORKLOADS[workload][1] == "Gbit/s":
         return args.bytes * 1024 * 1024, 0
+    if workload == "connect":
+        return max(1, args.iterations // 10), args.warmup // 10
     return args.iterations, args.warmup
 
 
@@ -408,9 +412,12 @@ def connection(client_argv, server_argv, client_ready=None):
 
 
 def peer_value(workload, count, client):
-    """Gbit/s of a bulk run, us per round trip otherwise."""
+    """Gbit/s of a bulk run, connections per second of a set-up run, us per
+    round trip otherwise."""
     if PEER_WORKLOADS[workload][1] == "Gbit/s":
         return count * 8 / client["ns"]                 # bits per ns = Gbit/s
+    if workload == "connect":
+        return count / client["ns"] * 1e9
     return client["ns"] / count / 1000
 
 
@@ -485,7 +492,8 @@ class Goal(NamedTuple):
 
     kind "same" (the goal 1.00x): vupy/base at most `limit` (at least
     1/`limit` for "higher is better"); "ratio":
-    vupy/base at most `limit`; "difference": vupy - base at most `limit`;
+    vupy/base at most `limit` (at least, for "higher is better");
+    "difference": vupy - base at most `limit`;
     "value": vupy's median at most (for "lower is better") or at least
     `limit`."""
     text: str
@@ -497,7 +505,7 @@ class Goal(NamedTuple):
         if self.kind == "same":
             return row["ratio"] <= self.limit if lower else row["ratio"] >= 1 / self.limit
         if self.kind == "ratio":
-            return row["ratio"] <= self.limit
+            return row["ratio"] <= self.limit if lower else row["ratio"] >= self.limit
         if self.kind == "difference":
             return row["difference"] <= self.limit
         return vupy["median"] <= self.limit if lower else vupy["median"] >= self.limit

@@ -12,6 +12,10 @@ send     TCP bulk, client -> server: the client sendall()s COUNT bytes in
 recv     TCP bulk, server -> client: the client reads and counts to EOF.
 rtt      COUNT round trips of 64 bytes over TCP (TCP_NODELAY on both ends),
          after WARMUP untimed ones.
+connect  COUNT connections after WARMUP untimed ones, one after the other:
+         each is connect(), 1 byte each way (the server answers the
+         client's), close() (the client first, as `ab -c 1`'s requests
+         end), and the server's close after the client's EOF.
 udp-rtt  the same with UDP datagrams; an empty datagram ends the server.
          Both ends wait at most 10 s for a datagram (SO_RCVTIMEO): a lost
          one fails the run instead of hanging it.
@@ -95,8 +99,18 @@ def server(workload, addr, port, count, warmup):
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((addr, port))
-    listener.listen(1)
+    listener.listen(16)
     print("listening", flush=True)
+    if workload == "connect":
+        n = 0
+        for _ in range(count + warmup):
+            s, peer = listener.accept()
+            s.sendall(s.recv(1))
+            out["eof"] = s.recv(1) == b""
+            s.close()
+            n += 1
+        out.update(peer=peer[0], round_trips=n)
+        return out
     s, peer = listener.accept()
     listener.close()
     out["peer"] = peer[0]
@@ -134,6 +148,8 @@ def client(workload, addr, port, count, warmup):
     print("ready", flush=True)
     if not sys.stdin.readline():
         raise SystemExit("client: no go")
+    if workload == "connect":
+        return connections(addr, port, count, warmup)
     udp = workload == "udp-rtt"
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     if workload == "rtt":
@@ -176,6 +192,24 @@ def client(workload, addr, port, count, warmup):
         out["ns"] = round_trips(exchange, count, warmup)
         out["round_trips"] = count + warmup
     s.close()
+    return out
+
+
+def connections(addr, port, count, warmup):
+    one = bytearray(1)
+    out = {}
+
+    def exchange():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.connect((addr, port))
+        if not out:
+            out.update(sockname=s.getsockname()[0], peername=s.getpeername()[0])
+            out["kind"], out["netns"] = kind(s)
+        s.send(b"c")
+        recv_exactly(s, memoryview(one))
+        s.close()
+    out["ns"] = round_trips(exchange, count, warmup)
+    out["round_trips"] = count + warmup
     return out
 
 

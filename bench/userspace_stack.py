@@ -51,10 +51,13 @@ recv   bulk, server -> client: the server sends, the client reads and counts
 rtt    --iterations round trips (after --warmup untimed ones) of 64 bytes:
        the client sends 64 and waits for the 64 the server echoes.
        TCP_NODELAY on both ends.
+connect  a tenth of --iterations connections (after a tenth of --warmup),
+       one after the other, each connect, 1 byte each way, close: the
+       connection set-up rate, as `ab -c 1` has it without HTTP.
 
 Throughput is bytes*8/time in Gbit/s, timed by the client from the end of
 connect() to the last byte known delivered; the round trip is the timed
-loop's time / iterations in microseconds.  Rounds are interleaved, with the
+loop's time / iterations in microseconds, set-up connections per second.  Rounds are interleaved, with the
 order rotated each round, so that slow drift of the machine spreads over all
 configurations; a configuration's result is the median of its rounds with
 min-max.  Each row is "PATH / BASE": the ratio is PATH's median over
@@ -64,7 +67,7 @@ and each lwip path with its floor too (lwip-tap / floor-tap: what vupy's
 proxy costs over lwIP's own).  The issue's goals (issue 15, item 7): a
 round trip through the proxy of at most 50 us on a tap and at most 1.5x
 its floor; bulk at least 2 Gbit/s each way on a tap and 1.2 Gbit/s on a
-vde switch.
+vde switch; connection set-up at least half kernel-veth's rate.
 
 Unpinned (the default), every process may use every CPU the script may use.
 --cpus LIST puts every process, the lwIP worker, vde_switch and vde_plug
@@ -103,7 +106,7 @@ NAME = "userspace_stack"
 TOOLS = ("ip", "vde_switch", "vde_plug", "taskset")
 QUICK = ["--rounds", "1", "--bytes", "1", "--iterations", "200", "--warmup", "10"]
 PORT = 5001
-WORKLOADS = ("send", "recv", "rtt")
+WORKLOADS = ("send", "recv", "rtt", "connect")
 PATHS = ("lwip-vde", "floor-vde", "lwip-tap", "floor-tap", "kernel-veth", "kernel-vde")
 BASELINE = "kernel-veth"
 FLOOR = {"lwip-vde": "floor-vde", "lwip-tap": "floor-tap"}
@@ -113,7 +116,9 @@ GOALS = {("send", "lwip-tap"): Goal(">= 2 Gbit/s", "value", 2),
          ("recv", "lwip-tap"): Goal(">= 2 Gbit/s", "value", 2),
          ("send", "lwip-vde"): Goal(">= 1.2 Gbit/s", "value", 1.2),
          ("recv", "lwip-vde"): Goal(">= 1.2 Gbit/s", "value", 1.2),
-         ("rtt", "lwip-tap"): Goal("<= 50 us", "value", 50)}
+         ("rtt", "lwip-tap"): Goal("<= 50 us", "value", 50),
+         ("connect", "lwip-tap"): Goal(">= 0.5x", "ratio", 0.5),
+         ("connect", "lwip-vde"): Goal(">= 0.5x", "ratio", 0.5)}
 # ... and against its floor.
 FLOOR_GOALS = {"rtt": Goal("<= 1.5x", "ratio", 1.5)}
 

@@ -3,16 +3,16 @@
 /* vupy-lwip --floor: the floor of vupy's lwIP stack, a client inside the
  * worker, with no proxy and no program.
  *
- * Usage: vupy-lwip --floor send|recv|rtt ADDR PORT COUNT WARMUP URL MAC MTU IP4/LEN GW4|-
+ * Usage: vupy-lwip --floor send|recv|rtt|connect ADDR PORT COUNT WARMUP URL MAC MTU IP4/LEN GW4|-
  *
  * It starts lwIP on the link URL as a served stack starts (lwip_stack.h:
- * the same set-up, the same link thread, the same tcpip thread), then
- * plays bench/peer.py's client for one workload against peer.py's server
- * at ADDR:PORT, with lwIP's raw API: the callbacks run in the link thread
- * that took the frame in, as a proxy's do, and answer at once.  What
- * vupy adds on top of this (the proxy, the worker's main thread, the
- * program's own wake-ups) is what bench/userspace_stack.py shows as the
- * ratio to this floor.
+ * the same set-up, the same taking in of frames, the same tcpip thread),
+ * then plays bench/peer.py's client for one workload against peer.py's
+ * server at ADDR:PORT, with lwIP's raw API: the callbacks run in the thread
+ * that took the frame in, as a proxy's do, and answer at once.  What vupy
+ * adds on top of this (the proxy, the program's own wake-ups and system
+ * calls) is what bench/userspace_stack.py shows as the ratio to this
+ * floor.
  *
  * Like peer.py's client it prints "ready", waits for a line on stdin,
  * runs, and prints one JSON line: the time in ns (from the connection's
@@ -39,13 +39,15 @@
 
 #define FLOOR_SIZE 64           /* bytes per round trip, as peer.py's */
 
-enum floor_workload { SEND, RECV, RTT };
+enum floor_workload { SEND, RECV, RTT, CONNECT };
 
 static struct {
 	enum floor_workload workload;
 	long count, warmup;
+	ip_addr_t server;
+	u16_t port;
 	struct tcp_pcb *pcb;
-	long trips;                 /* round trips done */
+	long trips;                 /* round trips (connections) done */
 	size_t pending;             /* bytes of the round trip at hand received */
 	uint64_t sent, received;
 	uint8_t ack[8];             /* send: the server's count of what it got */
@@ -109,6 +111,41 @@ static err_t floor_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
 	return ERR_OK;
 }
 
+static err_t floor_connected(void *arg, struct tcp_pcb *pcb, err_t err);
+static err_t floor_received(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err);
+static void floor_failed(void *arg, err_t err);
+
+/* A connection to the server; 0, or lwIP's error. */
+static err_t start(void)
+{
+	if (!(f.pcb = tcp_new_ip_type(IP_GET_TYPE(&f.server))))
+		return ERR_MEM;
+	tcp_recv(f.pcb, floor_received);
+	tcp_sent(f.pcb, floor_sent);
+	tcp_err(f.pcb, floor_failed);
+	return tcp_connect(f.pcb, &f.server, f.port, floor_connected);
+}
+
+/* connect: this connection has had its byte back; close it, and open the
+ * next one, as peer.py's client does. */
+static void next_connection(struct tcp_pcb *pcb)
+{
+	tcp_arg(pcb, NULL);
+	tcp_recv(pcb, NULL);
+	tcp_sent(pcb, NULL);
+	tcp_err(pcb, NULL);
+	if (tcp_close(pcb) != ERR_OK)
+		tcp_abort(pcb);
+	f.pcb = NULL;
+	if (++f.trips == f.warmup)
+		stamp(&f.t0);
+	if (f.trips == f.count + f.warmup) {
+		finish();
+	} else if ((f.error = start()) != ERR_OK) {
+		sem_post(&f.finished);
+	}
+}
+
 static err_t floor_received(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 {
 	(void)arg;
@@ -136,6 +173,8 @@ static err_t floor_received(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_
 		finish();
 	}
 	pbuf_free(p);
+	if (f.workload == CONNECT)
+		next_connection(pcb);
 	return ERR_OK;
 }
 
@@ -152,8 +191,12 @@ static err_t floor_connected(void *arg, struct tcp_pcb *pcb, err_t err)
 	(void)arg; (void)err;
 	ipaddr_ntoa_r(&pcb->local_ip, f.sockname, sizeof f.sockname);
 	ipaddr_ntoa_r(&pcb->remote_ip, f.peername, sizeof f.peername);
-	stamp(&f.t0);
-	if (f.workload == RTT) {
+	if (f.workload != CONNECT)
+		stamp(&f.t0);   /* rtt's, again after its warm-up */
+	if (f.workload == CONNECT) {
+		tcp_write(pcb, payload, 1, TCP_WRITE_FLAG_COPY);
+		tcp_output(pcb);
+	} else if (f.workload == RTT) {
 		tcp_nagle_disable(pcb);
 		ping();
 	} else if (f.workload == SEND) {
@@ -162,7 +205,17 @@ static err_t floor_connected(void *arg, struct tcp_pcb *pcb, err_t err)
 	return ERR_OK;
 }
 
-/* The stack as a served one is, its link thread taking frames in; 0, or 1
+/* The served stack's main thread, with no proxies and no requests: the
+ * link only.  The floor's own thread waits for the workload's end. */
+static void *link_loop(void *arg)
+{
+	(void)arg;
+	for (;;)
+		take_link(-1);
+	return NULL;
+}
+
+/* The stack as a served one is, a thread taking frames in; 0, or 1
  * after saying why not (what a served stack tells vupy, on ctl). */
 static int start_stack(char *url, const char *mac, const char *mtu, char *ip, const char *gw)
 {
@@ -175,7 +228,7 @@ static int start_stack(char *url, const char *mac, const char *mtu, char *ip, co
 		start_lwip();
 		if (configure(mac, mtu, ip, gw, NULL, 0) == 0) {
 			pthread_t link;
-			pthread_create(&link, NULL, link_thread, NULL);
+			pthread_create(&link, NULL, link_loop, NULL);
 			return 0;
 		}
 	}
@@ -194,6 +247,8 @@ static void print_result(const char *workload)
 	       f.sockname, f.peername, ns);
 	if (f.workload == RTT)
 		printf(", \"nodelay\": 1, \"round_trips\": %ld", f.trips);
+	else if (f.workload == CONNECT)
+		printf(", \"round_trips\": %ld", f.trips);
 	else if (f.workload == SEND)
 		printf(", \"bytes\": %llu, \"server_bytes\": %llu", (unsigned long long)f.sent,
 		       (unsigned long long)be64toh(*(uint64_t *)f.ack));
@@ -206,23 +261,24 @@ static void print_result(const char *workload)
 int floor_main(int argc, char **argv)
 {
 	if (argc != 10) {
-		fprintf(stderr, "usage: vupy-lwip --floor send|recv|rtt ADDR PORT COUNT WARMUP URL MAC MTU IP4/LEN GW4|-\n");
+		fprintf(stderr, "usage: vupy-lwip --floor send|recv|rtt|connect ADDR PORT COUNT WARMUP URL MAC MTU IP4/LEN GW4|-\n");
 		return 2;
 	}
 	const char *workload = argv[0];
-	f.workload = strcmp(workload, "send") == 0 ? SEND : strcmp(workload, "recv") == 0 ? RECV : RTT;
-	if (f.workload == RTT && strcmp(workload, "rtt") != 0) {
+	static const char *const names[] = { [SEND] = "send", [RECV] = "recv", [RTT] = "rtt", [CONNECT] = "connect" };
+	for (f.workload = SEND; f.workload <= CONNECT && strcmp(workload, names[f.workload]) != 0; f.workload++)
+		;
+	if (f.workload > CONNECT) {
 		fprintf(stderr, "vupy-lwip --floor: no workload %s\n", workload);
 		return 2;
 	}
-	ip_addr_t server;
-	if (!ipaddr_aton(argv[1], &server)) {
+	if (!ipaddr_aton(argv[1], &f.server)) {
 		fprintf(stderr, "vupy-lwip --floor: not an address: %s\n", argv[1]);
 		return 2;
 	}
-	u16_t port = (u16_t)atoi(argv[2]);
+	f.port = (u16_t)atoi(argv[2]);
 	f.count = atol(argv[3]);
-	f.warmup = f.workload == RTT ? atol(argv[4]) : 0;
+	f.warmup = f.workload == RTT || f.workload == CONNECT ? atol(argv[4]) : 0;
 	memset(chunk, 'x', sizeof chunk);
 	sem_init(&f.finished, 0, 0);
 	if (start_stack(argv[5], argv[6], argv[7], argv[8], argv[9]))
@@ -236,11 +292,9 @@ int floor_main(int argc, char **argv)
 		return 1;
 	}
 	LOCK_TCPIP_CORE();
-	f.pcb = tcp_new_ip_type(IP_GET_TYPE(&server));
-	tcp_recv(f.pcb, floor_received);
-	tcp_sent(f.pcb, floor_sent);
-	tcp_err(f.pcb, floor_failed);
-	err_t err = tcp_connect(f.pcb, &server, port, floor_connected);
+	if (f.warmup == 0)
+		stamp(&f.t0);   /* connect's; the others' when connected */
+	err_t err = start();
 	UNLOCK_TCPIP_CORE();
 	if (err == ERR_OK) {
 		sem_wait(&f.finished);

@@ -15,7 +15,7 @@ int open_link(char *url);       /* 0, or 1 after telling ctl why not */
 void start_lwip(void);
 int configure(const char *mac_text, const char *mtu_text, char *ipv4, const char *gw_text,
 	      char **ipv6, int nipv6);
-void *link_thread(void *arg);   /* takes frames from the link into lwIP, for ever */
+void take_link(int timeout_ms);  /* frames from the link into lwIP, if any come in time */
 
 /* vupy-lwip --floor ...: the floor client; its exit status. */
 int floor_main(int argc, char **argv);

@@ -5,13 +5,16 @@
  * Usage: vupy-lwip CTLFD URL MAC MTU IP4/LEN[,IP4/LEN...]|dhcp|- GW4|- [auto] [IP6 ...]
  * (started by modules/lwip.py, which checks the arguments first).
  *
- * lwIP keeps global state, so each stack is a process of its own.  Three
+ * lwIP keeps global state, so each stack is a process of its own.  Two
  * threads share the stack under lwIP's core lock (LWIP_TCPIP_CORE_LOCKING):
  *   - lwIP's tcpip thread runs the timers, and delivers what they make the
- *     stack send itself (the other two deliver what they make it send);
- *   - the link thread takes frames from libvdeplug and feeds them in;
- *   - the main thread serves vupy's requests (csrc/lwip_worker.h) and moves
- *     data between lwIP and the worker's end of each proxy.
+ *     stack send itself (the main thread delivers what it makes it send);
+ *   - the main thread takes frames from libvdeplug and feeds them in, serves
+ *     vupy's requests (csrc/lwip_worker.h) and moves data between lwIP and
+ *     the worker's end of each proxy.  One thread for the link and the
+ *     proxies, not two: a segment in and its answer out never wait for the
+ *     lock to pass between threads, nor wake another thread (measured in
+ *     docs/architecture.md, "The lwIP data path").
  * A proxy is an AF_UNIX socketpair: SOCK_STREAM for TCP, SOCK_SEQPACKET for
  * UDP.  The program holds one end, so read, write, poll and the rest work on
  * it natively; the worker holds the other and uses lwIP's raw API, whose
@@ -574,6 +577,13 @@ static void pump_tx(struct conn *c)
 				watch(c, c->events & ~EPOLLIN);
 				return;
 			}
+			/* A short read took all there was: epoll tells of more,
+			 * sparing a recv that would say EAGAIN.  Not once closing:
+			 * the proxy is out of epoll, and is read to its end. */
+			if (c->tx_len < VW_CHUNK && !c->closing) {
+				watch(c, c->events | EPOLLIN);
+				return;
+			}
 		}
 		if (!c->tx && !(c->tx = malloc(VW_CHUNK)))
 			return;
@@ -629,7 +639,10 @@ static err_t tcp_sent_some(void *arg, struct tcp_pcb *pcb, u16_t len)
 {
 	struct conn *c = arg;
 	(void)pcb; (void)len;
-	pump_tx(c);
+	/* Only if pump_tx stopped for lwIP's room: else epoll tells of what
+	 * the program writes. */
+	if (c->tx_off < c->tx_len || !(c->events & EPOLLIN))
+		pump_tx(c);
 	return ERR_OK;
 }
 
@@ -2353,11 +2366,16 @@ static void note_closed(uint64_t id)
 	unreported[nunreported++] = id;
 }
 
-static void bring_out_the_dead(void)
+/* The eventfd's count, which only says the loop is to run once more. */
+static void take_wake(void)
 {
 	uint64_t count;
-	if (read(wake, &count, sizeof count) < 0 && errno != EAGAIN)
+	if (read(wake, &count, sizeof count) < 0)
 		return;
+}
+
+static void bring_out_the_dead(void)
+{
 	while (graveyard) {
 		struct conn *c = graveyard;
 		graveyard = c->next_dead;
@@ -2482,42 +2500,43 @@ static void link_input(struct pbuf *p, const uint8_t *frame, ssize_t n)
 		pbuf_free(p);
 }
 
-void *link_thread(void *arg)
+/* The frames the link has (it is readable), into lwIP, with the core lock
+ * held; then what they brought, out to the proxies. */
+static void link_frames(void)
 {
 	static uint8_t frame[65536 + 64];
 	struct pollfd data = { .fd = vde_datafd(link_conn), .events = POLLIN };
-	(void)arg;
-	flushes = 1;
-	for (;;) {
-		ssize_t n = vde_recv(link_conn, frame, sizeof frame, 0);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0) {
-			fprintf(stderr, "vupy-lwip: the link is gone (%s)\n", n < 0 ? strerror(errno) : "closed");
-			exit(3);
-		}
-		if (n < 14)
-			continue;
+	ssize_t n = vde_recv(link_conn, frame, sizeof frame, 0);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		fprintf(stderr, "vupy-lwip: the link is gone (%s)\n", n < 0 ? strerror(errno) : "closed");
+		exit(3);
+	}
+	/* Take in what else is there before waking programs up. */
+	for (int more = 0; n >= 14 && more < 64; more++) {
 		/* PBUF_RAM, not the pool: Debian's lwIP overflows its heap when a
 		 * full-size frame comes from PBUF_POOL. */
 		struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)n, PBUF_RAM);
 		if (!p)
-			continue;
+			break;
 		memcpy(p->payload, frame, n);
-		LOCK_TCPIP_CORE();
 		link_input(p, frame, n);
-		/* Take in what else is there before waking programs up. */
-		for (int more = 0; more < 64 && poll(&data, 1, 0) == 1; more++) {
-			n = vde_recv(link_conn, frame, sizeof frame, 0);
-			if (n < 14 || !(p = pbuf_alloc(PBUF_RAW, (u16_t)n, PBUF_RAM)))
-				break;
-			memcpy(p->payload, frame, n);
-			link_input(p, frame, n);
-		}
-		flush_dirty();
-		UNLOCK_TCPIP_CORE();
+		if (poll(&data, 1, 0) != 1)
+			break;
+		n = vde_recv(link_conn, frame, sizeof frame, 0);
 	}
-	return NULL;
+	flush_dirty();
+}
+
+void take_link(int timeout_ms)
+{
+	struct pollfd data = { .fd = vde_datafd(link_conn), .events = POLLIN };
+	if (poll(&data, 1, timeout_ms) != 1)
+		return;
+	LOCK_TCPIP_CORE();
+	link_frames();
+	UNLOCK_TCPIP_CORE();
 }
 
 static err_t nif_init(struct netif *netif)
@@ -2827,7 +2846,7 @@ static int await_addresses(void)
 			return not_ready(ETIMEDOUT, leased
 					 ? "ip6=auto: no router advertisement gave an IPv6 address in %d s"
 					 : "ip=dhcp: no DHCP server gave an address in %d s", VW_ADDRESS_SECONDS);
-		usleep(50000);
+		take_link(50);
 	}
 }
 
@@ -2875,11 +2894,10 @@ static size_t network_info(char *out, size_t size)
 	return n < size ? n : size;
 }
 
-/* The link thread, and the main thread's events: the stack is ready. */
+/* The main thread's events, the link's among them: the stack is ready. */
 static void start_serving(void)
 {
-	pthread_t link;
-	pthread_create(&link, NULL, link_thread, NULL);
+	flushes = 1;
 	if (await_addresses())
 		exit(1);
 
@@ -2887,6 +2905,8 @@ static void start_serving(void)
 	epoll_ctl(ep, EPOLL_CTL_ADD, ctl, &ev);
 	ev.data.ptr = &wake;
 	epoll_ctl(ep, EPOLL_CTL_ADD, wake, &ev);
+	ev.data.ptr = &link_conn;
+	epoll_ctl(ep, EPOLL_CTL_ADD, vde_datafd(link_conn), &ev);
 	reply(0, 0, 0, VW_READY, NULL, 0, -1);
 }
 
@@ -2895,7 +2915,6 @@ static void start_serving(void)
 static void __attribute__((noreturn)) main_loop(void)
 {
 	struct epoll_event events[64];
-	flushes = 1;
 	for (;;) {
 		int n = epoll_wait(ep, events, 64, draining() ? DRAIN_TICK_MS : nreleased ? RELEASED_TICK_MS : -1);
 		if (n < 0 && errno != EINTR)
@@ -2910,7 +2929,11 @@ static void __attribute__((noreturn)) main_loop(void)
 				if (events[i].events & (EPOLLIN | EPOLLHUP))
 					serve();
 			}
-			else if (events[i].data.ptr != &wake)
+			else if (events[i].data.ptr == &link_conn)
+				link_frames();
+			else if (events[i].data.ptr == &wake)
+				take_wake();
+			else
 				proxy_event(events[i].data.ptr, events[i].events);
 		}
 		flush_dirty();
@@ -2939,7 +2962,7 @@ int main(int argc, char **argv)
 	int nipv6 = take_dynamic(&ipv4, &ipv6, argc > 7 ? argc - 7 : 0);
 	if (configure(argv[3], argv[4], ipv4, argc > 6 ? argv[6] : "-", ipv6, nipv6))
 		return 1;
-	/* Before the link thread starts: the answer to lwIP's first router
+	/* Before frames are taken in: the answer to lwIP's first router
 	 * solicitation must find it on. */
 	nif.ip6_autoconfig_enabled = (u8_t)use_slaac;
 	start_serving();
