@@ -532,13 +532,15 @@ static void tcp_failed(void *arg, err_t err)
 	}
 	if (c->state == CONNECTING && release_proxy(c))
 		return;
+	c->state = DEAD;
+	c->fin = 1;
+	flush_rx(c);
+	/* After the end of file: a proxy that turns writable without one is
+	 * connected (vupy asks no SO_ERROR then, ProxyStack.connect). */
 	if (c->filler) {   /* a connect failed: wake the program up */
 		while (c->filler && recv(c->fd, buffer, c->filler, MSG_DONTWAIT) > 0)
 			c->filler = 0;
 	}
-	c->state = DEAD;
-	c->fin = 1;
-	flush_rx(c);
 	watch(c, EPOLLIN);   /* keep reading (and dropping) what the program writes */
 }
 

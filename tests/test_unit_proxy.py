@@ -223,3 +223,46 @@ def test_a_datagram_standing_for_an_error_fails_the_receive_once(peek):
     finally:
         worker.close()
         program.close()
+
+
+class ConnectingStack(FakeStack):
+    """A stack whose connect under way ends with `error` (SO_ERROR)."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def getsockopt(self, sock, level, name, size):
+        self.calls.append(("getsockopt", level, name))
+        return INT.pack(self.error)
+
+
+def parked_connect(error):
+    """A stream proxy whose connect ends with `error`, and both ends of its
+    socketpair (the program's, the stack's)."""
+    program, worker = socket.socketpair()
+    return proxy.Proxy(proxy.ProxyRegistry(), SOCK, ConnectingStack(error), socket.AF_INET,
+                       socket.SOCK_STREAM, 0), program, worker
+
+
+def test_a_parked_connect_whose_proxy_turns_writable_is_connected_without_asking_the_stack():
+    p, program, worker = parked_connect(errno.ECONNREFUSED)
+    with program, worker:
+        assert proxy._connected(p, program.fileno()) == Answer()
+    assert p.stack.calls == []
+
+
+@pytest.mark.parametrize("end", ["shutdown", "close"])
+def test_a_parked_connect_whose_proxy_shows_end_of_file_fails_with_the_stacks_so_error(end):
+    p, program, worker = parked_connect(errno.ECONNREFUSED)
+    with program, worker:
+        worker.shutdown(socket.SHUT_WR) if end == "shutdown" else worker.close()
+        assert proxy._connected(p, program.fileno()) == Fail(errno.ECONNREFUSED)
+    assert p.stack.calls == [("getsockopt", socket.SOL_SOCKET, socket.SO_ERROR)]
+
+
+def test_a_parked_connect_whose_peer_closed_at_once_is_connected_if_so_error_says_so():
+    p, program, worker = parked_connect(0)
+    with program, worker:
+        worker.shutdown(socket.SHUT_WR)
+        assert proxy._connected(p, program.fileno()) == Answer()

@@ -25,6 +25,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 
 from . import _control as control
@@ -92,6 +93,7 @@ class Supervisor:
         exits = None                # the pidfds watched, without process events
         watched = {}
         call = self.call
+        next_check = 0.0            # when the parked calls are next looked at
         while True:
             if parked is None or (proxy is not None and parked.keys() != proxy.parked.keys()) \
                     or exits.keys() != table.exit_fds.keys():
@@ -102,8 +104,11 @@ class Supervisor:
                 fds, masks = ffi.new("int[]", list(watched)), ffi.new("short[]", list(watched.values()))
             rc = lib.vupy_serve(self.listener, next(iter(events), -1), fds, masks, len(watched),
                                 PARKED_CHECK_MS if parked else -1, call)
-            if parked:
+            # Every PARKED_CHECK_MS, not after every call: expire() reads
+            # each parked caller's /proc status.
+            if parked and (rc == lib.VUPY_SERVE_TIMEOUT or time.monotonic() >= next_check):
                 proxy.expire()
+                next_check = time.monotonic() + PARKED_CHECK_MS / 1000
             if rc == lib.VUPY_SERVE_CALL:
                 self.drain()
                 self.handle(call)

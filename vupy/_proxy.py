@@ -289,11 +289,19 @@ def connect(call, proxy):
         if not os.get_blocking(fd):
             os.close(fd)
             raise
-        return Park(fd, select.POLLOUT, lambda fd: _connected(proxy))
+        return Park(fd, select.POLLOUT, lambda fd: _connected(proxy, fd))
     return Answer()
 
 
-def _connected(proxy):
+def _connected(proxy, fd):
+    """A parked connect's outcome, its proxy `fd` writable.  A failed connect
+    shows end of file on the proxy before it turns writable (ProxyStack.connect),
+    so only then is the stack asked for SO_ERROR: a connect that succeeds
+    costs no request."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT | select.POLLRDHUP)
+    if not any(events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR) for _, events in poller.poll(0)):
+        return Answer()
     err = INT.unpack(proxy.stack.getsockopt(proxy.sock, socket.SOL_SOCKET, socket.SO_ERROR, INT.size)).value
     return Fail(err) if err else Answer()
 

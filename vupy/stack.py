@@ -225,8 +225,10 @@ class ProxyStack(Stack):
 
     def connect(self, sock: int, address: bytes) -> None:
         """connect(2) to `address`.  A stream connect raises EINPROGRESS while
-        it is under way, and the proxy is not writable until it completes:
-        vupy waits for writability and then asks `getsockopt` for SO_ERROR."""
+        it is under way, and the proxy is not writable until it completes;
+        if it fails, the proxy shows end of file (or hang-up) no later than
+        it turns writable.  vupy waits for writability, and asks `getsockopt`
+        for SO_ERROR only if it sees end of file then."""
         _fail(errno.EOPNOTSUPP)
 
     def listen(self, sock: int, backlog: int) -> None:
