@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <sys/socket.h>
 
@@ -308,6 +309,13 @@ int floor_main(int argc, char **argv)
 		tcp_err(f.pcb, NULL);
 		if (tcp_close(f.pcb) != ERR_OK)
 			tcp_abort(f.pcb);
+	}
+	/* Until the server has our FIN, as a served stack drains: a FIN the
+	 * link lost is sent again, and the server is not left waiting. */
+	for (int ms = 0; owing_pcb() && ms < VW_DRAIN_SECONDS * 1000; ms++) {
+		UNLOCK_TCPIP_CORE();
+		usleep(1000);
+		LOCK_TCPIP_CORE();
 	}
 	UNLOCK_TCPIP_CORE();
 	if (err != ERR_OK) {

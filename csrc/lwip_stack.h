@@ -16,6 +16,7 @@ void start_lwip(void);
 int configure(const char *mac_text, const char *mtu_text, char *ipv4, const char *gw_text,
 	      char **ipv6, int nipv6);
 void take_link(int timeout_ms);  /* frames from the link into lwIP, if any come in time */
+struct tcp_pcb *owing_pcb(void); /* a connection that still owes its peer data or a FIN */
 
 /* vupy-lwip --floor ...: the floor client; its exit status. */
 int floor_main(int argc, char **argv);

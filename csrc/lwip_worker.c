@@ -37,7 +37,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -2422,7 +2421,7 @@ static int owes_peer(const struct tcp_pcb *pcb)
 	}
 }
 
-static struct tcp_pcb *owing_pcb(void)
+struct tcp_pcb *owing_pcb(void)
 {
 	for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
 		if (owes_peer(pcb))
