@@ -2826,7 +2826,11 @@ static int await_addresses(void)
 			return not_ready(ETIMEDOUT, leased
 					 ? "ip6=auto: no router advertisement gave an IPv6 address in %d s"
 					 : "ip=dhcp: no DHCP server gave an address in %d s", VW_ADDRESS_SECONDS);
-		usleep(50000);
+		/* vupy sends nothing before VW_READY: the control socket readable
+		 * is vupy gone (interrupted, say), and the stack with it. */
+		struct pollfd gone = { .fd = ctl, .events = POLLIN };
+		if (poll(&gone, 1, 50) == 1)
+			exit(0);
 	}
 }
 
