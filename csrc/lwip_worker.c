@@ -836,9 +836,10 @@ static int do_listen(struct conn *c, int backlog)
 		if (err != ERR_OK)
 			return err_to_errno(err);
 	}
-	struct tcp_pcb *l = tcp_listen_with_backlog_and_err(c->pcb.tcp, TCP_DEFAULT_LISTEN_BACKLOG, NULL);
-	if (!l)
-		return ENOBUFS;
+	err_t err;
+	struct tcp_pcb *l = tcp_listen_with_backlog_and_err(c->pcb.tcp, TCP_DEFAULT_LISTEN_BACKLOG, &err);
+	if (!l)   /* ERR_USE: another listens there, each with SO_REUSEADDR */
+		return err_to_errno(err);
 	c->pcb.tcp = l;
 	c->state = LISTENING;
 	tcp_arg(l, c);
