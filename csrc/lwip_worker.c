@@ -99,6 +99,7 @@ struct conn {
 	struct conn *next_queued;
 	int backlog, queued;
 	int keepalive, reuseaddr, rcvbuf, sndbuf, broadcast;
+	int oobinline;             /* kept for getsockopt: lwIP has no urgent data apart */
 	struct linger linger;
 	int dirty;                 /* on the dirty list: rx to flush */
 	struct conn *next_dirty;
@@ -862,6 +863,7 @@ static int do_getsockopt(struct conn *c, int level, int name, int *value, struct
 		case SO_RCVBUF: *value = c->rcvbuf ? c->rcvbuf : TCP_WND; return 0;
 		case SO_SNDBUF: *value = c->sndbuf ? c->sndbuf : TCP_SND_BUF; return 0;
 		case SO_LINGER: *lg = c->linger; *len = sizeof *lg; return 0;
+		case SO_OOBINLINE: *value = c->oobinline; return 0;
 		}
 		return ENOPROTOOPT;
 	}
@@ -917,6 +919,7 @@ static int do_setsockopt(struct conn *c, int level, int name, const void *val, s
 		case SO_BROADCAST: flag = SOF_BROADCAST; store = &c->broadcast; break;
 		case SO_RCVBUF: c->rcvbuf = v; return 0;
 		case SO_SNDBUF: c->sndbuf = v; return 0;
+		case SO_OOBINLINE: c->oobinline = v != 0; return 0;
 		default: return ENOPROTOOPT;
 		}
 		*store = v != 0;

@@ -26,3 +26,15 @@ def test_listen_on_a_port_another_socket_listens_on_is_eaddrinuse():
             say(json.dumps(errno.errorcode[e.errno]))
     """), SLIRP)
     assert json.loads(assert_ok(r)) == "EADDRINUSE"
+
+
+def test_so_oobinline_is_kept():
+    # asyncore-based servers (test_ftplib's) set it on every connection
+    # they accept, and stop serving if it is refused.
+    r = lwip_run(py("""
+        s = socket.socket()
+        before = s.getsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+        say(json.dumps([before, s.getsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE)]))
+    """), SLIRP)
+    assert json.loads(assert_ok(r)) == [0, 1]
