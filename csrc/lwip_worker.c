@@ -100,6 +100,7 @@ struct conn {
 	int backlog, queued;
 	int keepalive, reuseaddr, rcvbuf, sndbuf, broadcast;
 	int oobinline;             /* kept for getsockopt: lwIP has no urgent data apart */
+	int reuseport;             /* kept for getsockopt: lwIP has no port sharing */
 	struct linger linger;
 	int dirty;                 /* on the dirty list: rx to flush */
 	struct conn *next_dirty;
@@ -864,6 +865,7 @@ static int do_getsockopt(struct conn *c, int level, int name, int *value, struct
 		case SO_SNDBUF: *value = c->sndbuf ? c->sndbuf : TCP_SND_BUF; return 0;
 		case SO_LINGER: *lg = c->linger; *len = sizeof *lg; return 0;
 		case SO_OOBINLINE: *value = c->oobinline; return 0;
+		case SO_REUSEPORT: *value = c->reuseport; return 0;
 		}
 		return ENOPROTOOPT;
 	}
@@ -920,6 +922,7 @@ static int do_setsockopt(struct conn *c, int level, int name, const void *val, s
 		case SO_RCVBUF: c->rcvbuf = v; return 0;
 		case SO_SNDBUF: c->sndbuf = v; return 0;
 		case SO_OOBINLINE: c->oobinline = v != 0; return 0;
+		case SO_REUSEPORT: c->reuseport = v != 0; return 0;
 		default: return ENOPROTOOPT;
 		}
 		*store = v != 0;

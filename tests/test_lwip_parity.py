@@ -38,3 +38,16 @@ def test_so_oobinline_is_kept():
         say(json.dumps([before, s.getsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE)]))
     """), SLIRP)
     assert json.loads(assert_ok(r)) == [0, 1]
+
+
+def test_so_reuseport_is_kept():
+    # dig and host (BIND's netmgr) abort when it is refused; asyncio's
+    # create_server(reuse_port=True) reads it back.
+    r = lwip_run(py("""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        before = s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind(('127.0.0.1', 0))
+        say(json.dumps([before, s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)]))
+    """), SLIRP)
+    assert json.loads(assert_ok(r)) == [0, 1]
