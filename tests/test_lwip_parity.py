@@ -5,6 +5,7 @@ library's own test suites (tests/stdlib) found it did not: each test runs a
 program on an lwip stack on slirp:// (no switch needed: everything here
 stays on the stack's own loopback)."""
 import json
+import textwrap
 
 from vdenet import STACK, assert_ok, lwip_run, py
 
@@ -51,3 +52,55 @@ def test_so_reuseport_is_kept():
         say(json.dumps([before, s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)]))
     """), SLIRP)
     assert json.loads(assert_ok(r)) == [0, 1]
+
+
+MMSG = """
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    class iovec(ctypes.Structure):
+        _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]
+
+    class mmsghdr(ctypes.Structure):
+        _fields_ = [('name', ctypes.c_void_p), ('namelen', ctypes.c_uint32), ('iov', ctypes.POINTER(iovec)),
+                    ('iovlen', ctypes.c_size_t), ('control', ctypes.c_void_p), ('controllen', ctypes.c_size_t),
+                    ('flags', ctypes.c_int), ('pad', ctypes.c_int), ('len', ctypes.c_uint)]
+
+    def vector(buffers, names=None):
+        msgs = (mmsghdr * len(buffers))()
+        for i, b in enumerate(buffers):
+            msgs[i].iov = ctypes.pointer(iovec(ctypes.addressof(b), len(b)))
+            msgs[i].iovlen = 1
+            if names:
+                msgs[i].name, msgs[i].namelen = ctypes.addressof(names[i]), len(names[i])
+        return msgs
+
+    def call(f, *args):
+        n = f(*args)
+        if n < 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        return n
+"""
+
+
+def test_sendmmsg_and_recvmmsg_move_several_datagrams():
+    # BIND's netmgr (dig, host) sends through libuv's sendmmsg.
+    r = lwip_run(py(textwrap.dedent(MMSG) + textwrap.dedent("""
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind(('127.0.0.1', 0))
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx.connect(rx.getsockname())
+        out = [ctypes.create_string_buffer(b'first', 5), ctypes.create_string_buffer(b'second!', 7)]
+        sent = vector(out)
+        n_sent = call(libc.sendmmsg, tx.fileno(), sent, 2, 0)
+        time.sleep(0.2)
+        into = [ctypes.create_string_buffer(16) for _ in range(3)]
+        names = [ctypes.create_string_buffer(16) for _ in range(3)]
+        got = vector(into, names)
+        n_got = call(libc.recvmmsg, rx.fileno(), got, 3, 0, None)
+        port = socket.ntohs(int.from_bytes(names[1].raw[2:4], 'little'))
+        say(json.dumps([n_sent, [m.len for m in sent], n_got,
+                        [into[i].raw[:got[i].len].decode() for i in range(n_got)],
+                        port == tx.getsockname()[1]]))
+    """)), SLIRP)
+    assert json.loads(assert_ok(r)) == [2, [5, 7], 2, ["first", "second!"], True]

@@ -159,9 +159,25 @@ def test_a_datagram_over_64k_is_emsgsize():
     assert decide(call("sendto", 0x10000, 70000, 0, 0, 0, memory=mem), p) == Fail(errno.EMSGSIZE)
 
 
-@pytest.mark.parametrize("name", ["sendmmsg", "recvmmsg"])
-def test_mmsg_calls_are_eopnotsupp(name):
-    assert decide(call(name), stream_or_dgram(socket.SOCK_DGRAM)) == Fail(errno.EOPNOTSUPP)
+def test_sendmmsg_sends_each_message_and_writes_its_msg_len():
+    p = stream_or_dgram(socket.SOCK_DGRAM)
+    vector = b"".join(MSGHDR.pack(0, 0, 0x3000 + 16 * i, 1, 0, 0, 0) + bytes(8) for i in range(2))
+    iov = struct.pack("=QQQQ", 0x1000, 3, 0x1003, 2)
+    mem = FakeMemory({0x1000: b"hello", 0x3000: iov, 0x4000: vector})
+    assert decide(call("sendmmsg", 0x4000, 2, 0, memory=mem), p) == \
+        Answer(2, ((0x4000 + 56, INT.pack(3)), (0x4000 + 64 + 56, INT.pack(2))))
+    assert p.stack.calls == [("sendto", b"hel", 0, b""), ("sendto", b"lo", socket.MSG_DONTWAIT, b"")]
+
+
+def test_sendmmsg_stops_short_at_a_message_that_fails():
+    p = stream_or_dgram(socket.SOCK_DGRAM)
+    good = MSGHDR.pack(0, 0, 0x3000, 1, 0, 0, 0) + bytes(8)
+    mem = FakeMemory({0x1000: b"hello", 0x3000: struct.pack("=QQ", 0x1000, 5), 0x4000: good})
+    assert decide(call("sendmmsg", 0x4000, 2, 0, memory=mem), p) == Answer(1, ((0x4000 + 56, INT.pack(5)),))
+
+
+def test_sendmmsg_of_no_message_is_0():
+    assert decide(call("sendmmsg", 0x4000, 0, 0), stream_or_dgram(socket.SOCK_DGRAM)) == Answer(0)
 
 
 def test_accept4_with_unknown_flags_is_einval():

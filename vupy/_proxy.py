@@ -47,7 +47,7 @@ from ._dispatch import c_int
 from ._native import lib
 from ._procs import status
 from ._reply import CONTINUE, Answer, Fail, Inject, Park
-from ._wire import (IFREQ, INT, MSGHDR, SOCKADDR_MAX, SOCKLEN, CallerMemory, address_writes, call_error,
+from ._wire import (IFREQ, INT, IOV_MAX, MSGHDR, SOCKADDR_MAX, SOCKLEN, CallerMemory, address_writes, call_error,
                     iovecs, read_address)
 from .stack import ProxyStack
 
@@ -61,6 +61,7 @@ DATAGRAM_MAX = 65535
 STREAM_CHUNK = 1 << 20          # bytes moved per sendmsg/recvmsg served on a stream proxy
 ACCEPT4_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 RECV_FLAGS = socket.MSG_PEEK | socket.MSG_TRUNC | socket.MSG_WAITALL
+MMSGHDR_SIZE = MSGHDR.size + 8  # struct mmsghdr: a msghdr, its msg_len, padding
 
 
 class Proxy:
@@ -386,11 +387,15 @@ def sendto(call, proxy):
 
 
 def sendmsg(call, proxy):
-    msg = MSGHDR.unpack(call.memory.read(call.args[1], MSGHDR.size))
+    return _sendmsg_at(call, proxy, call.args[1], c_int(call.args[2]))
+
+
+def _sendmsg_at(call, proxy, at, flags):
+    msg = MSGHDR.unpack(call.memory.read(at, MSGHDR.size))
     address = read_address(call.memory, msg.msg_name, msg.msg_namelen) if msg.msg_name else b""
     data = b"".join(call.memory.read(base, length) for base, length in
                     iovecs(call.memory, msg.msg_iov, msg.msg_iovlen, _send_limit(proxy)))
-    return _send(call, proxy, data, c_int(call.args[2]), address)
+    return _send(call, proxy, data, flags, address)
 
 
 def _send(call, proxy, data, flags, address):
@@ -426,10 +431,13 @@ def recvfrom(call, proxy):
 
 
 def recvmsg(call, proxy):
-    at = call.args[1]
+    return _recvmsg_at(call, proxy, call.args[1], c_int(call.args[2]))
+
+
+def _recvmsg_at(call, proxy, at, flags):
     msg = MSGHDR.unpack(call.memory.read(at, MSGHDR.size))
     return _receive(call, proxy, iovecs(call.memory, msg.msg_iov, msg.msg_iovlen, STREAM_CHUNK * 64),
-                    c_int(call.args[2]), msg.msg_name, at + MSGHDR.offset["msg_namelen"], at)
+                    flags, msg.msg_name, at + MSGHDR.offset["msg_namelen"], at)
 
 
 def _receive(call, proxy, vectors, flags, name, namelen_at, msg):
@@ -478,13 +486,56 @@ def _read_proxy(call, proxy, fd, vectors, flags, name, namelen_at, msg):
     return Answer(n, tuple(writes))
 
 
-def unsupported(call, proxy):
-    raise call_error(errno.EOPNOTSUPP)
+# Several messages a call ---------------------------------------------------
+
+def sendmmsg(call, proxy):
+    flags = c_int(call.args[3])
+    return _messages(call, lambda at, more: _sendmsg_at(call, proxy, at, flags | more))
+
+
+def recvmmsg(call, proxy):
+    """As with MSG_WAITFORONE: only the first message is waited for (the
+    timeout, args[4], is not looked at)."""
+    flags = c_int(call.args[3])
+    return _messages(call, lambda at, more: _recvmsg_at(call, proxy, at, flags | more))
+
+
+def _messages(call, serve):
+    """sendmmsg and recvmmsg: each struct mmsghdr of the vector served as
+    sendmsg or recvmsg serve one, `serve(address, extra flags)`.  The
+    first may wait; the next are served while they need no wait, and the
+    call returns how many were, as the kernel's does when it stops short."""
+    vector, count = call.args[1], min(call.args[2] & 0xFFFFFFFF, IOV_MAX)
+    if not count:
+        return Answer(0)
+    first = _one_message(serve(vector, 0), vector)
+    if type(first) is not Answer:
+        return first        # waiting: resumed, it answers for the first message alone
+    writes, done = list(first.writes), 1
+    while done < count:
+        at = vector + done * MMSGHDR_SIZE
+        try:
+            outcome = serve(at, socket.MSG_DONTWAIT)
+        except OSError:
+            break           # the kernel too returns the count so far
+        writes += _one_message(outcome, at).writes
+        done += 1
+    return Answer(done, tuple(writes))
+
+
+def _one_message(outcome, at):
+    """The outcome of one message of sendmmsg or recvmmsg at `at`: 1, with
+    its msg_len (what sendmsg or recvmsg would return) written."""
+    if type(outcome) is Park:
+        return Park(outcome.fd, outcome.events, lambda fd: _one_message(outcome.resume(fd), at))
+    if type(outcome) is Answer:
+        return Answer(1, outcome.writes + ((at + MSGHDR.size, INT.pack(outcome.value)),))
+    return outcome
 
 
 HANDLERS = {
     "bind": bind, "connect": connect, "listen": listen, "accept": accept, "accept4": accept4,
     "getsockname": getsockname, "getpeername": getpeername, "getsockopt": getsockopt,
     "setsockopt": setsockopt, "ioctl": ioctl, "sendto": sendto, "sendmsg": sendmsg,
-    "recvfrom": recvfrom, "recvmsg": recvmsg, "sendmmsg": unsupported, "recvmmsg": unsupported,
+    "recvfrom": recvfrom, "recvmsg": recvmsg, "sendmmsg": sendmmsg, "recvmmsg": recvmmsg,
 }
