@@ -101,6 +101,7 @@ struct conn {
 	int keepalive, reuseaddr, rcvbuf, sndbuf, broadcast;
 	int oobinline;             /* kept for getsockopt: lwIP has no urgent data apart */
 	int reuseport;             /* kept for getsockopt: lwIP has no port sharing */
+	int user_timeout;          /* TCP_USER_TIMEOUT, kept for getsockopt: lwIP has none */
 	struct linger linger;
 	int dirty;                 /* on the dirty list: rx to flush */
 	struct conn *next_dirty;
@@ -878,6 +879,7 @@ static int do_getsockopt(struct conn *c, int level, int name, int *value, struct
 		case TCP_KEEPINTVL: *value = tcp->keep_intvl / 1000; return 0;
 		case TCP_KEEPCNT: *value = tcp->keep_cnt; return 0;
 		case TCP_MAXSEG: *value = tcp->mss; return 0;
+		case TCP_USER_TIMEOUT: *value = c->user_timeout; return 0;
 		}
 		return ENOPROTOOPT;
 	}
@@ -942,6 +944,9 @@ static int do_setsockopt(struct conn *c, int level, int name, const void *val, s
 		case TCP_KEEPIDLE: tcp->keep_idle = 1000u * v; return 0;
 		case TCP_KEEPINTVL: tcp->keep_intvl = 1000u * v; return 0;
 		case TCP_KEEPCNT: tcp->keep_cnt = v; return 0;
+		/* Accepted, not enforced: lwIP picks its MSS and has no user timeout. */
+		case TCP_MAXSEG: return v < 0 ? EINVAL : 0;
+		case TCP_USER_TIMEOUT: if (v < 0) return EINVAL; c->user_timeout = v; return 0;
 		}
 		return ENOPROTOOPT;
 	}

@@ -104,3 +104,14 @@ def test_sendmmsg_and_recvmmsg_move_several_datagrams():
                         port == tx.getsockname()[1]]))
     """)), SLIRP)
     assert json.loads(assert_ok(r)) == [2, [5, 7], 2, ["first", "second!"], True]
+
+
+def test_tcp_maxseg_and_tcp_user_timeout_are_accepted():
+    # host -T (BIND's netmgr) aborts when they are refused.
+    r = lwip_run(py("""
+        s = socket.socket()
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1220)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 120000)
+        say(json.dumps(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)))
+    """), SLIRP)
+    assert json.loads(assert_ok(r)) == 120000
