@@ -214,6 +214,11 @@ static struct conn *new_conn(int family, int type, int protocol, int *program)
 	}
 	int nb = 1;
 	ioctl(sv[0], FIONBIO, &nb);
+	/* A byte the program sends with MSG_OOB is urgent on the AF_UNIX pair
+	 * (Linux 5.15+) and would be left out of our reads: lwIP has no urgent
+	 * data apart, so it goes inline, in the stream. */
+	if (kind == SOCK_STREAM)
+		setsockopt(sv[0], SOL_SOCKET, SO_OOBINLINE, &nb, sizeof nb);
 	c->id = st.st_ino;
 	c->fd = sv[0];
 	c->held = -1;

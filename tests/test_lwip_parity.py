@@ -115,3 +115,21 @@ def test_tcp_maxseg_and_tcp_user_timeout_are_accepted():
         say(json.dumps(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)))
     """), SLIRP)
     assert json.loads(assert_ok(r)) == 120000
+
+
+def test_msg_oob_data_arrives_in_the_stream():
+    # ftplib's abort() sends ABOR with MSG_OOB; lwIP keeps no urgent data
+    # apart, so the peer reads it inline, as with SO_OOBINLINE.
+    r = lwip_run(py("""
+        server = listener('127.0.0.1', 0)
+        client = socket.create_connection(server.getsockname())
+        conn, _ = server.accept()
+        client.sendall(b'ABOR\\r\\n', socket.MSG_OOB)
+        client.sendall(b'QUIT\\r\\n')
+        conn.settimeout(10)
+        data = b''
+        while len(data) < 12:
+            data += conn.recv(100)
+        say(json.dumps(data.decode()))
+    """), SLIRP)
+    assert json.loads(assert_ok(r)) == "ABOR\r\nQUIT\r\n"
