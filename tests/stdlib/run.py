@@ -27,8 +27,11 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from compat.lab import SYSTEM_PYTHON, find_vupy  # noqa: E402
+
 CHILD = os.path.join(HERE, "child.py")
-SYSTEM_PYTHON = "/usr/bin/python3"
 MODULES = ("test_socket", "test_asyncio.test_events", "test_asyncio.test_sock_lowlevel",
            "test_asyncio.test_streams", "test_asyncio.test_server", "test_socketserver",
            "test_httpservers", "test_urllib2_localnet", "test_ftplib", "test_smtplib",
@@ -43,12 +46,6 @@ STACKS = {
 OUTCOMES = ("pass", "fail", "error", "skip", "timeout", "hung")
 SECONDS = 30            # a test's own clock
 GRACE = 30              # beyond it, the process is hung
-
-
-def find_vupy():
-    """The vupy next to the running Python (a virtual environment's), else on PATH."""
-    beside = os.path.join(os.path.dirname(sys.executable), "vupy")
-    return beside if os.access(beside, os.X_OK) else "vupy"
 
 
 def session_argv(stack, argv):
@@ -167,6 +164,8 @@ def main():
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.error("must run as root (netns:new makes a namespace)")
+    if not find_vupy():
+        parser.error("no vupy next to this Python or on PATH")
     stacks = args.stack or list(STACKS)
     if args.report:
         runs = {}
