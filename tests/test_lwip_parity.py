@@ -133,3 +133,25 @@ def test_msg_oob_data_arrives_in_the_stream():
         say(json.dumps(data.decode()))
     """), SLIRP)
     assert json.loads(assert_ok(r)) == "ABOR\r\nQUIT\r\n"
+
+
+def test_interface_ioctls_answer_from_the_stack():
+    # dnsmasq --bind-interfaces asks SIOCGIFFLAGS of each interface netlink
+    # lists; vupy's own namespace has no vde0, and must not be the one asked.
+    r = lwip_run(py("""
+        import fcntl, struct
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+        def ask(request, name):
+            try:
+                return fcntl.ioctl(s, request, struct.pack('16s24x', name.encode()))[16:]
+            except OSError as e:
+                return errno.errorcode[e.errno]
+
+        flags = ask(0x8913, 'vde0')
+        address, netmask, mtu = ask(0x8915, 'vde0'), ask(0x891b, 'vde0'), ask(0x8921, 'vde0')
+        say(json.dumps([struct.unpack_from('H', flags)[0] & 1, socket.inet_ntoa(address[4:8]),
+                        socket.inet_ntoa(netmask[4:8]), struct.unpack_from('i', mtu)[0],
+                        ask(0x8913, 'nosuch0')]))
+    """), SLIRP)
+    assert json.loads(assert_ok(r)) == [1, "10.0.2.15", "255.255.255.0", 1500, "ENODEV"]

@@ -189,11 +189,40 @@ def test_interface_ioctls_answer_from_the_stacks_links():
     mem = FakeMemory({0x1000: IFREQ.pack(b"vde0", 0)})
     c = call("ioctl", lib.SIOCGIFINDEX, 0x1000, memory=mem)
     assert proxy.attempt(lambda: proxy.interface_ioctl(c, FakeStack())) == \
-        Answer(0, ((0x1000, IFREQ.pack(b"vde0", 2)),))
+        Answer(0, ((0x1000 + 16, INT.pack(2)),))
     mem = FakeMemory({0x1000: IFREQ.pack(b"", 9)})
     c = call("ioctl", lib.SIOCGIFNAME, 0x1000, memory=mem)
     assert proxy.attempt(lambda: proxy.interface_ioctl(c, FakeStack())) == Fail(errno.ENODEV)
     assert proxy.interface_ioctl(c, object()) is CONTINUE         # a kernel stack answers itself
+
+
+def test_interface_ioctls_by_name_read_the_link():
+    import ipaddress
+
+    from vupy._native import lib
+    from vupy.rtnetlink import Link
+
+    class Stack(FakeStack):
+        def links(self):
+            return [Link("vde0", 2, 1400, b"\2\0\0\0\0\7", True, [ipaddress.ip_interface("10.9.0.2/24")]),
+                    Link("vde1", 3, 1500, b"\2\0\0\0\0\x08", False)]
+
+    def ask(request, name):
+        c = call("ioctl", request, 0x1000, memory=FakeMemory({0x1000: IFREQ.pack(name, 0)}))
+        return proxy.attempt(lambda: proxy.interface_ioctl(c, Stack()))
+
+    def field(data):
+        return Answer(0, ((0x1000 + 16, data),))
+
+    up = 1                          # IFF_UP
+    assert ask(lib.SIOCGIFFLAGS, b"vde0").writes[0][1][0] & up
+    assert not ask(lib.SIOCGIFFLAGS, b"vde1").writes[0][1][0] & up
+    assert ask(lib.SIOCGIFMTU, b"vde0") == field(INT.pack(1400))
+    assert ask(lib.SIOCGIFHWADDR, b"vde0") == field(struct.pack("=H6s", 1, b"\2\0\0\0\0\7"))
+    assert ask(lib.SIOCGIFADDR, b"vde0") == field(struct.pack("=H2x4s8x", socket.AF_INET, bytes([10, 9, 0, 2])))
+    assert ask(lib.SIOCGIFNETMASK, b"vde0") == field(struct.pack("=H2x4s8x", socket.AF_INET, bytes([255, 255, 255, 0])))
+    assert ask(lib.SIOCGIFADDR, b"vde1") == Fail(errno.EADDRNOTAVAIL)
+    assert ask(lib.SIOCGIFFLAGS, b"lo9") == Fail(errno.ENODEV)
 
 
 def test_wire_helpers_follow_the_kernel():

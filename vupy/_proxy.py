@@ -43,6 +43,7 @@ import struct
 
 from . import _dispatch as dispatch
 from . import _reply as reply
+from . import rtnetlink
 from ._dispatch import c_int
 from ._native import lib
 from ._procs import status
@@ -53,7 +54,8 @@ from .stack import ProxyStack
 
 ERESTARTSYS = 512               # the kernel's own: restart, or EINTR if a handler says so
 NR_TGKILL = 234
-INTERFACE_IOCTLS = (lib.SIOCGIFINDEX, lib.SIOCGIFNAME)
+INTERFACE_IOCTLS = (lib.SIOCGIFINDEX, lib.SIOCGIFNAME, lib.SIOCGIFFLAGS, lib.SIOCGIFMTU, lib.SIOCGIFHWADDR,
+                    lib.SIOCGIFADDR, lib.SIOCGIFNETMASK)
 SO_RCVTIMEO = (20, 66)          # _OLD and _NEW (asm-generic/socket.h)
 SO_SNDTIMEO = (21, 67)
 OPTVAL_MAX = 256
@@ -360,18 +362,37 @@ def ioctl(call, proxy):
 
 def interface_ioctl(call, stack):
     """if_nametoindex and if_indextoname (glibc asks any socket, mostly an
-    AF_UNIX one) answered from the interfaces of the caller's userspace
-    stack: the proxy's, or its default for AF_INET."""
+    AF_UNIX one), and what else a program reads of an interface by its name
+    (SIOCGIFFLAGS, ...), answered from the interfaces of the caller's
+    userspace stack: the proxy's, or its default for AF_INET."""
     if not isinstance(stack, ProxyStack):
         return CONTINUE       # a kernel stack's own answer
     request = call.args[1] & 0xFFFFFFFF
     ifreq = IFREQ.unpack(call.memory.read(call.args[2], IFREQ.size))
     name = ifreq.ifr_name.split(b"\0", 1)[0].decode(errors="replace")
     for link in stack.links():
-        if (request == lib.SIOCGIFINDEX and link.name == name) or \
-                (request == lib.SIOCGIFNAME and link.index == ifreq.ifr_ifindex):
+        if request == lib.SIOCGIFNAME and link.index == ifreq.ifr_ifindex:
             return Answer(0, ((call.args[2], IFREQ.pack(link.name.encode(), link.index)),))
+        if request != lib.SIOCGIFNAME and link.name == name:
+            return Answer(0, ((call.args[2] + IFREQ.offset["ifr_ifindex"], _interface_field(request, link)),))
     raise call_error(errno.ENODEV)
+
+
+def _interface_field(request, link):
+    """What ioctl `request` reads of `link`: the union of its struct ifreq."""
+    if request == lib.SIOCGIFINDEX:
+        return INT.pack(link.index)
+    if request == lib.SIOCGIFFLAGS:
+        return struct.pack("=H", rtnetlink.link_flags(link) & 0xFFFF)
+    if request == lib.SIOCGIFMTU:
+        return INT.pack(link.mtu)
+    if request == lib.SIOCGIFHWADDR:
+        return struct.pack("=H6s", rtnetlink.ARPHRD_ETHER, link.mac)
+    ipv4 = [a for a in link.addresses if a.version == 4]
+    if not ipv4:
+        raise call_error(errno.EADDRNOTAVAIL)     # as the kernel's, for a link with none
+    address = ipv4[0].ip if request == lib.SIOCGIFADDR else ipv4[0].network.netmask
+    return struct.pack("=H2x4s8x", socket.AF_INET, address.packed)
 
 
 # Sending and receiving with addresses ----------------------------------------

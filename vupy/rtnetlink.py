@@ -67,9 +67,13 @@ def message(kind, flags, seq, pid, body):
     return NLMSG.pack(NLMSG.size + len(body), kind, flags, seq, pid) + body
 
 
+def link_flags(link):
+    """The IFF_ flags of a link, as netlink and SIOCGIFFLAGS give them."""
+    return IFF_BROADCAST | IFF_MULTICAST | ((IFF_UP | IFF_RUNNING | IFF_LOWER_UP) if link.up else 0)
+
+
 def _link(link):
-    flags = IFF_BROADCAST | IFF_MULTICAST | ((IFF_UP | IFF_RUNNING | IFF_LOWER_UP) if link.up else 0)
-    return (IFINFOMSG.pack(socket.AF_UNSPEC, ARPHRD_ETHER, link.index, flags, 0xFFFFFFFF)
+    return (IFINFOMSG.pack(socket.AF_UNSPEC, ARPHRD_ETHER, link.index, link_flags(link), 0xFFFFFFFF)
             + attribute(IFLA_IFNAME, link.name.encode() + b"\0")
             + attribute(IFLA_MTU, struct.pack("=I", link.mtu))
             + attribute(IFLA_ADDRESS, link.mac)

@@ -314,10 +314,7 @@ def host(lab):
 
 @check("dnsmasq (server)", ["/usr/sbin/dnsmasq", "--version"], r"Dnsmasq version (\S+)",
        f"`dnsmasq --bind-interfaces` under vupy on 127.0.0.1 answers {NAME} to `dig` in the namespace",
-       needs=("dig",),
-       lwip_fails="dnsmasq asks SIOCGIFFLAGS of each interface, an ioctl an lwip stack does not serve "
-                  "(it serves SIOCGIFINDEX and SIOCGIFNAME): vupy's own namespace answers, and has no "
-                  "vde0 (ENODEV)")
+       needs=("dig",))
 def dnsmasq_under_vupy(lab):
     port = free_port()
     lab.serve(dnsmasq(lab.served_host, port), port, udp=True)
