@@ -14,6 +14,7 @@ SUBSET = {
     "test_httpservers": None,
     "test_urllib2_localnet": None,
     "test_asyncio.test_sock_lowlevel": None,
+    "test_smtplib": None,
     "test_socket": ("BasicTCPTest", "BasicTCPTest2", "BasicUDPTest", "NonBlockingTCPTests",
                     "FileObjectClassTestCase", "NetworkConnectionNoServer", "GeneralModuleTests",
                     "SendmsgUDPTest", "RecvmsgUDPTest", "SendmsgTCPTest", "RecvmsgIntoTCPTest",

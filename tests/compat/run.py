@@ -47,7 +47,7 @@ on that switch: the program reaches its peers over lwIP.  A peer that the
 netns column finds on the namespace's 127.0.0.1 listens on {address}
 instead (the stack's own 127.0.0.1 is not the namespace's), and a server
 under vupy that the netns column runs on 127.0.0.1 listens on
-{lwip_address}.
+{lwip_address}; `ip` must list the stack's `vde0` with {lwip_address}/{prefix_len}.
 
 Every check also fails when vupy is given another stack than the peers'
 (`--wrong-stack`: another namespace, or an lwip stack alone on a switch);
@@ -82,12 +82,13 @@ def markdown(results):
         first = next(iter(by_kind.values()))
         verdicts = " | ".join(("pass" if by_kind[k].passed else "**fail**") if k in by_kind else "not run"
                               for k in KINDS)
-        failures = [f"{k}: {r.note.removeprefix(check.note + '. ')}" for k, r in by_kind.items()
-                    if not r.passed]
-        if check.lwip_fails:
-            failures.append(f"lwip: {check.lwip_fails}")
+        notes = [check.note]
+        for k, r in by_kind.items():
+            if not r.passed:
+                known = f"{check.lwip_fails}; " if k == "lwip" and check.lwip_fails else ""
+                notes.append(f"{k} fails: {known}{r.note.removeprefix(check.note + '. ')}")
         rows.append(f"| {cell(check.name)} | {cell(first.version)} | {verdicts} "
-                    f"| {cell('. '.join([check.note, *failures]))} |\n")
+                    f"| {cell('. '.join(notes))} |\n")
     return INTRO.format(stack=STACK, address=ADDRESS, lwip_address=LWIP_ADDRESS, prefix_len=PREFIX_LEN,
                         system=system_name(), kernel=platform.release()) + "".join(rows)
 
