@@ -172,7 +172,7 @@ class Lab:
             self.tmp = tempfile.mkdtemp(prefix="vupyt-compat-")
             cleanup.callback(shutil.rmtree, self.tmp, True)
             self.ns = self._namespace(cleanup)
-            self.cleanup = cleanup
+            self.cleanup = cleanup      # what start() and _switch() add to, until the Lab is made
             if self.kind == "netns":
                 _ip("-n", self.ns, "link", "add", "vupyt0", "type", "veth", "peer", "name", "vupyt0p")
                 links = ("vupyt0", "vupyt0p")

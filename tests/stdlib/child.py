@@ -7,9 +7,9 @@
 Runs inside a vupy session (run.py starts it), with the system Python whose
 `test` package is installed (Debian: libpython3.11-testsuite).  Prints, for
 each test, `RESULT <json>` with its id, its outcome (pass, fail, error,
-skip, timeout) and the first line of what went wrong, as soon as it ends;
-and `START <id>` before it, so that run.py can name the test that hung the
-process when nothing else can end it.  A test that runs for SECONDS is
+skip, timeout) and the last line of what went wrong (the exception), as
+soon as it ends; and `START <id>` before it, so that run.py can name the
+test that hung the process when nothing else can end it.  A test that runs for SECONDS is
 interrupted (SIGALRM) and counted as timeout.  The resource "network"
 (regrtest -u network) is on only if NETWORK is 1.  Tests named in SKIP-FILE
 (one id a line) are left out; with ONLY-FILE, only those it names run
@@ -41,7 +41,7 @@ def flatten(suite):
             yield item
 
 
-def first_line(text):
+def last_line(text):
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
 
@@ -76,13 +76,13 @@ class Result(unittest.TestResult):
         self._say(test, "fail", "unexpected success")
 
     def addFailure(self, test, err):
-        self._say(test, "fail", first_line(self._exc_info_to_string(err, test)))
+        self._say(test, "fail", last_line(self._exc_info_to_string(err, test)))
 
     def addError(self, test, err):
         if err[0] is TimedOut:
             self._say(test, "timeout", f"still running after {self.seconds} s")
         else:
-            self._say(test, "error", first_line(self._exc_info_to_string(err, test)))
+            self._say(test, "error", last_line(self._exc_info_to_string(err, test)))
 
     def addSubTest(self, test, subtest, err):
         if err is not None:
