@@ -121,19 +121,26 @@ def message(kind, flags, seq, pid, body):
     return NLMSG.pack(NLMSG.size + len(body), kind, flags, seq, pid) + body
 
 
-def _flags(link):
+def link_flags(link):
+    """The IFF_ flags of a link, as netlink and SIOCGIFFLAGS give them."""
     kind = IFF_LOOPBACK if link.loopback else IFF_BROADCAST | IFF_MULTICAST
     return kind | ((IFF_UP | IFF_RUNNING | IFF_LOWER_UP) if link.up else 0)
 
 
+def link_hardware(link):
+    """(ARPHRD_ type, address) of a link, as netlink and SIOCGIFHWADDR give
+    them: a kernel's lo has no MAC."""
+    return (ARPHRD_LOOPBACK, bytes(6)) if link.loopback else (ARPHRD_ETHER, link.mac)
+
+
 def _link(link):
-    # A kernel's lo has no MAC and no operational state of its own (UNKNOWN).
+    kind, mac = link_hardware(link)
+    # lo has no broadcast address and no operational state of its own (UNKNOWN).
     if link.loopback:
-        kind, mac, broadcast, state = ARPHRD_LOOPBACK, bytes(6), bytes(6), IF_OPER_UNKNOWN
+        broadcast, state = bytes(6), IF_OPER_UNKNOWN
     else:
-        kind, mac, broadcast = ARPHRD_ETHER, link.mac, b"\xff" * 6
-        state = IF_OPER_UP if link.up else IF_OPER_DOWN
-    return (IFINFOMSG.pack(socket.AF_UNSPEC, kind, link.index, _flags(link), 0xFFFFFFFF)
+        broadcast, state = b"\xff" * 6, IF_OPER_UP if link.up else IF_OPER_DOWN
+    return (IFINFOMSG.pack(socket.AF_UNSPEC, kind, link.index, link_flags(link), 0xFFFFFFFF)
             + attribute(IFLA_IFNAME, link.name.encode() + b"\0")
             + attribute(IFLA_MTU, struct.pack("=I", link.mtu))
             + attribute(IFLA_ADDRESS, mac)
@@ -413,7 +420,7 @@ def _link_change(links, kind, flags, body):
         raise _refuse(errno.EOPNOTSUPP)     # txqlen, master, netns, ...: not here
     # ifi_change 0 means every flag, as rtnl_dev_combine_flags takes it.
     mask = (ifi_change or (0xFFFFFFFF if ifi_flags else 0)) & IFF_SETTABLE
-    now = _flags(link)
+    now = link_flags(link)
     wanted = (now & ~mask) | (ifi_flags & mask)
     if (wanted ^ now) & IFF_SETTABLE & ~IFF_UP:
         raise _refuse(errno.EOPNOTSUPP)     # arp, multicast, promisc, ...
