@@ -11,7 +11,7 @@ DEBS := gcc make pkg-config libseccomp-dev python3-dev python3-venv iproute2 \
         curl socat util-linux procps gcc-multilib libc6-dev-i386 \
         liblwip-dev libvdeplug-dev vdeplug vde-switch libvdeplug-slirp libvdeplug-pcap ethtool \
         wget netcat-openbsd iputils-ping dnsutils dnsmasq-base iperf3 openssh-client \
-        openssh-server nodejs groff-base man-db
+        openssh-server nodejs groff-base man-db libpython3.11-testsuite
 MAN_SOURCES := $(wildcard docs/*.[1-8].md)
 MANDIR := build/man
 

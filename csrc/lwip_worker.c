@@ -122,6 +122,9 @@ struct conn {
 	struct conn *next_queued;
 	int backlog, queued;
 	int keepalive, reuseaddr, rcvbuf, sndbuf, broadcast;
+	int oobinline;             /* kept for getsockopt: lwIP has no urgent data apart */
+	int reuseport;             /* kept for getsockopt: lwIP has no port sharing */
+	int user_timeout;          /* TCP_USER_TIMEOUT, kept for getsockopt: lwIP has none */
 	struct linger linger;
 	int dirty;                 /* on the dirty list: rx to flush */
 	struct conn *next_dirty;
@@ -240,6 +243,11 @@ static struct conn *new_conn(int family, int type, int protocol, int *program)
 	}
 	int nb = 1;
 	ioctl(sv[0], FIONBIO, &nb);
+	/* A byte the program sends with MSG_OOB is urgent on the AF_UNIX pair
+	 * (Linux 5.15+) and would be left out of our reads: lwIP has no urgent
+	 * data apart, so it goes inline, in the stream. */
+	if (kind == SOCK_STREAM)
+		setsockopt(sv[0], SOL_SOCKET, SO_OOBINLINE, &nb, sizeof nb);
 	c->id = st.st_ino;
 	c->fd = sv[0];
 	c->held = -1;
@@ -1163,9 +1171,10 @@ static int do_listen(struct conn *c, int backlog)
 		if (err != ERR_OK)
 			return err_to_errno(err);
 	}
-	struct tcp_pcb *l = tcp_listen_with_backlog_and_err(c->pcb.tcp, TCP_DEFAULT_LISTEN_BACKLOG, NULL);
-	if (!l)
-		return ENOBUFS;
+	err_t err;
+	struct tcp_pcb *l = tcp_listen_with_backlog_and_err(c->pcb.tcp, TCP_DEFAULT_LISTEN_BACKLOG, &err);
+	if (!l)   /* ERR_USE: another listens there, each with SO_REUSEADDR */
+		return err_to_errno(err);
 	c->pcb.tcp = l;
 	c->state = LISTENING;
 	tcp_arg(l, c);
@@ -1190,6 +1199,8 @@ static int do_getsockopt(struct conn *c, int level, int name, int *value, struct
 		case SO_RCVBUF: *value = c->rcvbuf ? c->rcvbuf : TCP_WND; return 0;
 		case SO_SNDBUF: *value = c->sndbuf ? c->sndbuf : TCP_SND_BUF; return 0;
 		case SO_LINGER: *lg = c->linger; *len = sizeof *lg; return 0;
+		case SO_OOBINLINE: *value = c->oobinline; return 0;
+		case SO_REUSEPORT: *value = c->reuseport; return 0;
 		}
 		return ENOPROTOOPT;
 	}
@@ -1202,6 +1213,7 @@ static int do_getsockopt(struct conn *c, int level, int name, int *value, struct
 		case TCP_KEEPINTVL: *value = tcp->keep_intvl / 1000; return 0;
 		case TCP_KEEPCNT: *value = tcp->keep_cnt; return 0;
 		case TCP_MAXSEG: *value = tcp->mss; return 0;
+		case TCP_USER_TIMEOUT: *value = c->user_timeout; return 0;
 		}
 		return ENOPROTOOPT;
 	}
@@ -1247,6 +1259,8 @@ static int do_setsockopt(struct conn *c, int level, int name, const void *val, s
 		case SO_BROADCAST: flag = SOF_BROADCAST; store = &c->broadcast; break;
 		case SO_RCVBUF: c->rcvbuf = v; return 0;
 		case SO_SNDBUF: c->sndbuf = v; return 0;
+		case SO_OOBINLINE: c->oobinline = v != 0; return 0;
+		case SO_REUSEPORT: c->reuseport = v != 0; return 0;
 		default: return ENOPROTOOPT;
 		}
 		*store = v != 0;
@@ -1266,6 +1280,9 @@ static int do_setsockopt(struct conn *c, int level, int name, const void *val, s
 		case TCP_KEEPIDLE: tcp->keep_idle = 1000u * v; return 0;
 		case TCP_KEEPINTVL: tcp->keep_intvl = 1000u * v; return 0;
 		case TCP_KEEPCNT: tcp->keep_cnt = v; return 0;
+		/* Accepted, not enforced: lwIP picks its MSS and has no user timeout. */
+		case TCP_MAXSEG: return v < 0 ? EINVAL : 0;
+		case TCP_USER_TIMEOUT: if (v < 0) return EINVAL; c->user_timeout = v; return 0;
 		}
 		return ENOPROTOOPT;
 	}
@@ -2847,6 +2864,11 @@ static int await_addresses(void)
 			return not_ready(ETIMEDOUT, leased
 					 ? "ip6=auto: no router advertisement gave an IPv6 address in %d s"
 					 : "ip=dhcp: no DHCP server gave an address in %d s", VW_ADDRESS_SECONDS);
+		/* vupy sends nothing before VW_READY: the control socket readable
+		 * is vupy gone (interrupted, say), and the stack with it. */
+		struct pollfd gone = { .fd = ctl, .events = POLLIN };
+		if (poll(&gone, 1, 0) == 1)
+			exit(0);
 		take_link(50);
 	}
 }

@@ -160,6 +160,13 @@ const struct vupy_trap vupy_traps[] = {
 	TRAP_IF("ioctl", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_EQ, 1, 0, FIONREAD),
 	TRAP_IF("ioctl", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_EQ, 1, 0, SIOCGIFINDEX),
 	TRAP_IF("ioctl", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_EQ, 1, 0, SIOCGIFNAME),
+	/* The rest of what a program reads of an interface by its name (dnsmasq
+	 * --bind-interfaces asks SIOCGIFFLAGS): else vupy's namespace answers. */
+	TRAP_IF("ioctl", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_EQ, 1, 0, SIOCGIFFLAGS),
+	TRAP_IF("ioctl", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_EQ, 1, 0, SIOCGIFMTU),
+	TRAP_IF("ioctl", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_EQ, 1, 0, SIOCGIFHWADDR),
+	TRAP_IF("ioctl", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_EQ, 1, 0, SIOCGIFADDR),
+	TRAP_IF("ioctl", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_EQ, 1, 0, SIOCGIFNETMASK),
 };
 const int vupy_ntraps = sizeof(vupy_traps) / sizeof(vupy_traps[0]);
 

@@ -327,21 +327,43 @@ SLOW_MODULE = """
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
 def test_signal_while_stacks_are_made_ends_vupy_before_command(sig, stack_module, tmp_path):
     """The signal comes (to vupy's process group, as from a terminal) while
-    a stack is being made: vupy closes what it made, says so in one line and
-    exits with 128+N; COMMAND never starts."""
+    the second stack is being made, and that stack would never be ready:
+    vupy stops waiting for it, closes the one it made, says so in one line
+    and exits with 128+N; COMMAND never starts."""
     env = stack_module("vupytslow", SLOW_MODULE)
-    marker = str(tmp_path / "slow")
-    proc = spawned([VUPY, "run", f"--stack={os.path.join(STACK_DIR, 'ci-slow')}=vupytslow:{marker}",
-                     "--", "echo", "started"], env=env)
+    made, slow = str(tmp_path / "made"), str(tmp_path / "slow")
+    open(made + ".go", "w").close()
+    proc = spawned([VUPY, "run", f"--stack={os.path.join(STACK_DIR, 'ci-made')}=vupytslow:{made}",
+                    f"--stack={os.path.join(STACK_DIR, 'ci-slow')}=vupytslow:{slow}",
+                    "--", "echo", "started"], env=env)
     try:
         deadline = time.monotonic() + TIMEOUT
-        while not os.path.exists(marker + ".making") and time.monotonic() < deadline:
+        while not os.path.exists(slow + ".making") and time.monotonic() < deadline:
             time.sleep(0.01)
         os.killpg(proc.pid, sig)
-        open(marker + ".go", "w").close()
         out, err = proc.communicate(timeout=TIMEOUT)
     finally:
         end(proc)
     assert proc.returncode == 128 + sig and out == "", (proc.returncode, out, err)
     assert len(err.splitlines()) == 1 and sig.name in err and "Traceback" not in err, err
-    assert os.path.exists(marker + ".closed")
+    assert os.path.exists(made + ".closed") and not os.path.exists(slow + ".closed")
+
+
+def test_ctrl_c_while_an_lwip_stack_waits_for_its_lease(vde_switch):
+    """^C at the terminal while an lwip stack waits for a DHCP lease that
+    will not come (nothing serves DHCP on the switch): vupy ends at once,
+    in one line, with 130, and the stack's worker goes with it."""
+    child = _spawn([VUPY, "run", f"--stack={os.path.join(STACK_DIR, 'ci-lease')}=lwip:"
+                    f"vde://{vde_switch}/sw,ip=dhcp", "--", "echo", "started"])
+    deadline = time.monotonic() + TIMEOUT
+    while not any(comm(pid) == "vupy-lwip" for pid in children(child.pid)) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    asked = time.monotonic()
+    child.sendcontrol("c")
+    status, output = _finish(child)
+    # The lease waits up to 10 s (VW_ADDRESS_SECONDS): well before that.
+    assert time.monotonic() - asked < 5, output
+    lines = [line.strip() for line in output.splitlines()]
+    assert status == 130 and "Traceback" not in output, output
+    assert lines == ["^Cvupy: SIGINT before COMMAND started: nothing was run"], output

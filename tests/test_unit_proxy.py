@@ -160,9 +160,25 @@ def test_a_datagram_over_64k_is_emsgsize():
     assert decide(call("sendto", 0x10000, 70000, 0, 0, 0, memory=mem), p) == Fail(errno.EMSGSIZE)
 
 
-@pytest.mark.parametrize("name", ["sendmmsg", "recvmmsg"])
-def test_mmsg_calls_are_eopnotsupp(name):
-    assert decide(call(name), stream_or_dgram(socket.SOCK_DGRAM)) == Fail(errno.EOPNOTSUPP)
+def test_sendmmsg_sends_each_message_and_writes_its_msg_len():
+    p = stream_or_dgram(socket.SOCK_DGRAM)
+    vector = b"".join(MSGHDR.pack(0, 0, 0x3000 + 16 * i, 1, 0, 0, 0) + bytes(8) for i in range(2))
+    iov = struct.pack("=QQQQ", 0x1000, 3, 0x1003, 2)
+    mem = FakeMemory({0x1000: b"hello", 0x3000: iov, 0x4000: vector})
+    assert decide(call("sendmmsg", 0x4000, 2, 0, memory=mem), p) == \
+        Answer(2, ((0x4000 + 56, INT.pack(3)), (0x4000 + 64 + 56, INT.pack(2))))
+    assert p.stack.calls == [("sendto", b"hel", 0, b""), ("sendto", b"lo", socket.MSG_DONTWAIT, b"")]
+
+
+def test_sendmmsg_stops_short_at_a_message_that_fails():
+    p = stream_or_dgram(socket.SOCK_DGRAM)
+    good = MSGHDR.pack(0, 0, 0x3000, 1, 0, 0, 0) + bytes(8)
+    mem = FakeMemory({0x1000: b"hello", 0x3000: struct.pack("=QQ", 0x1000, 5), 0x4000: good})
+    assert decide(call("sendmmsg", 0x4000, 2, 0, memory=mem), p) == Answer(1, ((0x4000 + 56, INT.pack(5)),))
+
+
+def test_sendmmsg_of_no_message_is_0():
+    assert decide(call("sendmmsg", 0x4000, 0, 0), stream_or_dgram(socket.SOCK_DGRAM)) == Answer(0)
 
 
 def test_accept4_with_unknown_flags_is_einval():
@@ -174,11 +190,40 @@ def test_interface_ioctls_answer_from_the_stacks_links():
     mem = FakeMemory({0x1000: IFREQ.pack(b"vde0", 0)})
     c = call("ioctl", lib.SIOCGIFINDEX, 0x1000, memory=mem)
     assert proxy.attempt(lambda: proxy.interface_ioctl(c, FakeStack())) == \
-        Answer(0, ((0x1000, IFREQ.pack(b"vde0", 2)),))
+        Answer(0, ((0x1000 + 16, INT.pack(2)),))
     mem = FakeMemory({0x1000: IFREQ.pack(b"", 9)})
     c = call("ioctl", lib.SIOCGIFNAME, 0x1000, memory=mem)
     assert proxy.attempt(lambda: proxy.interface_ioctl(c, FakeStack())) == Fail(errno.ENODEV)
     assert proxy.interface_ioctl(c, object()) is CONTINUE         # a kernel stack answers itself
+
+
+def test_interface_ioctls_by_name_read_the_link():
+    import ipaddress
+
+    from vupy._native import lib
+    from vupy.rtnetlink import Link
+
+    class Stack(FakeStack):
+        def links(self):
+            return [Link("vde0", 2, 1400, b"\2\0\0\0\0\7", True, [ipaddress.ip_interface("10.9.0.2/24")]),
+                    Link("vde1", 3, 1500, b"\2\0\0\0\0\x08", False)]
+
+    def ask(request, name):
+        c = call("ioctl", request, 0x1000, memory=FakeMemory({0x1000: IFREQ.pack(name, 0)}))
+        return proxy.attempt(lambda: proxy.interface_ioctl(c, Stack()))
+
+    def field(data):
+        return Answer(0, ((0x1000 + 16, data),))
+
+    up = 1                          # IFF_UP
+    assert ask(lib.SIOCGIFFLAGS, b"vde0").writes[0][1][0] & up
+    assert not ask(lib.SIOCGIFFLAGS, b"vde1").writes[0][1][0] & up
+    assert ask(lib.SIOCGIFMTU, b"vde0") == field(INT.pack(1400))
+    assert ask(lib.SIOCGIFHWADDR, b"vde0") == field(struct.pack("=H6s", 1, b"\2\0\0\0\0\7"))
+    assert ask(lib.SIOCGIFADDR, b"vde0") == field(struct.pack("=H2x4s8x", socket.AF_INET, bytes([10, 9, 0, 2])))
+    assert ask(lib.SIOCGIFNETMASK, b"vde0") == field(struct.pack("=H2x4s8x", socket.AF_INET, bytes([255, 255, 255, 0])))
+    assert ask(lib.SIOCGIFADDR, b"vde1") == Fail(errno.EADDRNOTAVAIL)
+    assert ask(lib.SIOCGIFFLAGS, b"lo9") == Fail(errno.ENODEV)
 
 
 def test_wire_helpers_follow_the_kernel():

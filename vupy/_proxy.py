@@ -47,17 +47,19 @@ import time
 
 from . import _dispatch as dispatch
 from . import _reply as reply
+from . import rtnetlink
 from ._dispatch import c_int
 from ._native import lib
 from ._procs import status
 from ._reply import CONTINUE, Answer, Fail, Inject, Park
-from ._wire import (IFREQ, INT, MSGHDR, SOCKADDR_MAX, SOCKLEN, CallerMemory, address_writes, call_error,
+from ._wire import (IFREQ, INT, IOV_MAX, MSGHDR, SOCKADDR_MAX, SOCKLEN, CallerMemory, address_writes, call_error,
                     iovecs, read_address)
 from .stack import ProxyStack
 
 ERESTARTSYS = 512               # the kernel's own: restart, or EINTR if a handler says so
 NR_TGKILL = 234
-INTERFACE_IOCTLS = (lib.SIOCGIFINDEX, lib.SIOCGIFNAME)
+INTERFACE_IOCTLS = (lib.SIOCGIFINDEX, lib.SIOCGIFNAME, lib.SIOCGIFFLAGS, lib.SIOCGIFMTU, lib.SIOCGIFHWADDR,
+                    lib.SIOCGIFADDR, lib.SIOCGIFNETMASK)
 SO_RCVTIMEO = (20, 66)          # _OLD and _NEW (asm-generic/socket.h)
 SO_SNDTIMEO = (21, 67)
 TIMEVAL = struct.Struct("=qq")  # struct timeval, as SO_RCVTIMEO_OLD gives it on x86-64
@@ -72,6 +74,7 @@ RECV_FLAGS = socket.MSG_PEEK | socket.MSG_TRUNC | socket.MSG_WAITALL
 # for an error the stack reports on the socket, as a kernel reports an ICMP
 # error: the receive that meets it fails with it (vupy/stack.py, 7.).
 DATAGRAM_ERROR = struct.Struct("=H2xi")
+MMSGHDR_SIZE = MSGHDR.size + 8  # struct mmsghdr: a msghdr, its msg_len, padding
 
 
 class Proxy:
@@ -400,18 +403,37 @@ def ioctl(call, proxy):
 
 def interface_ioctl(call, stack):
     """if_nametoindex and if_indextoname (glibc asks any socket, mostly an
-    AF_UNIX one) answered from the interfaces of the caller's userspace
-    stack: the proxy's, or its default for AF_INET."""
+    AF_UNIX one), and what else a program reads of an interface by its name
+    (SIOCGIFFLAGS, ...), answered from the interfaces of the caller's
+    userspace stack: the proxy's, or its default for AF_INET."""
     if not isinstance(stack, ProxyStack):
         return CONTINUE       # a kernel stack's own answer
     request = call.args[1] & 0xFFFFFFFF
     ifreq = IFREQ.unpack(call.memory.read(call.args[2], IFREQ.size))
     name = ifreq.ifr_name.split(b"\0", 1)[0].decode(errors="replace")
     for link in stack.links():
-        if (request == lib.SIOCGIFINDEX and link.name == name) or \
-                (request == lib.SIOCGIFNAME and link.index == ifreq.ifr_ifindex):
+        if request == lib.SIOCGIFNAME and link.index == ifreq.ifr_ifindex:
             return Answer(0, ((call.args[2], IFREQ.pack(link.name.encode(), link.index)),))
+        if request != lib.SIOCGIFNAME and link.name == name:
+            return Answer(0, ((call.args[2] + IFREQ.offset["ifr_ifindex"], _interface_field(request, link)),))
     raise call_error(errno.ENODEV)
+
+
+def _interface_field(request, link):
+    """What ioctl `request` reads of `link`: the union of its struct ifreq."""
+    if request == lib.SIOCGIFINDEX:
+        return INT.pack(link.index)
+    if request == lib.SIOCGIFFLAGS:
+        return struct.pack("=H", rtnetlink.link_flags(link) & 0xFFFF)
+    if request == lib.SIOCGIFMTU:
+        return INT.pack(link.mtu)
+    if request == lib.SIOCGIFHWADDR:
+        return struct.pack("=H6s", *rtnetlink.link_hardware(link))
+    ipv4 = [a for a in link.addresses if a.version == 4]
+    if not ipv4:
+        raise call_error(errno.EADDRNOTAVAIL)     # as the kernel's, for a link with none
+    address = ipv4[0].ip if request == lib.SIOCGIFADDR else ipv4[0].network.netmask
+    return struct.pack("=H2x4s8x", socket.AF_INET, address.packed)
 
 
 # Sending and receiving with addresses ----------------------------------------
@@ -427,11 +449,15 @@ def sendto(call, proxy):
 
 
 def sendmsg(call, proxy):
-    msg = MSGHDR.unpack(call.memory.read(call.args[1], MSGHDR.size))
+    return _sendmsg_at(call, proxy, call.args[1], c_int(call.args[2]))
+
+
+def _sendmsg_at(call, proxy, at, flags):
+    msg = MSGHDR.unpack(call.memory.read(at, MSGHDR.size))
     address = read_address(call.memory, msg.msg_name, msg.msg_namelen) if msg.msg_name else b""
     data = b"".join(call.memory.read(base, length) for base, length in
                     iovecs(call.memory, msg.msg_iov, msg.msg_iovlen, _send_limit(proxy)))
-    return _send(call, proxy, data, c_int(call.args[2]), address)
+    return _send(call, proxy, data, flags, address)
 
 
 def _send(call, proxy, data, flags, address):
@@ -467,10 +493,13 @@ def recvfrom(call, proxy):
 
 
 def recvmsg(call, proxy):
-    at = call.args[1]
+    return _recvmsg_at(call, proxy, call.args[1], c_int(call.args[2]))
+
+
+def _recvmsg_at(call, proxy, at, flags):
     msg = MSGHDR.unpack(call.memory.read(at, MSGHDR.size))
     return _receive(call, proxy, iovecs(call.memory, msg.msg_iov, msg.msg_iovlen, STREAM_CHUNK * 64),
-                    c_int(call.args[2]), msg.msg_name, at + MSGHDR.offset["msg_namelen"],
+                    flags, msg.msg_name, at + MSGHDR.offset["msg_namelen"],
                     (at, msg.msg_control, msg.msg_controllen))
 
 
@@ -537,13 +566,56 @@ def _read_proxy(call, proxy, fd, vectors, flags, name, namelen_at, msg):
     return Answer(n, tuple(writes))
 
 
-def unsupported(call, proxy):
-    raise call_error(errno.EOPNOTSUPP)
+# Several messages a call ---------------------------------------------------
+
+def sendmmsg(call, proxy):
+    flags = c_int(call.args[3])
+    return _messages(call, lambda at, more: _sendmsg_at(call, proxy, at, flags | more))
+
+
+def recvmmsg(call, proxy):
+    """As with MSG_WAITFORONE: only the first message is waited for (the
+    timeout, args[4], is not looked at)."""
+    flags = c_int(call.args[3])
+    return _messages(call, lambda at, more: _recvmsg_at(call, proxy, at, flags | more))
+
+
+def _messages(call, serve):
+    """sendmmsg and recvmmsg: each struct mmsghdr of the vector served as
+    sendmsg or recvmsg serve one, `serve(address, extra flags)`.  The
+    first may wait; the next are served while they need no wait, and the
+    call returns how many were, as the kernel's does when it stops short."""
+    vector, count = call.args[1], min(call.args[2] & 0xFFFFFFFF, IOV_MAX)
+    if not count:
+        return Answer(0)
+    first = _one_message(serve(vector, 0), vector)
+    if type(first) is not Answer:
+        return first        # waiting: resumed, it answers for the first message alone
+    writes, done = list(first.writes), 1
+    while done < count:
+        at = vector + done * MMSGHDR_SIZE
+        try:
+            outcome = serve(at, socket.MSG_DONTWAIT)
+        except OSError:
+            break           # the kernel too returns the count so far
+        writes += _one_message(outcome, at).writes
+        done += 1
+    return Answer(done, tuple(writes))
+
+
+def _one_message(outcome, at):
+    """The outcome of one message of sendmmsg or recvmmsg at `at`: 1, with
+    its msg_len (what sendmsg or recvmsg would return) written."""
+    if type(outcome) is Park:
+        return Park(outcome.fd, outcome.events, lambda fd: _one_message(outcome.resume(fd), at))
+    if type(outcome) is Answer:
+        return Answer(1, outcome.writes + ((at + MSGHDR.size, INT.pack(outcome.value)),))
+    return outcome
 
 
 HANDLERS = {
     "bind": bind, "connect": connect, "listen": listen, "accept": accept, "accept4": accept4,
     "getsockname": getsockname, "getpeername": getpeername, "getsockopt": getsockopt,
     "setsockopt": setsockopt, "ioctl": ioctl, "sendto": sendto, "sendmsg": sendmsg,
-    "recvfrom": recvfrom, "recvmsg": recvmsg, "sendmmsg": unsupported, "recvmmsg": unsupported,
+    "recvfrom": recvfrom, "recvmsg": recvmsg, "sendmmsg": sendmmsg, "recvmmsg": recvmmsg,
 }

@@ -28,7 +28,8 @@ Order of a session, and why:
    not if its process group had them (the terminal's ^C, kill -INT -PGID):
    COMMAND, in that group, has had its own copy.  The keeper tells which
    (see _pass_on).  One that comes before COMMAND starts ends vupy
-   (Interrupted).
+   (Interrupted), at once even while a stack takes its time to start
+   (_interruptible).
 5. When COMMAND ends, what it left running in the session (reparented to
    vupy, a subreaper) gets SIGTERM, then SIGKILL after two seconds; vupy
    exits with COMMAND's status.
@@ -36,6 +37,7 @@ Order of a session, and why:
 A `vupy run` inside a session makes no filter of its own (`run_nested`):
 the enclosing session's supervisor serves it.
 """
+import contextlib
 import errno
 import os
 import signal
@@ -62,6 +64,10 @@ WAITED = frozenset({*FORWARDED, signal.SIGCHLD})
 # real-time signal, so that queries queue and are never merged.
 QUERY = signal.SIGRTMIN
 GRACE_SECONDS = 2.0
+# While stacks are made, a forwarded signal is taken by a thread, which
+# wakes the main thread with WAKE (_interruptible); it looks every TICK.
+WAKE = signal.SIGUSR2
+TICK_SECONDS = 0.05
 
 
 class SessionError(Exception):
@@ -111,10 +117,10 @@ def prepare(stack_options, default_options):
         creds = _native.ffi.new("struct vupy_creds *")
         _native.lib.vupy_read_creds(me, creds)
         paths = Resolver()
-        for path, spec in stack_options:
-            key = name_key(paths.key(me, me, os.fsencode(path), creds, free=True), path)
-            stacks.mount(stacks.session, path, key, *parse_spec(spec))
-            _refuse_if_signalled()
+        with _interruptible():
+            for path, spec in stack_options:
+                key = name_key(paths.key(me, me, os.fsencode(path), creds, free=True), path)
+                stacks.mount(stacks.session, path, key, *parse_spec(spec))
         stacks.session.defaults = apply_defaults(
             {family: host for family in host.families}, stacks.session,
             lambda path: paths.key(me, me, os.fsencode(path), creds), default_options)
@@ -124,6 +130,52 @@ def prepare(stack_options, default_options):
             raise SessionError(str(e)) from None
         raise
     return stacks
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """In the main thread, for making stacks: a forwarded signal interrupts
+    whatever the thread waits for (a worker that waits for a DHCP lease,
+    say) with Interrupted.  The signals stay blocked (see block_signals): a
+    thread takes them (sigtimedwait) and wakes the main thread with WAKE,
+    whose handler, for the time, raises.  What the
+    interrupted module had started ends with vupy, which exits then."""
+    taken = []
+    done = threading.Event()
+    main = threading.get_ident()
+
+    def watch():
+        while not done.is_set():
+            info = signal.sigtimedwait(FORWARDED, TICK_SECONDS)
+            if info is not None:
+                taken.append(info.si_signo)
+                signal.pthread_kill(main, WAKE)
+                return
+
+    def interrupt(signo, _frame):
+        raise _Signalled(taken[0] if taken else signo)      # else WAKE came from outside
+
+    watcher = threading.Thread(target=watch, name="vupy-interrupt", daemon=True)
+    watcher.start()
+    previous = signal.signal(WAKE, interrupt)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {WAKE})
+    try:
+        try:
+            yield
+        finally:
+            done.set()
+            try:
+                watcher.join()  # a WAKE it sent is handled here, at the latest
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                signal.signal(WAKE, previous)
+    except _Signalled as e:
+        raise Interrupted(e.args[0]) from None
+
+
+class _Signalled(BaseException):
+    """Raised in the main thread by _interruptible: a BaseException, so
+    that no module's `except Exception` takes it for a failure of its own."""
 
 
 def _refuse_if_signalled():

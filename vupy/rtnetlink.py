@@ -121,19 +121,26 @@ def message(kind, flags, seq, pid, body):
     return NLMSG.pack(NLMSG.size + len(body), kind, flags, seq, pid) + body
 
 
-def _flags(link):
+def link_flags(link):
+    """The IFF_ flags of a link, as netlink and SIOCGIFFLAGS give them."""
     kind = IFF_LOOPBACK if link.loopback else IFF_BROADCAST | IFF_MULTICAST
     return kind | ((IFF_UP | IFF_RUNNING | IFF_LOWER_UP) if link.up else 0)
 
 
+def link_hardware(link):
+    """(ARPHRD_ type, address) of a link, as netlink and SIOCGIFHWADDR give
+    them: a kernel's lo has no MAC."""
+    return (ARPHRD_LOOPBACK, bytes(6)) if link.loopback else (ARPHRD_ETHER, link.mac)
+
+
 def _link(link):
-    # A kernel's lo has no MAC and no operational state of its own (UNKNOWN).
+    kind, mac = link_hardware(link)
+    # lo has no broadcast address and no operational state of its own (UNKNOWN).
     if link.loopback:
-        kind, mac, broadcast, state = ARPHRD_LOOPBACK, bytes(6), bytes(6), IF_OPER_UNKNOWN
+        broadcast, state = bytes(6), IF_OPER_UNKNOWN
     else:
-        kind, mac, broadcast = ARPHRD_ETHER, link.mac, b"\xff" * 6
-        state = IF_OPER_UP if link.up else IF_OPER_DOWN
-    return (IFINFOMSG.pack(socket.AF_UNSPEC, kind, link.index, _flags(link), 0xFFFFFFFF)
+        broadcast, state = b"\xff" * 6, IF_OPER_UP if link.up else IF_OPER_DOWN
+    return (IFINFOMSG.pack(socket.AF_UNSPEC, kind, link.index, link_flags(link), 0xFFFFFFFF)
             + attribute(IFLA_IFNAME, link.name.encode() + b"\0")
             + attribute(IFLA_MTU, struct.pack("=I", link.mtu))
             + attribute(IFLA_ADDRESS, mac)
@@ -218,21 +225,27 @@ def _route_to(links, body):
     return reply
 
 
+def requests(datagram):
+    """(header, kind, flags, seq, body) of each request in a datagram of
+    netlink messages; what follows a malformed length is ignored, and
+    messages without NLM_F_REQUEST are skipped, as the kernel does."""
+    offset = 0
+    while offset + NLMSG.size <= len(datagram):
+        length, kind, flags, seq, _pid = NLMSG.unpack_from(datagram, offset)
+        if length < NLMSG.size or offset + length > len(datagram):
+            return
+        if flags & NLM_F_REQUEST:
+            yield (datagram[offset:offset + NLMSG.size], kind, flags, seq,
+                   datagram[offset + NLMSG.size:offset + length])
+        offset += (length + 3) & ~3
+
+
 def answer(links, request, pid, configure=None):
     """The reply messages to one request datagram (bytes of several
     netlink messages), as a list of datagrams; changes are made with
     `configure` (see the top of this file)."""
     replies = []
-    offset = 0
-    while offset + NLMSG.size <= len(request):
-        length, kind, flags, seq, _pid = NLMSG.unpack_from(request, offset)
-        if length < NLMSG.size or offset + length > len(request):
-            break
-        header = request[offset:offset + NLMSG.size]
-        body = request[offset + NLMSG.size:offset + length]
-        offset += (length + 3) & ~3
-        if not flags & NLM_F_REQUEST:
-            continue
+    for header, kind, flags, seq, body in requests(request):
         family = body[0] if body else socket.AF_UNSPEC
         if kind == RTM_GETLINK:
             try:
@@ -247,7 +260,7 @@ def answer(links, request, pid, configure=None):
             try:
                 items = [(RTM_NEWROUTE, _route_to(links, body))]
             except OSError as e:
-                replies.append(_error(e.errno, header, seq, pid))
+                replies.append(error(e.errno, header, seq, pid))
                 continue
         elif kind == RTM_GETROUTE:
             items = [(RTM_NEWROUTE, _route(link, net, gw)) for link in links for net, gw in link.routes
@@ -260,10 +273,10 @@ def answer(links, request, pid, configure=None):
                         raise OSError(errno.EOPNOTSUPP, "the stack cannot be changed")
                     configure(change)
             except OSError as e:
-                replies.append(_error(e.errno, header, seq, pid))
+                replies.append(error(e.errno, header, seq, pid))
                 continue
             if flags & NLM_F_ACK:
-                replies.append(_error(0, header, seq, pid))
+                replies.append(error(0, header, seq, pid))
             continue
         if flags & NLM_F_DUMP == NLM_F_DUMP:
             datagram = b"".join(message(k, NLM_F_MULTI, seq, pid, b) for k, b in items)
@@ -271,14 +284,14 @@ def answer(links, request, pid, configure=None):
         elif items:
             replies.append(message(items[0][0], 0, seq, pid, items[0][1]))
         else:
-            replies.append(_error(errno.ENODEV, header, seq, pid))
+            replies.append(error(errno.ENODEV, header, seq, pid))
             continue
         if flags & NLM_F_ACK:
-            replies.append(_error(0, header, seq, pid))
+            replies.append(error(0, header, seq, pid))
     return replies
 
 
-def _error(err, header, seq, pid):
+def error(err, header, seq, pid):
     """NLMSG_ERROR (an ack if err is 0), quoting the request's header."""
     return message(NLMSG_ERROR, 0, seq, pid, struct.pack("=i", -err) + header)
 
@@ -407,7 +420,7 @@ def _link_change(links, kind, flags, body):
         raise _refuse(errno.EOPNOTSUPP)     # txqlen, master, netns, ...: not here
     # ifi_change 0 means every flag, as rtnl_dev_combine_flags takes it.
     mask = (ifi_change or (0xFFFFFFFF if ifi_flags else 0)) & IFF_SETTABLE
-    now = _flags(link)
+    now = link_flags(link)
     wanted = (now & ~mask) | (ifi_flags & mask)
     if (wanted ^ now) & IFF_SETTABLE & ~IFF_UP:
         raise _refuse(errno.EOPNOTSUPP)     # arp, multicast, promisc, ...
@@ -532,7 +545,7 @@ class Responder:
         except OSError as e:            # the stack could not say (it is gone)
             if len(data) < NLMSG.size:
                 return
-            datagrams = [_error(e.errno, data[:NLMSG.size], NLMSG.unpack_from(data)[3], port)]
+            datagrams = [error(e.errno, data[:NLMSG.size], NLMSG.unpack_from(data)[3], port)]
         for datagram in datagrams:
             try:
                 socket.send_fds(end, [datagram], [self.address], socket.MSG_DONTWAIT)

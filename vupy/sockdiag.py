@@ -21,8 +21,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from .rtnetlink import NLM_F_DUMP, NLM_F_MULTI, NLM_F_REQUEST, NLMSG, NLMSG_DONE, message
-from .rtnetlink import _error as error
+from .rtnetlink import NLM_F_DUMP, NLM_F_MULTI, NLMSG_DONE, error, message, requests
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -88,16 +87,7 @@ def answer(sockets, request, pid):
     """The reply datagrams to one request datagram (several netlink
     messages), as rtnetlink.answer for NETLINK_ROUTE."""
     replies = []
-    offset = 0
-    while offset + NLMSG.size <= len(request):
-        length, kind, flags, seq, _pid = NLMSG.unpack_from(request, offset)
-        if length < NLMSG.size or offset + length > len(request):
-            break
-        header = request[offset:offset + NLMSG.size]
-        body = request[offset + NLMSG.size:offset + length]
-        offset += (length + 3) & ~3
-        if not flags & NLM_F_REQUEST:
-            continue
+    for header, kind, flags, seq, body in requests(request):
         refused = _refused(kind, flags, body)
         if refused:
             replies.append(error(refused, header, seq, pid))

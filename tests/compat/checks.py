@@ -17,9 +17,18 @@ import textwrap
 from dataclasses import dataclass
 from typing import Callable
 
-from .lab import ADDRESS, ENV, PREFIX_LEN, STACK, SYSTEM_PYTHON, Failed, Lab, expect, free_port
+from .lab import ADDRESS, ENV, LWIP_ADDRESS, PREFIX_LEN, STACK, SYSTEM_PYTHON, Failed, Lab, expect, free_port
 
 NAME, NAME_ADDRESS = "test.example", "10.213.0.7"     # what the namespace's DNS server answers
+
+# Under vupy: listens on argv[1]:argv[2], then runs ss there, on the stack.
+LISTEN_THEN_SS = textwrap.dedent("""
+    import socket, subprocess, sys
+    s = socket.socket()
+    s.bind((sys.argv[1], int(sys.argv[2])))
+    s.listen()
+    sys.stdout.write(subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout)
+""")
 
 # Peer: answers every TCP connection with argv[3] and a newline, then closes it.
 LINE_SERVER = textwrap.dedent("""
@@ -70,7 +79,7 @@ NODE_SERVER = ("require('http').createServer((request, response) => response.end
 
 SSHD_CONFIG = textwrap.dedent("""\
     Port {port}
-    ListenAddress 127.0.0.1
+    ListenAddress {host}
     HostKey {dir}/host_key
     AuthorizedKeysFile {dir}/authorized_keys
     PidFile none
@@ -86,7 +95,7 @@ SSHD = ('mount -t tmpfs -o mode=0755 vupyt-sshd /run && mkdir -m 0755 /run/sshd'
         ' && exec /usr/sbin/sshd -D -e -f "$0"')
 
 
-@dataclass
+@dataclass(eq=False)           # each check is itself (run.py keys its results by check)
 class Check:
     name: str
     version_argv: list
@@ -127,13 +136,14 @@ def check(name, version_argv, version_pattern, note, needs=()):
     return register
 
 
-def perform(check, wrong_stack=False):
-    """Run check in a Lab of its own; with wrong_stack, vupy gets another namespace."""
+def perform(check, wrong_stack=False, kind="netns"):
+    """Run check in a Lab of its own, of `kind`; with wrong_stack, vupy
+    gets another stack than the peers'."""
     version = check.version()
     missing = [program for program in check.needs if not shutil.which(program)]
     try:
         expect(not missing, "not installed: " + " ".join(missing))
-        with Lab(wrong_stack) as lab:
+        with Lab(wrong_stack, kind) as lab:
             check.run(lab)
     except Failed as failure:
         return Result(check.name, version, False, f"{check.note}. Failed: {failure}")
@@ -168,11 +178,10 @@ def http_server(lab, host):
 
 
 def served_under_vupy(lab, argv, port, fetch):
-    """Start argv (a server on 127.0.0.1:port) under vupy, wait until it
-    listens in the stack namespace, and check that `fetch` run in the
-    namespace gets the token from it."""
-    server = lab.start(lab.vupy_argv(argv))
-    lab.wait_listening(server, port, ns=lab.stack_ns)
+    """Start argv (a server on lab.served_host:port) under vupy, wait until
+    it listens on its stack, and check that `fetch` run in the namespace
+    gets the token from it."""
+    lab.serve(argv, port)
     expect_token(lab, lab.output(lab.ns_argv(fetch)))
 
 
@@ -188,14 +197,17 @@ def ping_as(lab, nobody, group):
                "no ICMP datagram socket was made in the stack")
 
 
+def dnsmasq(host, port):
+    """argv of a dnsmasq on host:port answering NAME, and nothing else."""
+    return ["/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--pid-file",
+            "--log-facility=-", "--no-resolv", "--no-hosts", "--bind-interfaces",
+            f"--listen-address={host}", f"--port={port}", f"--address=/{NAME}/{NAME_ADDRESS}"]
+
+
 def dns_server(lab):
-    """dnsmasq on the namespace's 127.0.0.1, answering NAME: its port."""
+    """dnsmasq on lab.peer_host in the namespace, answering NAME: its port."""
     port = free_port()
-    server = lab.start(lab.ns_argv([
-        "/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--pid-file",
-        "--log-facility=-", "--no-resolv", "--no-hosts", "--bind-interfaces",
-        "--listen-address=127.0.0.1", f"--port={port}", f"--address=/{NAME}/{NAME_ADDRESS}"]))
-    lab.wait_listening(server, port, udp=True)
+    lab.wait_listening(lab.start(lab.ns_argv(dnsmasq(lab.peer_host, port))), port, udp=True)
     return port
 
 
@@ -219,7 +231,7 @@ def curl(lab):
 @check("wget", ["wget", "--version"], r"Wget (\S+)",
        "HTTP GET from a server on the namespace's 127.0.0.1", needs=(SYSTEM_PYTHON,))
 def wget(lab):
-    url = http_server(lab, "127.0.0.1")
+    url = http_server(lab, lab.peer_host)
     expect_token(lab, lab.output(lab.vupy_argv(["wget", "--no-verbose", "--tries=1", "-O", "-", url])))
 
 
@@ -233,8 +245,8 @@ def socat(lab):
 @check("nc (client)", ["nc", "-h"], r"patchlevel ([^)]+)",
        "`nc -v -d`: reads a line from a server on the namespace's 127.0.0.1", needs=(SYSTEM_PYTHON,))
 def nc_client(lab):
-    port = line_server(lab, "127.0.0.1")
-    expect_token(lab, lab.output(lab.vupy_argv(["nc", "-v", "-d", "127.0.0.1", str(port)])))
+    port = line_server(lab, lab.peer_host)
+    expect_token(lab, lab.output(lab.vupy_argv(["nc", "-v", "-d", lab.peer_host, str(port)])))
 
 
 @check("nc (server)", ["nc", "-h"], r"patchlevel ([^)]+)",
@@ -242,10 +254,9 @@ def nc_client(lab):
        needs=(SYSTEM_PYTHON,))
 def nc_server(lab):
     port = free_port()
-    server = lab.start(lab.vupy_argv(["nc", "-N", "-l", "127.0.0.1", str(port)]),
+    server = lab.serve(["nc", "-N", "-l", lab.served_host, str(port)], port,
                        stdin=lab.write("token", lab.token + "\n"))
-    lab.wait_listening(server, port, ns=lab.stack_ns)
-    expect_token(lab, lab.output(lab.ns_argv(python(READER, "127.0.0.1", port))))
+    expect_token(lab, lab.output(lab.ns_argv(python(READER, lab.served_host, port))))
     status, _, err = lab.finish(server)
     expect(status == 0, f"nc -l: exit status {status}: {err.strip()}")
 
@@ -253,22 +264,29 @@ def nc_server(lab):
 @check("ip", ["ip", "-V"], r"iproute2-([\d.]+)",
        f"`ip -br addr` (netlink) lists the namespace's vupyt0 with {ADDRESS}/{PREFIX_LEN}")
 def ip(lab):
+    link, address = ("vupyt0@\\S+", ADDRESS) if lab.kind == "netns" else ("vde0", LWIP_ADDRESS)
     out = lab.output(lab.vupy_argv(["ip", "-br", "addr"]))
-    expect(re.search(rf"^vupyt0@\S+\s.*\b{re.escape(ADDRESS)}/{PREFIX_LEN}\b", out, re.M),
-           "vupyt0 is not listed: " + " ".join(line.split()[0] for line in out.splitlines()))
+    expect(re.search(rf"^{link}\s.*\b{re.escape(address)}/{PREFIX_LEN}\b", out, re.M),
+           f"{address} is not listed: " + " ".join(line.split()[0] for line in out.splitlines()))
 
 
 @check("ss", ["ss", "-V"], r"iproute2-([\d.]+)",
-       "`ss -ltn` (sock_diag netlink) lists a listener that exists only in the namespace",
+       "`ss -ltn` (sock_diag netlink) lists a listener that exists only on the stack: in the "
+       "namespace, or (lwip) made on the stack by the Python program that runs ss",
        needs=(SYSTEM_PYTHON,))
 def ss(lab):
-    port = line_server(lab, ADDRESS)
-    out = lab.output(lab.vupy_argv(["ss", "-Hltn"]))
-    expect(f"{ADDRESS}:{port} " in out, f"{ADDRESS}:{port} is not listed")
+    if lab.kind == "netns":
+        address, port = ADDRESS, line_server(lab, ADDRESS)
+        out = lab.output(lab.vupy_argv(["ss", "-Hltn"]))
+    else:
+        address, port = LWIP_ADDRESS, free_port()
+        out = lab.output(lab.vupy_argv(python(LISTEN_THEN_SS, address, port)))
+    expect(f"{address}:{port} " in out, f"{address}:{port} is not listed")
 
 
 @check("ping (root)", ["ping", "-V"], r"iputils (\S+)",
-       f"ICMP datagram socket to {ADDRESS}, allowed by the namespace's ping_group_range `0 0`")
+       f"ICMP datagram socket to {ADDRESS}, allowed by the namespace's ping_group_range `0 0` "
+       "(an lwip stack allows everyone)")
 def ping_root(lab):
     ping_as(lab, nobody=False, group=0)
 
@@ -286,7 +304,7 @@ def ping_nobody(lab):
 def dig(lab):
     port = dns_server(lab)
     out = lab.output(lab.vupy_argv(["dig", "+short", "+tries=1", "+time=10", "-p", str(port),
-                                    "@127.0.0.1", NAME, "A"]))
+                                    f"@{lab.peer_host}", NAME, "A"]))
     expect(out.split() == [NAME_ADDRESS], f"answer {out.strip()!r}")
 
 
@@ -295,8 +313,19 @@ def dig(lab):
        needs=("/usr/sbin/dnsmasq",))
 def host(lab):
     port = dns_server(lab)
-    out = lab.output(lab.vupy_argv(["host", "-T", "-t", "A", "-W", "10", "-p", str(port), NAME, "127.0.0.1"]))
+    out = lab.output(lab.vupy_argv(["host", "-T", "-t", "A", "-W", "10", "-p", str(port), NAME, lab.peer_host]))
     expect(f"{NAME} has address {NAME_ADDRESS}" in out, f"answer {out.strip()!r}")
+
+
+@check("dnsmasq (server)", ["/usr/sbin/dnsmasq", "--version"], r"Dnsmasq version (\S+)",
+       f"`dnsmasq --bind-interfaces` under vupy on 127.0.0.1 answers {NAME} to `dig` in the namespace",
+       needs=("dig",))
+def dnsmasq_under_vupy(lab):
+    port = free_port()
+    lab.serve(dnsmasq(lab.served_host, port), port, udp=True)
+    out = lab.output(lab.ns_argv(["dig", "+short", "+tries=1", "+time=10", "-p", str(port),
+                                  f"@{lab.served_host}", NAME, "A"]))
+    expect(out.split() == [NAME_ADDRESS], f"answer {out.strip()!r}")
 
 
 @check("iperf3 (client)", ["iperf3", "--version"], r"iperf (\S+)",
@@ -315,9 +344,8 @@ def iperf3_to_namespace(lab):
        "`iperf3 --server` under vupy on 127.0.0.1 receives 1 MB from a client in the namespace")
 def iperf3_from_namespace(lab):
     port = free_port()
-    server = lab.start(lab.vupy_argv(iperf3_server(port, "127.0.0.1")))
-    lab.wait_listening(server, port, ns=lab.stack_ns)
-    lab.output(lab.ns_argv(iperf3_client(port, "127.0.0.1")))
+    server = lab.serve(iperf3_server(port, lab.served_host), port)
+    lab.output(lab.ns_argv(iperf3_client(port, lab.served_host)))
     status, out, err = lab.finish(server)
     expect(status == 0 and "Server listening" in out, f"server: exit status {status}: {err.strip()}")
 
@@ -330,12 +358,12 @@ def ssh(lab):
     for key in ("host_key", "user_key"):
         lab.output(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", lab.path(key)])
     shutil.copy(lab.path("user_key.pub"), lab.path("authorized_keys"))
-    config = lab.write("sshd_config", SSHD_CONFIG.format(port=port, dir=lab.tmp))
+    config = lab.write("sshd_config", SSHD_CONFIG.format(port=port, host=lab.peer_host, dir=lab.tmp))
     lab.wait_listening(lab.start(lab.ns_argv(["sh", "-c", SSHD, config])), port)
     out = lab.output(lab.vupy_argv([
         "ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "BatchMode=yes",
         "-o", f"UserKnownHostsFile={lab.path('known_hosts')}", "-i", lab.path("user_key"),
-        "-p", str(port), "root@127.0.0.1", "echo", lab.token]))
+        "-p", str(port), f"root@{lab.peer_host}", "echo", lab.token]))
     expect_token(lab, out)
 
 
@@ -350,8 +378,8 @@ def asyncio_client(lab):
        "`asyncio.start_server` under vupy on 127.0.0.1, read by a client in the namespace")
 def asyncio_server(lab):
     port = free_port()
-    served_under_vupy(lab, python(ASYNCIO_SERVER, "127.0.0.1", port, lab.token), port,
-                      python(READER, "127.0.0.1", port))
+    served_under_vupy(lab, python(ASYNCIO_SERVER, lab.served_host, port, lab.token), port,
+                      python(READER, lab.served_host, port))
 
 
 @check("Python http.server", [SYSTEM_PYTHON, "--version"], r"Python (\S+)",
@@ -360,9 +388,9 @@ def asyncio_server(lab):
 def http_server_under_vupy(lab):
     port = free_port()
     lab.write("token", lab.token + "\n")
-    served_under_vupy(lab, [SYSTEM_PYTHON, "-m", "http.server", "--bind", "127.0.0.1",
+    served_under_vupy(lab, [SYSTEM_PYTHON, "-m", "http.server", "--bind", lab.served_host,
                             "--directory", lab.tmp, str(port)],
-                      port, ["curl", "-sS", f"http://127.0.0.1:{port}/token"])
+                      port, ["curl", "-sS", f"http://{lab.served_host}:{port}/token"])
 
 
 @check("Node.js http", ["node", "--version"], r"v(\S+)",
@@ -370,5 +398,5 @@ def http_server_under_vupy(lab):
        needs=("curl",))
 def node_server(lab):
     port = free_port()
-    served_under_vupy(lab, ["node", "-e", NODE_SERVER, "127.0.0.1", str(port), lab.token],
-                      port, ["curl", "-sS", f"http://127.0.0.1:{port}/"])
+    served_under_vupy(lab, ["node", "-e", NODE_SERVER, lab.served_host, str(port), lab.token],
+                      port, ["curl", "-sS", f"http://{lab.served_host}:{port}/"])

@@ -9,9 +9,17 @@ namespace with `ip netns exec`; the program itself runs under `vupy run`
 with the namespace as its default stack, so it reaches its peers only if
 its sockets really are that namespace's.
 
-With wrong_stack=True vupy is given a second namespace, holding only lo,
-while the peers stay where they are: every check must then fail, which
-shows that it can.
+A Lab of kind "lwip" gives the program an lwip stack instead, LWIP_ADDRESS
+on a VDE switch of the Lab's own, whose other side is the tap vupyt0 of the
+namespace, holding ADDRESS: the peers are reached over lwIP, and reach the
+program's servers on LWIP_ADDRESS.  What a netns Lab's peers find on the
+namespace's loopback, an lwip Lab's find on ADDRESS (`peer_host`), since
+the stack's own 127.0.0.1 is not the namespace's.
+
+With wrong_stack=True vupy is given a second namespace, holding only lo (or
+an lwip stack on a second switch, alone on it, with ALONE_ADDRESS), while
+the peers stay where they are: every check must then fail, which shows
+that it can.
 
 Leaving the `with` block removes everything the Lab made, whatever
 happened: the processes it started, the namespaces (with whatever still
@@ -20,6 +28,7 @@ runs in them) and its temporary directory.
 import contextlib
 import itertools
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -30,7 +39,10 @@ import tempfile
 import time
 
 ADDRESS = "10.213.0.1"          # on vupyt0, in the Lab's namespace only
+LWIP_ADDRESS = "10.213.0.2"     # the lwip stack's, on the switch vupyt0 is plugged into
+ALONE_ADDRESS = "10.213.1.2"    # the wrong lwip stack's, alone on a switch
 PREFIX_LEN = 24
+KINDS = ("netns", "lwip")       # what vupy is given as the program's stack
 STACK = "/dev/net/compat"       # the stack's name in each vupy session
 SYSTEM_PYTHON = "/usr/bin/python3"
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -77,8 +89,22 @@ def free_port():
             return port
 
 
+def _run_to_end(argv):
+    subprocess.run(argv, check=True, capture_output=True, timeout=PROGRAM_SECONDS)
+
+
 def _ip(*args):
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=PROGRAM_SECONDS)
+    _run_to_end(["ip", *args])
+
+
+def _kill_pidfile(pidfile):
+    """SIGKILL the process whose pid the file holds, if there is one."""
+    pid = _text(pidfile).strip()
+    if pid.isdigit():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def remove_namespace(name):
@@ -101,6 +127,15 @@ def program_name(argv):
     return os.path.basename(argv[0])
 
 
+def _text(path):
+    """The file's text so far ("" until it exists)."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def _spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
     """Popen in a process group of its own, which _kill_group can end whole."""
     return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, env=ENV, text=True,
@@ -119,8 +154,14 @@ def _kill_group(proc):
 class Lab:
     """`with Lab() as lab:` one check's namespace, peers and files (see above)."""
 
-    def __init__(self, wrong_stack=False):
+    def __init__(self, wrong_stack=False, kind="netns"):
         self.wrong_stack = wrong_stack
+        self.kind = kind
+        # Where peers in the namespace serve what a program asks for at the
+        # namespace's own address, and where its servers are reached.
+        self.peer_host = "127.0.0.1" if kind == "netns" else ADDRESS
+        self.served_host = "127.0.0.1" if kind == "netns" else LWIP_ADDRESS
+        self.lwip_address = ALONE_ADDRESS if wrong_stack else LWIP_ADDRESS
         self.vupy_path = find_vupy()
         self.token = "vupyt-" + secrets.token_hex(8)   # what the peers say
         self.namespaces = []
@@ -131,13 +172,37 @@ class Lab:
             self.tmp = tempfile.mkdtemp(prefix="vupyt-compat-")
             cleanup.callback(shutil.rmtree, self.tmp, True)
             self.ns = self._namespace(cleanup)
-            _ip("-n", self.ns, "link", "add", "vupyt0", "type", "veth", "peer", "name", "vupyt0p")
+            self.cleanup = cleanup      # what start() and _switch() add to, until the Lab is made
+            if self.kind == "netns":
+                _ip("-n", self.ns, "link", "add", "vupyt0", "type", "veth", "peer", "name", "vupyt0p")
+                links = ("vupyt0", "vupyt0p")
+            else:
+                _ip("-n", self.ns, "tuntap", "add", "dev", "vupyt0", "mode", "tap")
+                links = ("vupyt0",)
+                # The stack's switch; the wrong stack's is a second, with no one else on it.
+                self.switch = self._switch("sw")
+                self.start(self.ns_argv(["vde_plug", f"vde://{self.switch}", "tap://vupyt0"]))
+                if self.wrong_stack:
+                    self.switch = self._switch("sw-alone")
             _ip("-n", self.ns, "addr", "add", f"{ADDRESS}/{PREFIX_LEN}", "dev", "vupyt0")
-            for link in ("vupyt0", "vupyt0p"):
+            for link in links:
                 _ip("-n", self.ns, "link", "set", link, "up")
             self.stack_ns = self._namespace(cleanup) if self.wrong_stack else self.ns
             self.cleanup = cleanup.pop_all()
         return self
+
+    def _switch(self, name):
+        """A vde_switch of the Lab's, ended with it: its directory."""
+        switch, pidfile = self.path(name), self.path(name + ".pid")
+        # In the foreground it would take stdin for its console and end at
+        # its end: it runs as a daemon, known by its pid file.
+        _run_to_end(["vde_switch", "-d", "-s", switch, "-p", pidfile])
+        self.cleanup.callback(_kill_pidfile, pidfile)
+        deadline = time.monotonic() + READY_SECONDS
+        while not (os.path.exists(os.path.join(switch, "ctl")) and _text(pidfile).strip()):
+            expect(time.monotonic() < deadline, "vde_switch did not start")
+            time.sleep(0.05)
+        return switch
 
     def __exit__(self, *exc):
         self.cleanup.close()        # every step runs, last made first, even if one fails
@@ -169,10 +234,13 @@ class Lab:
     # Commands ---------------------------------------------------------------
 
     def vupy_argv(self, argv, nobody=False, trace=None):
-        """argv under vupy, every socket in the stack namespace; as uid 65534
-        if nobody; with a trace to the file `trace` if given."""
+        """argv under vupy, every socket in the stack namespace (or on the
+        lwip stack); as uid 65534 if nobody; with a trace to the file
+        `trace` if given."""
         options = [f"--trace={trace}"] if trace else []
-        return [self.vupy_path, "run", *options, "--stack", f"{STACK}=netns:{self.stack_ns}",
+        spec = (f"netns:{self.stack_ns}" if self.kind == "netns"
+                else f"lwip:vde://{self.switch},ip={self.lwip_address}/{PREFIX_LEN}")
+        return [self.vupy_path, "run", *options, "--stack", f"{STACK}={spec}",
                 "--default", STACK, "--", *(NOBODY if nobody else []), *argv]
 
     def ns_argv(self, argv):
@@ -209,6 +277,26 @@ class Lab:
         proc.log = log
         self.cleanup.callback(self.stop, proc)
         return proc
+
+    def serve(self, argv, port, udp=False, stdin=None):
+        """Start argv, a server on port, under vupy and wait until it
+        listens on its stack: seen by `ss` in the stack namespace, or, on
+        an lwip stack, whose sockets ss does not see, by the trace of its
+        listen (or, with udp, its bind)."""
+        if self.kind == "netns":
+            server = self.start(self.vupy_argv(argv), stdin)
+            self.wait_listening(server, port, udp, ns=self.stack_ns)
+            return server
+        trace = self.path(f"trace-{self.logs_made}")
+        server = self.start(self.vupy_argv(argv, trace=trace), stdin)
+        done = re.compile(rf"\b{'bind' if udp else 'listen'}\(fd \d+, proxy \d+\) -> 0$", re.M)
+        deadline = time.monotonic() + READY_SECONDS
+        while not done.search(_text(trace)):
+            if server.poll() is not None:
+                raise Failed(f"{program_name(server.args)} ended: {last_line(self.logs(server)[1])}")
+            expect(time.monotonic() < deadline, f"nothing listened on port {port}")
+            time.sleep(0.05)
+        return server
 
     @staticmethod
     def stop(proc):
