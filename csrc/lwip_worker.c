@@ -763,28 +763,6 @@ static int udp_send_data(struct conn *c, const void *data, size_t len, const ip_
 	return err == ERR_OK ? 0 : err_to_errno(err);
 }
 
-/* Datagrams the program wrote with send()/write() on a connected proxy. */
-static void pump_datagrams(struct conn *c, uint32_t events)
-{
-	for (;;) {
-		ssize_t n = recv(c->fd, buffer, sizeof buffer, MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 || (n == 0 && (events & EPOLLHUP))) {
-			if (events & EPOLLHUP) {
-				udp_remove(c->pcb.udp);
-				c->pcb.udp = NULL;
-				bury(c);
-			}
-			return;
-		}
-		if (c->pcb.udp->flags & UDP_FLAGS_CONNECTED)
-			udp_send_data(c, buffer, n, NULL, 0);
-		else
-			c->error = EDESTADDRREQ;
-	}
-}
-
 #define SOL_UDPLITE 136            /* linux/udp.h's, not in glibc's headers */
 #define UDPLITE_SEND_CSCOV 10
 #define UDPLITE_RECV_CSCOV 11
@@ -1998,8 +1976,10 @@ static int icmp_send(struct conn *c, const uint8_t *data, size_t len, const ip_a
 	return err == ERR_OK ? 0 : err == ERR_RTE ? ENETUNREACH : err_to_errno(err);
 }
 
-/* Messages the program wrote with send()/write(), and its last close. */
-static void pump_icmp(struct conn *c, uint32_t events)
+/* Datagrams (UDP, UDP-Lite) and ICMP messages the program wrote with
+ * send()/write(), and its last close.  What cannot be sent shows in
+ * SO_ERROR: the program's send() has succeeded on the proxy already. */
+static void pump_datagrams(struct conn *c, uint32_t events)
 {
 	for (;;) {
 		ssize_t n = recv(c->fd, buffer, sizeof buffer, MSG_DONTWAIT);
@@ -2007,15 +1987,24 @@ static void pump_icmp(struct conn *c, uint32_t events)
 			continue;
 		if (n < 0 || (n == 0 && (events & EPOLLHUP))) {
 			if (events & EPOLLHUP) {
-				raw_remove(c->pcb.raw);
-				c->pcb.raw = NULL;
+				if (is_icmp(c))
+					raw_remove(c->pcb.raw);
+				else
+					udp_remove(c->pcb.udp);
+				c->pcb.udp = NULL;
 				bury(c);
 			}
 			return;
 		}
-		int e = icmp_send(c, buffer, (size_t)n, NULL);
-		if (e)
-			c->error = e;
+		if (is_icmp(c)) {
+			int e = icmp_send(c, buffer, (size_t)n, NULL);
+			if (e)
+				c->error = e;
+		} else if (c->pcb.udp->flags & UDP_FLAGS_CONNECTED) {
+			udp_send_data(c, buffer, n, NULL, 0);
+		} else {
+			c->error = EDESTADDRREQ;
+		}
 	}
 }
 
@@ -2308,11 +2297,7 @@ static void proxy_event(struct conn *c, uint32_t events)
 			;
 		return;
 	}
-	if (is_icmp(c)) {
-		pump_icmp(c, events);
-		return;
-	}
-	if (c->type == SOCK_DGRAM) {
+	if (c->type == SOCK_DGRAM || is_icmp(c)) {
 		pump_datagrams(c, events);
 		return;
 	}
