@@ -239,6 +239,26 @@ def test_wire_helpers_follow_the_kernel():
     assert e.value.errno == errno.EINVAL
 
 
+def send_datagram(worker, data, address):
+    """`data` on the stack's end of a datagram proxy, with its source
+    `address` in a descriptor, as a stack sends it."""
+    fd = os.memfd_create("address")
+    os.write(fd, address)
+    worker.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
+    os.close(fd)
+
+
+class ProgramMemory(FakeMemory):
+    """A caller's memory whose proxy (copy_fd) is `program`."""
+
+    def __init__(self, program, regions=()):
+        super().__init__(regions)
+        self.program = program
+
+    def copy_fd(self, fd):
+        return os.dup(self.program.fileno())
+
+
 @pytest.mark.parametrize("peek", [0, socket.MSG_PEEK], ids=["recv", "peek"])
 def test_a_datagram_standing_for_an_error_fails_the_receive_once(peek):
     """A datagram whose source address is AF_UNSPEC and an errno (what a
@@ -246,25 +266,32 @@ def test_a_datagram_standing_for_an_error_fails_the_receive_once(peek):
     or not, as a kernel socket's pending error does; the next datagram
     follows."""
     worker, program = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-
-    def send(data, address):
-        fd = os.memfd_create("address")
-        os.write(fd, address)
-        worker.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
-        os.close(fd)
-
-    class Memory(FakeMemory):
-        def copy_fd(self, fd):
-            return os.dup(program.fileno())
-
-    send(b"", proxy.DATAGRAM_ERROR.pack(socket.AF_UNSPEC, errno.ECONNREFUSED))
-    send(b"next", b"\2\0\0\x50" + bytes([10, 9, 0, 1]) + bytes(8))
+    send_datagram(worker, b"", proxy.DATAGRAM_ERROR.pack(socket.AF_UNSPEC, errno.ECONNREFUSED))
+    send_datagram(worker, b"next", b"\2\0\0\x50" + bytes([10, 9, 0, 1]) + bytes(8))
     p = stream_or_dgram(socket.SOCK_DGRAM)
     try:
-        assert decide(call("recvfrom", 0x1000, 100, peek, 0, 0, memory=Memory()), p) == \
+        assert decide(call("recvfrom", 0x1000, 100, peek, 0, 0, memory=ProgramMemory(program)), p) == \
             Fail(errno.ECONNREFUSED)
-        outcome = decide(call("recvfrom", 0x1000, 100, 0, 0, 0, memory=Memory()), p)
+        outcome = decide(call("recvfrom", 0x1000, 100, 0, 0, 0, memory=ProgramMemory(program)), p)
         assert outcome.value == 4 and outcome.writes[0] == (0x1000, b"next")
+    finally:
+        worker.close()
+        program.close()
+
+
+def test_recvmmsg_stops_short_at_a_datagram_standing_for_an_error():
+    """The first message is received; the second meets a stack's error:
+    the call returns 1, as the kernel's recvmmsg returns the count so far."""
+    worker, program = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    send_datagram(worker, b"first", b"\2\0\0\x50" + bytes([10, 9, 0, 1]) + bytes(8))
+    send_datagram(worker, b"", proxy.DATAGRAM_ERROR.pack(socket.AF_UNSPEC, errno.ECONNREFUSED))
+    vector = b"".join(MSGHDR.pack(0, 0, 0x3000, 1, 0, 0, 0) + bytes(8) for _ in range(2))
+    memory = ProgramMemory(program, {0x3000: struct.pack("=QQ", 0x1000, 100), 0x4000: vector})
+    p = stream_or_dgram(socket.SOCK_DGRAM)
+    try:
+        outcome = decide(call("recvmmsg", 0x4000, 2, 0, 0, memory=memory), p)
+        assert outcome.value == 1 and (0x1000, b"first") in outcome.writes
+        assert (0x4000 + 56, INT.pack(5)) in outcome.writes
     finally:
         worker.close()
         program.close()

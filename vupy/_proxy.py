@@ -598,6 +598,8 @@ def _messages(call, serve):
             outcome = serve(at, socket.MSG_DONTWAIT)
         except OSError:
             break           # the kernel too returns the count so far
+        if type(outcome) is not Answer:
+            break           # a failure the stack reported (DATAGRAM_ERROR): the same
         writes += _one_message(outcome, at).writes
         done += 1
     return Answer(done, tuple(writes))
