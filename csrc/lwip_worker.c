@@ -947,7 +947,7 @@ static const uint8_t *quoted_udp_header(const uint8_t *frame, ssize_t n, ip_addr
 		memcpy(&a, ip + 16, 4);
 		ip_addr_set_ip4_u32(&to, a);
 		if (inner[9] != IP_PROTO_UDP || n < 14 + hl + 8 + ihl + 4 || !local_address(&to) ||
-		    ip_addr_isany(&to))
+		    ip_addr_isany_val(to))
 			return NULL;
 		memcpy(&a, inner + 16, 4);
 		ip_addr_set_ip4_u32(peer, a);
