@@ -271,6 +271,16 @@ class Namespaces:
 
 # The loop programs: loops.c and pyloop.py ---------------------------------
 
+def compile_program(name, tmpdir):
+    """bench/NAME.c compiled into `tmpdir`: the program's path."""
+    exe, source = os.path.join(tmpdir, name), os.path.join(HERE, f"{name}.c")
+    r = subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-o", exe, source],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BenchError(f"cannot compile {source}:\n{r.stderr}")
+    return exe
+
+
 class Loop(NamedTuple):
     """One configuration of a loop benchmark."""
     language: str           # "C" (loops.c) or "Python" (pyloop.py)
@@ -295,12 +305,7 @@ class Loops:
     """loops.c, compiled into `tmpdir`, and pyloop.py."""
 
     def __init__(self, tmpdir):
-        self.exe = os.path.join(tmpdir, "loops")
-        source = os.path.join(HERE, "loops.c")
-        r = subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-o", self.exe, source],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            raise BenchError(f"cannot compile {source}:\n{r.stderr}")
+        self.exe = compile_program("loops", tmpdir)
 
     def argv(self, language, iterations, warmup, *workload):
         head = [self.exe] if language == "C" else [sys.executable, os.path.join(HERE, "pyloop.py")]
@@ -384,8 +389,10 @@ def peer_count(workload, args):
     return args.iterations, args.warmup
 
 
-def peer_argv(role, workload, addr, port, count, warmup):
-    return [sys.executable, PEER, role, workload, addr, str(port), str(count), str(warmup)]
+def peer_argv(role, workload, addr, port, count, warmup, program=None):
+    """peer.py's command line, or `program`'s (cpeer, peer's client in C)."""
+    head = [program] if program else [sys.executable, PEER]
+    return head + [role, workload, addr, str(port), str(count), str(warmup)]
 
 
 def connection(client_argv, server_argv, client_ready=None):
@@ -524,7 +531,10 @@ def compare(workload, variant, unit, base, vupy, better="lower", goal=None):
         row["ratio"] = vupy["median"] / base["median"]
         row["difference"] = vupy["median"] - base["median"]
     if goal is not None:
-        checked = not vupy["bad_runs"] and not (base and base["bad_runs"])
+        # a ratio or a difference needs the base measured in this run
+        needs_base = goal.kind != "value"
+        checked = (not vupy["bad_runs"] and not (base and base["bad_runs"])
+                   and (base is not None or not needs_base))
         row["goal"] = {"text": goal.text, "kind": goal.kind, "limit": goal.limit,
                        "met": goal.met(row) if checked else None}
     return row
@@ -614,7 +624,8 @@ def report(doc, markdown=False):
     if not bad:
         lines.append(f"checked: {doc['checked']}")
     if any(r["goal"] and r["goal"]["met"] is None for r in doc["results"]):
-        lines.append("goal met: unchecked where a run did not take the path it claims")
+        lines.append("goal met: unchecked where a run did not take the path it claims "
+                     "or the goal's base was not measured")
     lines += [f"WARNING: cleanup: {e}" for e in doc.get("cleanup_errors", [])]
     lines.append(f"reproduce (as root): {doc['command']}")
     return "\n".join(lines)

@@ -273,7 +273,8 @@ def one_run(net, path, workload, args):
     if path.startswith("floor"):
         client_argv = floor_argv(workload, server_ip, count, warmup, spec)
     else:
-        client_argv = session(peer_argv("client", workload, server_ip, PORT, count, warmup),
+        client_argv = session(peer_argv("client", workload, server_ip, PORT, count, warmup,
+                                        args.program),
                               "--stack", f"{STACK_PATH}={spec}", "--default", STACK_PATH)
     server_argv = ["ip", "netns", "exec", server_ns,
                    *peer_argv("server", workload, server_ip, PORT, count, warmup)]
@@ -316,6 +317,10 @@ def parser():
                    help="run every process (client, server and so vupy and its lwIP "
                         "worker, vde_switch, vde_plug) under taskset -c LIST "
                         "(default: unpinned)")
+    p.add_argument("--client", choices=("python", "c"), default="python",
+                   help="the client program of the lwip and kernel paths: bench/peer.py, or "
+                        "bench/cpeer.c, as cheap as the floor's own client (rtt and "
+                        "connect only; default python)")
     return p
 
 
@@ -326,11 +331,14 @@ def run(args):
         raise BenchError(f"--paths: a comma list of {', '.join(PATHS)}")
     if not workloads or set(workloads) - set(WORKLOADS):
         raise BenchError(f"--workloads: a comma list of {', '.join(WORKLOADS)}")
+    if args.client == "c" and set(workloads) - {"rtt", "connect"}:
+        raise BenchError("--client c: the workloads rtt and connect only")
 
     configs = [(w, path) for w in workloads for path in paths]
     tmpdir = tempfile.mkdtemp(prefix="vupy-bench-")
     net = Network(paths, tmpdir, args.cpus)
     try:
+        args.program = benchlib.compile_program("cpeer", tmpdir) if args.client == "c" else None
         net.up()
         measured = interleave(configs, args.rounds,
                               lambda config: one_run(net, config[1], config[0], args), NAME)
@@ -358,7 +366,8 @@ def run(args):
                  f"{args.iterations} round trips of 64 B after {args.warmup} untimed; "
                  f"{args.rounds} rounds, median",
         "notes": [f"client under vupy run --stack {STACK_PATH}=SPEC --default {STACK_PATH}, server "
-                  "under ip netns exec; lwIP is always the client; "
+                  "under ip netns exec; lwIP is always the client; the client program is "
+                  + ("bench/cpeer.c; " if args.client == "c" else "bench/peer.py; ")
                   + (f"every process under taskset -c {args.cpus}" if args.cpus else "unpinned"),
                   "variant PATH / BASE: ratio PATH/BASE for the same workload; "
                   "floor-X: lwIP in the worker as its own client, no proxy"],

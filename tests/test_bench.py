@@ -74,3 +74,23 @@ def test_all_merges(tmp_path):
     assert [b["name"] for b in doc["benchmarks"]] == ["plain_calls", "kernel_calls"]
     for b in doc["benchmarks"]:
         check_doc(b, b["name"])
+
+
+def test_userspace_stack_c_client(tmp_path):
+    """--client c (bench/cpeer.c) runs on the proxy where peer.py does; a
+    goal against kernel-veth is left unchecked when kernel-veth was not
+    measured, and a goal of a value or against the floor is checked."""
+    module = SCRIPTS["userspace_stack"]
+    out = tmp_path / "out.json"
+    r = run([os.path.join(BENCH, "userspace_stack.py"), *module.QUICK, "--client", "c",
+             "--workloads", "rtt,connect", "--paths", "lwip-tap,floor-tap", "--json", str(out)])
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    goals = {(row["workload"], row["variant"]): row["goal"]["met"]
+             for row in doc["results"] if row["goal"]}
+    for row in doc["results"]:
+        check_side(row["vupy"], 1)
+    assert goals[("TCP connection set-up", "lwip-tap")] is None
+    assert goals[("TCP 64 B round trip", "lwip-tap")] in (True, False)
+    assert goals[("TCP 64 B round trip", "lwip-tap / floor-tap")] in (True, False)
+    assert "bench/cpeer.c" in " ".join(doc["notes"])
