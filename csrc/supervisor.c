@@ -140,7 +140,8 @@ const struct vupy_trap vupy_traps[] = {
 	TRAP("exit_group", VUPY_TRAP_EXIT, VUPY_TRAP_EXITS),
 	/* The calls a proxy descriptor needs served (see vupy/_proxy.py). */
 	TRAP("bind", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
-	TRAP("connect", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	/* connect is also where routes choose a socket's stack. */
+	TRAP("connect", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS | VUPY_TRAP_ROUTE_CALLS),
 	TRAP("listen", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
 	TRAP("accept", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
 	TRAP("accept4", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
@@ -309,6 +310,22 @@ int vupy_inject(int listener, uint64_t id, int fd, uint32_t newfd_flags)
 	if (rc < 0 && rc != -ENOENT)
 		vupy_respond(listener, id, 0, -rc, 0);
 	return rc;
+}
+
+/* Our `fd` becomes the caller's descriptor `newfd`, in place of what it
+ * was (dup2's way: atomically), without answering the call; `fd` stays
+ * ours.  The new descriptor's number, or -errno. */
+int vupy_replace_fd(int listener, uint64_t id, int fd, int newfd, uint32_t newfd_flags)
+{
+	struct seccomp_notif_addfd addfd = {
+		.id = id,
+		.flags = SECCOMP_ADDFD_FLAG_SETFD,
+		.srcfd = (uint32_t)fd,
+		.newfd = (uint32_t)newfd,
+		.newfd_flags = newfd_flags,
+	};
+	int rc = ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
+	return rc < 0 ? -errno : rc;
 }
 
 ssize_t vupy_read_mem(uint32_t pid, uint64_t addr, void *buf, size_t len)
@@ -581,6 +598,30 @@ int vupy_make_socket(int nsfd, uint64_t nsino, int domain, int type, int protoco
 		fd = -errno;
 	unbecome(switched);
 	return fd;
+}
+
+/* bind, connect or setsockopt on our `fd` with the caller's credentials
+ * (`creds`; NULL: our own), as the caller's own call would be made: for
+ * the router (vupy/_router.py), which rebuilds a socket on another stack.
+ * 0 or -errno. */
+int vupy_sockcall_as(int op, int fd, int level, int name, const void *buf, uint32_t len,
+		     const struct vupy_creds *creds)
+{
+	int rc, switched = creds ? become(creds) : 0;
+
+	if (switched < 0)
+		return switched;
+	if (op == VUPY_SOCKCALL_BIND)
+		rc = bind(fd, buf, len);
+	else if (op == VUPY_SOCKCALL_CONNECT)
+		rc = connect(fd, buf, len);
+	else if (op == VUPY_SOCKCALL_SETSOCKOPT)
+		rc = setsockopt(fd, level, name, buf, len);
+	else
+		rc = -1, errno = EINVAL;
+	rc = rc < 0 ? -errno : 0;
+	unbecome(switched);
+	return rc;
 }
 
 int vupy_setns(int fd, int nstype)

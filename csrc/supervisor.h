@@ -55,6 +55,7 @@ struct vupy_creds {               /* what the kernel looks at when a socket is m
 
 #define VUPY_TRAP_PROXY_CALLS 1   /* features of vupy_filter_install */
 #define VUPY_TRAP_EXITS 2
+#define VUPY_TRAP_ROUTE_CALLS 4   /* connect, for routes (vupy/_router.py) */
 
 #define VUPY_ARG_ANY 0            /* conditions of a trap on one argument */
 #define VUPY_ARG_EQ 1
@@ -64,7 +65,7 @@ struct vupy_trap {
 	const char *name;         /* as libseccomp names the call; NULL: `nr` */
 	int nr;                   /* x86_64 number of a call libseccomp cannot name */
 	int kind;                 /* VUPY_TRAP_SOCKET, ... */
-	unsigned int feature;     /* 0: always trapped, else only with that feature */
+	unsigned int feature;     /* 0: always trapped, else only with one of these features */
 	int cond;                 /* VUPY_ARG_*: the call is trapped only if */
 	int arg;                  /*   argument `arg` (compared on 32 bits, or 64 if wide) */
 	int wide;
@@ -81,6 +82,7 @@ int vupy_notif_recv(int listener, struct vupy_call *call);
 int vupy_notif_id_valid(int listener, uint64_t id);
 int vupy_respond(int listener, uint64_t id, int64_t val, int error, int cont);
 int vupy_inject(int listener, uint64_t id, int fd, uint32_t newfd_flags);
+int vupy_replace_fd(int listener, uint64_t id, int fd, int newfd, uint32_t newfd_flags);
 ssize_t vupy_read_mem(uint32_t pid, uint64_t addr, void *buf, size_t len);
 ssize_t vupy_write_mem(uint32_t pid, uint64_t addr, const void *buf, size_t len);
 ssize_t vupy_read_cstring(uint32_t pid, uint64_t addr, char *buf, size_t size);
@@ -95,6 +97,11 @@ struct vupy_stat {
 int vupy_stat_as(int dirfd, const char *path, int nofollow, const struct vupy_creds *creds,
 		 struct vupy_stat *out);
 int vupy_make_socket(int nsfd, uint64_t nsino, int domain, int type, int protocol,
+		     const struct vupy_creds *creds);
+#define VUPY_SOCKCALL_BIND 1
+#define VUPY_SOCKCALL_CONNECT 2
+#define VUPY_SOCKCALL_SETSOCKOPT 3
+int vupy_sockcall_as(int op, int fd, int level, int name, const void *buf, uint32_t len,
 		     const struct vupy_creds *creds);
 int vupy_setns(int fd, int nstype);
 int vupy_unshare(int flags);

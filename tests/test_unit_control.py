@@ -242,3 +242,54 @@ def test_end_frees_the_nested_sessions_stacks_unless_in_use(session):
     assert session.stacks.nested == [] and scope.mounts == {}
     assert (used.stack.closes, unused.stack.closes) == (0, 1)
     assert session.stacks.detached == [used]
+
+
+# Routes ----------------------------------------------------------------------
+
+def test_route_adds_routes_for_the_caller_only_and_routes_lists_them(session):
+    session.stacks.routes_connects = True
+    session.ask(op="mount", type="counted", path="/d/a")
+    session.ask(op="mount", type="counted", path="/d/b")
+    session.table.add(OTHER, Defaults(None, session.stacks.session))
+    assert session.ask(op="route", routes=[["10.0.0.0/8", "/d/a"], ["tcp:443", "/d/b"]]) == {}
+    assert session.ask(op="route", routes=[["10.0.0.0/8", "/d/b"]]) == {}     # replaces
+    assert session.ask(op="routes") == {"routes": [["tcp:443", "/d/b", False],
+                                                   ["10.0.0.0/8", "/d/b", False]]}
+    assert session.ask(OTHER, op="routes") == {"routes": []}
+
+
+def test_routes_of_a_nested_session_follow_its_callers(session):
+    session.stacks.routes_connects = True
+    session.ask(op="mount", type="counted", path="/d/outer")
+    session.ask(op="route", routes=[["fd00::/8", "/d/outer"]])
+    assert session.ask(op="nest", stacks=[["/d/in", "counted"]],
+                       routes=[["10.0.0.0/8", "/d/in"]]) == {"depth": 2}
+    assert session.ask(op="routes") == {"routes": [["fd00::/8", "/d/outer", True],
+                                                   ["10.0.0.0/8", "/d/in", True]]}
+
+
+@pytest.mark.parametrize("routes, err, words", [
+    ([["10.1.2.3/8", "/d/a"]], errno.EINVAL, "host bits set"),
+    ([["10.0.0.0/8", "/d/none"]], errno.EINVAL, "/d/none is not a stack of this session"),
+    ([["fd00::/8", "/d/u"]], errno.EINVAL, "/d/u serves neither inet6"),
+    ([["10.0.0.0/8"]], errno.EINVAL, "'routes' must be a list of [RULE, PATH]"),
+])
+def test_route_refused_changes_nothing(session, routes, err, words):
+    session.stacks.routes_connects = True
+    session.ask(op="mount", type="counted", path="/d/a")
+    session.ask(op="mount", type="userspace", path="/d/u")
+    assert words in failed(session.ask(op="route", routes=routes), err)
+    assert session.ask(op="routes") == {"routes": []}
+
+
+def test_route_is_refused_where_connect_is_not_trapped_and_to_a_stack_the_caller_may_not_use(session):
+    session.ask(op="mount", type="counted", path="/d/a")
+    assert "does not trap connect" in failed(
+        session.ask(op="route", routes=[["10.0.0.0/8", "/d/a"]]), errno.EOPNOTSUPP)
+    assert "does not trap connect" in failed(
+        session.ask(op="nest", routes=[["10.0.0.0/8", "/d/a"]]), errno.EOPNOTSUPP)
+    session.stacks.routes_connects = True
+    caller = Caller(ME, session.table.defaults[ME], caller_key, lambda mount: False)
+    reply = handle({"op": "route", "routes": [["10.0.0.0/8", "/d/a"]]}, session.stacks,
+                   session.table, caller)
+    assert "permission denied" in failed(reply, errno.EACCES)

@@ -26,10 +26,16 @@ acts in the caller's scope, see vupy/_stacks.py):
     {"op": "list"}      -> {"stacks": [{path, type, source, options, mode, uid, gid,
                             users, detached}]}
     {"op": "defaults"}  -> {"defaults": [[family, stack name, from the session], ...]}
+    {"op": "routes"}    -> {"routes": [[RULE, stack name, from the session], ...]}: the
+                        caller's routes, in the order they are given
+    {"op": "route", "routes": [[RULE, PATH], ...]} the caller's routes, these
+                        added (vustack --route; EOPNOTSUPP in a session started
+                        without --route, whose filter does not trap connect)
     {"op": "depth"}     -> {"depth": 1 in a session, 2 in one nested in it, ...}
     {"op": "nest", "stacks": [[P, SPEC], ...], "defaults": [[FAMILIES or null, P, TEXT], ...],
-     "userspace": bool} -> {"depth": N}: a nested session (`vupy run` inside a
-                        session): a new scope with these stacks and defaults,
+     "routes": [[RULE, P], ...], "userspace": bool} -> {"depth": N}: a nested
+                        session (`vupy run` inside a session): a new scope with
+                        these stacks, defaults and routes (after the caller's),
                         which the caller and its later children belong to
     {"op": "end"}       the caller's nested session is over: its stacks go
 """
@@ -39,7 +45,8 @@ import os
 
 from . import _families
 from ._dispatch import Defaults
-from ._stacks import MountError, apply_defaults, name_key, parse_options, parse_spec
+from . import routes as routing
+from ._stacks import MountError, apply_defaults, apply_routes, name_key, parse_options, parse_spec
 
 MAX_REQUEST = 65536
 MANAGING = ("mount", "umount", "nest")
@@ -75,14 +82,16 @@ def may_manage(euid, owner_uid):
 
 
 class Caller:
-    """Who made a control call: its process, its Defaults, and its view of
+    """Who made a control call: its process, its Defaults, its view of
     paths (`key(path, free=False)`: Resolver.key of vupy/_paths.py, bound
-    to the caller: a key or an errno)."""
+    to the caller: a key or an errno) and whether it may use a mounted
+    stack (`may_use(mount)`, as msocket judges)."""
 
-    def __init__(self, tgid, defaults, key):
+    def __init__(self, tgid, defaults, key, may_use=lambda mount: True):
         self.tgid = tgid
         self.defaults = defaults
         self.key = key
+        self.may_use = may_use
 
 
 def handle(request, stacks, table, caller):
@@ -125,6 +134,18 @@ def handle(request, stacks, table, caller):
             own = dict(caller.defaults.items())
             return {"defaults": [[_families.name(family), stacks.name_of(stack), family not in own]
                                  for family, stack in sorted(caller.defaults.effective().items())]}
+        if op == "routes":
+            return {"routes": [[r.rule.text, stacks.name_of(r.stack),
+                                any(r is s for s in scope.routes)]
+                               for r in caller.defaults.routes()]}
+        if op == "route":
+            if not stacks.routes_connects:
+                raise MountError(errno.EOPNOTSUPP, "this session does not trap connect: start it "
+                                                   "with `vupy run --route RULE=PATH`")
+            new = apply_routes(caller.defaults.routes(), scope, caller.key,
+                               _rules(request, "routes"), caller.may_use)
+            table.set(caller.tgid, caller.defaults.with_routes(new))
+            return {}
         if op == "depth":
             return {"depth": scope.depth}
         if op == "nest":
@@ -151,12 +172,18 @@ def _nest(request, stacks, table, caller):
         owner = os.pidfd_open(caller.tgid)
     except OSError as e:
         raise MountError(e.errno, f"cannot follow process {caller.tgid}: {e.strerror}") from None
+    rules = _rules(request, "routes")
+    if rules and not stacks.routes_connects:
+        raise MountError(errno.EOPNOTSUPP, "--route: the enclosing session does not trap connect: "
+                                           "start it with `vupy run --route RULE=PATH`")
     scope = stacks.nest(parent, {}, owner, caller.tgid)
     try:
         for path, spec in _pairs(request, "stacks"):
             stacks.mount(scope, path, name_key(caller.key(path, free=True), path), *parse_spec(spec))
         scope.defaults = apply_defaults(caller.defaults.effective(), scope, caller.key,
                                         _triples(request, "defaults"))
+        scope.routes = apply_routes(caller.defaults.routes(), scope, caller.key, rules,
+                                    caller.may_use)
     except BaseException:
         stacks.end(scope, lambda stack: False)
         raise
@@ -166,12 +193,23 @@ def _nest(request, stacks, table, caller):
     return scope
 
 
-def _pairs(request, key):
+def _pairs(request, key, shape="[PATH, SPEC]"):
     value = request.get(key, [])
     if not isinstance(value, list) or not all(
             isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v) for v in value):
-        raise MountError(errno.EINVAL, f"{key!r} must be a list of [PATH, SPEC]")
+        raise MountError(errno.EINVAL, f"{key!r} must be a list of {shape}")
     return value
+
+
+def _rules(request, key):
+    """[(routes.Rule, PATH, "RULE=PATH")] of a request's [[RULE, PATH], ...]."""
+    rules = []
+    for rule, path in _pairs(request, key, "[RULE, PATH]"):
+        try:
+            rules.append((routing.parse_rule(rule), path, f"{rule}={path}"))
+        except routing.RuleError as e:
+            raise MountError(errno.EINVAL, f"--route {rule}={path}: {e}") from None
+    return rules
 
 
 def _triples(request, key):

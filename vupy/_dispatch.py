@@ -94,6 +94,11 @@ class Creds:
     groups: tuple
     cap_effective: int
 
+    @classmethod
+    def of(cls, raw):
+        """The Creds of a struct vupy_creds."""
+        return cls(raw.fsuid, raw.fsgid, tuple(raw.groups[0:raw.ngroups]), raw.cap_effective)
+
     def capable(self, cap):
         return bool(self.cap_effective >> cap & 1)
 
@@ -101,17 +106,27 @@ class Creds:
 class Defaults:
     """A process's default stacks: an immutable map from family to stack,
     and the scope the process belongs to (see vupy/_stacks.py), whose
-    `defaults` are the session defaults for the families the map leaves out.
+    `defaults` are the session defaults for the families the map leaves out;
+    and its routes (vupy/routes.py), the scope's `routes` until the process
+    sets its own.
 
     Copying is free (processes share the object until one of them changes a
     default).
     """
 
-    __slots__ = ("_map", "scope")
+    __slots__ = ("_map", "scope", "_routes")
 
-    def __init__(self, mapping=None, scope=None):
+    def __init__(self, mapping=None, scope=None, routes=None):
         self._map = dict(mapping or {})
         self.scope = scope
+        self._routes = routes
+
+    def routes(self):
+        """The process's routes: a tuple of routes.Route."""
+        return self.scope.routes if self._routes is None else self._routes
+
+    def with_routes(self, routes):
+        return Defaults(self._map, self.scope, tuple(routes))
 
     def get(self, family):
         return self._map.get(family)
@@ -126,18 +141,19 @@ class Defaults:
                 new.pop(family, None)
             else:
                 new[family] = stack
-        return Defaults(new, self.scope)
+        return Defaults(new, self.scope, self._routes)
 
     def cleared(self):
-        """Every family back to the session default."""
-        return Defaults(None, self.scope)
+        """Every family back to the session default (routes stay)."""
+        return Defaults(None, self.scope, self._routes)
 
     def effective(self):
         """family -> stack, the session defaults included."""
         return {**self.scope.defaults, **self._map}
 
     def __eq__(self, other):
-        return isinstance(other, Defaults) and self._map == other._map and self.scope is other.scope
+        return (isinstance(other, Defaults) and self._map == other._map and self.scope is other.scope
+                and self._routes == other._routes)
 
 
 # Decisions (and Fail, the outcome of vupy/_reply.py) ----------------------

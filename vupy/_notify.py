@@ -38,6 +38,7 @@ from ._families import family_symbol, protocol_symbol, type_symbol
 from ._native import ffi, lib
 from ._paths import PATH_MAX, Resolver
 from ._proxy import ProxyServer
+from ._router import Router
 from ._reply import CONTINUE, Answer, Fail, Inject
 from ._wire import CallerMemory
 from .stack import KernelStack, ProxyStack
@@ -47,9 +48,11 @@ PARKED_CHECK_MS = 50      # how often waiting proxy calls look for signals
 
 
 class Supervisor:
-    def __init__(self, listener, table, events, stacks, trace=None, proxies=False):
+    def __init__(self, listener, table, events, stacks, trace=None, proxies=False, routing=False):
         self.listener = listener
-        self.proxy = ProxyServer(listener, table, trace) if proxies else None
+        # The proxy layer parks waiting calls: the router's too.
+        self.proxy = ProxyServer(listener, table, trace) if proxies or routing else None
+        self.router = Router(listener, table, stacks, self.proxy, trace) if routing else None
         self.table = table
         self.events = events
         self.stacks = stacks                    # the session's StackTable
@@ -171,6 +174,8 @@ class Supervisor:
         if kind == trapped.CONTROL:
             return self.control(call)
         if kind == trapped.PROXY:
+            if name == "connect" and self.router is not None and self.router.handle(call, self.creds_of):
+                return None
             if self.proxy is not None and trapped.abi(call.arch, call.nr) == X86_64:
                 return self.proxy.handle(call, name)
             # i386 and x32 code holds no proxies (see _proxy.py).
@@ -204,8 +209,7 @@ class Supervisor:
             if raw is None:
                 return
             target = self.paths.resolve(call.pid, tgid, request.path, raw, defaults.scope)
-            creds = dispatch.Creds(raw.fsuid, raw.fsgid, tuple(raw.groups[0:raw.ngroups]),
-                                   raw.cap_effective)
+            creds = dispatch.Creds.of(raw)
         decision = dispatch.decide(request, defaults, target, creds)
         if via_memory or target is not None:
             # What was read must belong to this very call: if the caller
@@ -240,9 +244,11 @@ class Supervisor:
             return self.fail(call, errno.EPERM)
         tgid, defaults = known
         paths = self.paths
+        who = dispatch.Creds.of(creds)
         caller = control.Caller(tgid, defaults,
                                 lambda path, free=False: paths.key(call.pid, tgid, os.fsencode(path),
-                                                                   creds, free))
+                                                                   creds, free),
+                                lambda mount: dispatch.may_read(who, mount))
         answer = control.encode(control.handle(request, self.stacks, self.table, caller))
         if len(answer) > reply_size:
             return self.fail(call, errno.ERANGE)
@@ -320,6 +326,8 @@ class Supervisor:
                 if isinstance(decision.stack, ProxyStack):
                     self.proxy.register(fd, decision.stack, decision.domain, decision.type,
                                         decision.protocol)
+                if self.router is not None and request.path is not None:
+                    self.router.named_socket(fd)
             except OSError as e:
                 self._trace(call, request, f"{self._name(decision.stack)}: {errno.errorcode.get(e.errno)}")
                 return self.fail(call, self._own_error(call, e.errno))

@@ -117,13 +117,16 @@ class ProxyRegistry:
 
 class ProxyCall:
     """A trapped call on a descriptor, decoded: what its handler and, once
-    parked, its resumption need of the notification."""
-    __slots__ = ("id", "pid", "tgid", "name", "fd", "args", "memory")
+    parked, its resumption need of the notification.  `address`: a connect's
+    destination as the router read and checked it (vupy/_router.py), which
+    the handler then uses instead of reading it again."""
+    __slots__ = ("id", "pid", "tgid", "name", "fd", "args", "memory", "address")
 
-    def __init__(self, id, pid, tgid, name, args):
+    def __init__(self, id, pid, tgid, name, args, address=None):
         self.id, self.pid, self.tgid, self.name = id, pid, tgid, name
         self.fd, self.args = c_int(args[0]), tuple(args)
         self.memory = CallerMemory(pid, tgid)
+        self.address = address
 
 
 def _pending_signals(tid):
@@ -153,10 +156,10 @@ class ProxyServer:
 
     # The loop's side ---------------------------------------------------------
 
-    def handle(self, raw, name):
+    def handle(self, raw, name, address=None):
         """Serve one trapped call (`name`, from the table of trapped calls):
         a call on anything but a proxy goes on at once (CONTINUE), with as
-        little work as possible on the way."""
+        little work as possible on the way.  `address`: see ProxyCall."""
         fd = c_int(raw.args[0])
         try:
             st = os.stat(f"/proc/{raw.pid}/fd/{fd}")
@@ -169,7 +172,7 @@ class ProxyServer:
                 self.trace(f"pid {raw.pid}: {name}(fd {fd}) -> native")
             return reply.send(self.listener, raw.id, CONTINUE)
         known = self.table.lookup(raw.pid)
-        call = ProxyCall(raw.id, raw.pid, known[0] if known else raw.pid, name, raw.args)
+        call = ProxyCall(raw.id, raw.pid, known[0] if known else raw.pid, name, raw.args, address)
         if proxy is not None:
             proxy = self.registry.current(proxy)
         self.carry_out(call, proxy, attempt(lambda: self._decide(call, proxy, interface)))
@@ -282,7 +285,9 @@ def bind(call, proxy):
 
 
 def connect(call, proxy):
-    address = read_address(call.memory, call.args[1], call.args[2])
+    address = call.address
+    if address is None:
+        address = read_address(call.memory, call.args[1], call.args[2])
     try:
         proxy.stack.connect(proxy.sock, address)
     except OSError as e:

@@ -53,7 +53,7 @@ from ._paths import Resolver
 from ._procs import ProcessEvents, ProcessTable, children, status_field
 from .helpers import CAP_SYS_ADMIN, capable, host_namespace
 from .stack import KernelStack
-from ._stacks import MountError, StackTable, apply_defaults, name_key, parse_spec
+from ._stacks import MountError, StackTable, apply_defaults, apply_routes, name_key, parse_spec
 from ._wrapper import control, default_dispositions
 
 PR_SET_PDEATHSIG = 1
@@ -97,10 +97,11 @@ def block_signals():
     return signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
 
 
-def prepare(stack_options, default_options):
-    """Make the session's stacks and defaults.
+def prepare(stack_options, default_options, route_options=()):
+    """Make the session's stacks, defaults and routes.
 
-    `stack_options`: [(path, spec)]; `default_options`: [(families or None,
+    `stack_options`: [(path, spec)]; `route_options`: [(routes.Rule, path,
+    text)]; `default_options`: [(families or None,
     path, text)].  Returns the StackTable, whose session scope holds them;
     SessionError, with everything made so far closed, on any problem."""
     if _native.lib.vupy_self_creds() < 0:
@@ -124,6 +125,9 @@ def prepare(stack_options, default_options):
         stacks.session.defaults = apply_defaults(
             {family: host for family in host.families}, stacks.session,
             lambda path: paths.key(me, me, os.fsencode(path), creds), default_options)
+        stacks.session.routes = apply_routes(
+            (), stacks.session, lambda path: paths.key(me, me, os.fsencode(path), creds),
+            route_options)
     except BaseException as e:
         stacks.close()
         if isinstance(e, MountError):
@@ -326,13 +330,15 @@ def _fork_keeper(argv, no_new_privs, mask, features):
     return keeper, parent_end, os.read(parent_end.fileno(), 64).split()
 
 
-def run(argv, stacks, mask, trace=None, userspace=False):
+def run(argv, stacks, mask, trace=None, userspace=False, routing=False):
     """Run argv in a session; return its exit status.
 
     `stacks`: the StackTable from `prepare`;
     `mask`: COMMAND's signal mask, the one vupy started with (block_signals);
     `userspace`: trap the calls of proxy descriptors even if no userspace
-    stack is mounted yet (they are trapped anyway if one is).
+    stack is mounted yet (they are trapped anyway if one is);
+    `routing`: trap connect for routes (vupy/_router.py), which vustack
+    --route can then set too.
     """
     _refuse_if_signalled()
     events = None
@@ -350,8 +356,10 @@ def run(argv, stacks, mask, trace=None, userspace=False):
     no_new_privs = 0 if capable(CAP_SYS_ADMIN) else 1
     userspace = userspace or stacks.has_proxy_stacks()
     stacks.serves_proxies = userspace
+    stacks.routes_connects = routing
     keeper, parent_end, line = _fork_keeper(
         argv, no_new_privs, mask, (_native.lib.VUPY_TRAP_PROXY_CALLS if userspace else 0)
+        | (_native.lib.VUPY_TRAP_ROUTE_CALLS if routing else 0)
         | (0 if table.exact else _native.lib.VUPY_TRAP_EXITS))
     with parent_end:
         if line[:1] != [b"L"]:  # COMMAND said why on stderr, and ended
@@ -365,7 +373,7 @@ def run(argv, stacks, mask, trace=None, userspace=False):
         os.write(parent_end.fileno(), b"!")
         if _native.lib.vupy_set_sync_wakeup(listener) < 0 and trace:
             trace("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP not available")
-        supervisor = Supervisor(listener, table, events, stacks, trace, userspace)
+        supervisor = Supervisor(listener, table, events, stacks, trace, userspace, routing)
         thread = threading.Thread(target=supervisor.run, name="vupy-notify", daemon=True)
         thread.start()
         status = _wait_command(keeper, command, parent_end)
@@ -381,7 +389,7 @@ def run(argv, stacks, mask, trace=None, userspace=False):
     return _exit_code(status)
 
 
-def run_nested(argv, stack_options, default_options, mask, userspace=False):
+def run_nested(argv, stack_options, default_options, mask, userspace=False, route_options=()):
     """Run argv in a session nested in the one vupy itself runs in; return
     its exit status.
 
@@ -398,7 +406,8 @@ def run_nested(argv, stack_options, default_options, mask, userspace=False):
     request = {"op": "nest", "userspace": userspace,
                "stacks": [[path, spec] for path, spec in stack_options],
                "defaults": [[None if families is None else list(families), path, text]
-                            for families, path, text in default_options]}
+                            for families, path, text in default_options],
+               "routes": [[rule.text, path] for rule, path, _text in route_options]}
     try:
         control(request)
     except OSError as e:

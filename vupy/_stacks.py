@@ -28,9 +28,11 @@ name at once and frees the stack when its last user is gone.
 """
 import errno
 import os
+import socket
 from dataclasses import dataclass, field
 
 from . import _families
+from . import routes as routing
 from .stack import ProxyStack, StackError
 
 GROUP = "vupy.stacks"
@@ -144,6 +146,28 @@ def apply_defaults(defaults, scope, key_of, options):
     return defaults
 
 
+def apply_routes(routes, scope, key_of, options, may_use=lambda mount: True):
+    """`routes` with the routes of `options` ([(routes.Rule, path, text)])
+    added (routes.added); each path must name a stack visible in `scope`
+    (`key_of(path)`: its key or an errno) that serves a family the rule can
+    match and that `may_use(mount)`.  MountError naming a bad one."""
+    new = []
+    for rule, path, text in options:
+        mount = scope.lookup(key_of(path))
+        if mount is None:
+            raise MountError(errno.EINVAL, f"--route {text!r}: {path} is not a stack of this session")
+        if not may_use(mount):
+            raise MountError(errno.EACCES, f"--route {text!r}: {path}: permission denied")
+        families = {4: {socket.AF_INET}, 6: {socket.AF_INET6}}.get(
+            rule.network.version if rule.network is not None else None,
+            {socket.AF_INET, socket.AF_INET6})
+        if not families & set(mount.stack.families):
+            raise MountError(errno.EINVAL, f"--route {text!r}: {path} serves neither "
+                                           f"{' nor '.join(map(_families.name, sorted(families)))}")
+        new.append(routing.Route(rule, mount.stack, path))
+    return routing.added(routes, new)
+
+
 def make_stack(module_name, source, options, modules=None):
     """A stack made by module `module_name`; MountError naming the problem."""
     module = load_module(module_name, modules)
@@ -198,6 +222,7 @@ class Scope:
     owner: int = None           # pidfd of the nested vupy that made it
     owner_tgid: int = None
     mounts: dict = field(default_factory=dict)      # key -> Mount
+    routes: tuple = ()          # routes.Route: the session's (vupy run --route)
 
     def lookup(self, key):
         """The Mount named by `key` here or in an enclosing scope."""
@@ -237,6 +262,8 @@ class StackTable:
         # Whether the session traps the calls of proxy descriptors: None
         # until the session starts (any stack may be mounted before).
         self.serves_proxies = None
+        # Whether the session traps connect for routes (vupy run --route).
+        self.routes_connects = False
 
     def scopes(self):
         return [self.session] + self.nested

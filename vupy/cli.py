@@ -2,8 +2,8 @@
 # Copyright (C) 2026 the vupy authors
 """`vupy`: the command line.
 
-    vupy run [--stack PATH=SPEC]... [--default [FAMILIES=]PATH]... [--userspace]
-             [--trace[=FILE] | -v] [--] COMMAND [ARG...]
+    vupy run [--stack PATH=SPEC]... [--default [FAMILIES=]PATH]... [--route RULE=PATH]...
+             [--userspace] [--trace[=FILE] | -v] [--] COMMAND [ARG...]
     vupy modules
     vupy --version
 
@@ -18,15 +18,15 @@ import shlex
 import signal
 import sys
 
-from . import __version__, _families
+from . import __version__, _families, routes
 from ._wrapper import default_dispositions, in_session, stack_path
 from ._session import Interrupted, SessionError, block_signals, prepare, run, run_nested
 from ._stacks import describe_modules
 
 USAGE_ERROR = 2
 COMMANDS = ("run", "modules")
-RUN_USAGE = ("vupy run [--stack PATH=SPEC]... [--default [FAMILIES=]PATH]... [--userspace]\n"
-             "                [--trace[=FILE] | -v] [--] COMMAND [ARG...]")
+RUN_USAGE = ("vupy run [--stack PATH=SPEC]... [--default [FAMILIES=]PATH]... [--route RULE=PATH]...\n"
+             "                [--userspace] [--trace[=FILE] | -v] [--] COMMAND [ARG...]")
 SPECS = """\
 SPEC is MODULE[:SOURCE][,KEY=VALUE]...: a stack module (below), the module's
 source, and its options; mode=OCTAL, uid=N and gid=N are the stack's
@@ -68,6 +68,17 @@ def parse_default_option(text):
         except ValueError as e:
             raise UsageError(f"--default {text!r}: {e}") from None
     return None, stack_path(text), text
+
+
+def parse_route_option(text, option="--route"):
+    """'RULE=PATH' -> (routes.Rule, absolute PATH, text)."""
+    rule, eq, path = text.partition("=")
+    if not eq or not rule or not path:
+        raise UsageError(f"{option} {text!r}: expected RULE=PATH")
+    try:
+        return routes.parse_rule(rule), stack_path(path), text
+    except routes.RuleError as e:
+        raise UsageError(f"{option} {text!r}: {e}") from None
 
 
 def _tracer(destination):
@@ -139,7 +150,7 @@ def _run_option(argv):
     """The option of `vupy run` that argv begins with, if any (for a
     command line that forgot `run`)."""
     first = argv[0].split("=", 1)[0] if argv else ""
-    return first if first in ("--stack", "--default", "--userspace", "--trace", "-v",
+    return first if first in ("--stack", "--default", "--route", "--userspace", "--trace", "-v",
                               "--verbose") else None
 
 
@@ -152,7 +163,7 @@ def _bare_trace(args):
     while i < len(args) and args[i].startswith("-") and args[i] not in ("-", "--"):
         if args[i] == "--trace":
             args[i] = "--trace=-"
-        elif args[i] in ("--stack", "--default"):
+        elif args[i] in ("--stack", "--default", "--route"):
             i += 1                  # their value
         i += 1
     return args
@@ -175,6 +186,10 @@ def parser(mask):
                        help="make a stack named PATH (repeatable)")
     p_run.add_argument("--default", action="append", default=[], metavar="[FAMILIES=]PATH",
                        help="default stack for the families it serves, or for FAMILIES")
+    p_run.add_argument("--route", action="append", default=[], metavar="RULE=PATH",
+                       help="connections to destinations RULE matches go to stack PATH "
+                            "(repeatable; RULE: 10.0.0.0/8, fd00::/8, tcp:443, udp:0.0.0.0/0:53, "
+                            "...; see vupy(1), Routing)")
     p_run.add_argument("--userspace", action="store_true",
                        help="trap the calls userspace stacks need even if none is mounted at "
                             "start (for vumount -t lwip later)")
@@ -224,17 +239,19 @@ def main(argv=None):
             raise UsageError("no COMMAND given (vupy run [OPTIONS] -- COMMAND [ARG...])")
         stack_options = [parse_stack_option(text) for text in args.stack]
         default_options = [parse_default_option(text) for text in args.default]
+        route_options = [parse_route_option(text) for text in args.route]
         if in_session():
             if args.trace is not None:
                 raise UsageError("--trace: a session inside a session is traced by the enclosing "
                                  "one's vupy: start that one with --trace")
-            return run_nested(args.argv, stack_options, default_options, mask, args.userspace)
+            return run_nested(args.argv, stack_options, default_options, mask, args.userspace,
+                              route_options)
         try:
             trace = None if args.trace is None else _tracer(args.trace)
         except OSError as e:
             raise UsageError(f"--trace={args.trace}: {e.strerror}") from None
-        stacks = prepare(stack_options, default_options)
-        return run(args.argv, stacks, mask, trace, args.userspace)
+        stacks = prepare(stack_options, default_options, route_options)
+        return run(args.argv, stacks, mask, trace, args.userspace, bool(route_options))
     except Interrupted as e:
         print(f"vupy: {e}", file=sys.stderr)
         return e.status

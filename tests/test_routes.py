@@ -1,0 +1,327 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
+"""Routes (vupy run --route, vustack --route): each connection of a socket
+made on a default goes to the stack its destination calls for, with real
+namespaces, servers and programs (curl, python).
+
+Two namespaces, A and B, each with the same two addresses on its loopback,
+HERE (10.98.0.1) and THERE (10.99.0.1), and a line server on each address
+that names its namespace: a connection that reaches the wrong stack says so
+in the line it reads.
+"""
+import json
+import subprocess
+import textwrap
+
+import pytest
+
+from helpers import PYTHON, VUPY, VUSTACK, run, vupy
+
+HERE, THERE, PORT = "10.98.0.1", "10.99.0.1", 8080
+
+
+def _address(ns, address):
+    subprocess.run(["ip", "-n", ns, "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+
+
+@pytest.fixture
+def two(netns, server):
+    """Namespaces A and B; (session options with /dev/net/a the default,
+    A's name, B's name)."""
+    a, b = netns(), netns()
+    for ns, tag in ((a, "A"), (b, "B")):
+        for address in (HERE, THERE):
+            _address(ns, address)
+            server(ns, PORT, f"{tag} {address}", address)
+    return ["--stack", f"/dev/net/a=netns:{a}", "--stack", f"/dev/net/b=netns:{b}",
+            "--default", "/dev/net/a"], a, b
+
+
+CLIENT = textwrap.dedent("""
+    import fcntl, json, os, socket, sys
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, bytes([1, 0, 0, 0, 7, 0, 0, 0]))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
+    fd = s.fileno()
+    fcntl.fcntl(fd, fcntl.F_SETFD, 0)
+    if sys.argv[2] == "bound":
+        s.bind(("0.0.0.0", 47123))
+    s.connect((sys.argv[1], %d))
+    print(json.dumps({
+        "line": s.makefile().readline().strip(), "fd": s.fileno() == fd,
+        "keepalive": s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+        "nodelay": s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
+        "rcvbuf": s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+        "linger": list(s.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8)),
+        "tos": s.getsockopt(socket.IPPROTO_IP, socket.IP_TOS),
+        "cloexec": fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC,
+        "blocking": os.get_blocking(fd), "port": s.getsockname()[1]}))
+""" % PORT)
+
+
+def client(options, address, bound="free"):
+    r = vupy(*options, "--", PYTHON, "-c", CLIENT, address, bound)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_a_route_moves_a_blocking_connect_and_keeps_its_options(two):
+    options, _a, _b = two
+    routed = options + ["--route", "10.99.0.0/24=/dev/net/b"]
+    out = client(routed, THERE)
+    assert out["line"] == f"B {THERE}"
+    assert out == {"line": f"B {THERE}", "fd": True, "keepalive": 1, "nodelay": 1, "rcvbuf": 131072,
+                   "linger": [1, 0, 0, 0, 7, 0, 0, 0], "tos": 0x10, "cloexec": 0, "blocking": True,
+                   "port": out["port"]}
+    # Without a matching route, the default: A.
+    assert client(routed, HERE)["line"] == f"A {HERE}"
+    assert client(options, THERE)["line"] == f"A {THERE}"
+
+
+def test_a_moved_socket_keeps_its_local_port(two):
+    options, _a, _b = two
+    out = client(options + ["--route", f"{THERE}:{PORT}=/dev/net/b"], THERE, "bound")
+    assert (out["line"], out["port"]) == (f"B {THERE}", 47123)
+
+
+def test_curl_follows_routes_and_ports_and_protocols_choose(two):
+    options, _a, _b = two
+    for rules, want in ((["tcp:8080=/dev/net/b"], "B"), (["udp:8080=/dev/net/b"], "A"),
+                        ([f"tcp:{THERE}:8081-9000=/dev/net/b", f"{THERE}:8080=/dev/net/a"], "A"),
+                        ([f"{THERE}=/dev/net/b"], "B")):
+        argv = [a for rule in rules for a in ("--route", rule)]
+        r = vupy(*options, *argv, "--", "curl", "-s", "-m", "10", f"telnet://{THERE}:{PORT}",
+                 stdin=subprocess.DEVNULL)
+        assert r.stdout.split()[:1] == [want], (rules, r.stdout, r.stderr)
+
+
+def test_a_route_to_a_stack_without_the_server_fails_and_never_reaches_another(netns, server):
+    a, b = netns(), netns()
+    _address(b, THERE)
+    server(b, PORT, "B", THERE)
+    base = ["--stack", f"/dev/net/a=netns:{a}", "--stack", f"/dev/net/b=netns:{b}"]
+    r = vupy(*base, "--default", "/dev/net/b", "--route", f"{THERE}=/dev/net/a", "--",
+             "curl", "-sS", "-m", "10", f"telnet://{THERE}:{PORT}", stdin=subprocess.DEVNULL)
+    assert r.returncode != 0 and "B" not in r.stdout, (r.stdout, r.stderr)
+
+
+NONBLOCKING = textwrap.dedent("""
+    import errno, os, select, socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    fd = s.fileno()
+    err = s.connect_ex((sys.argv[1], %d))
+    assert err in (0, errno.EINPROGRESS), err
+    ep = select.epoll()
+    ep.register(fd, select.EPOLLOUT)
+    assert ep.poll(10), "never connected"
+    assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+    s.setblocking(True)
+    print(s.fileno() == fd, os.get_blocking(fd), s.makefile().readline().strip())
+""" % PORT)
+
+
+def test_a_nonblocking_connect_moves_and_completes_under_epoll(two):
+    options, _a, _b = two
+    r = vupy(*options, "--route", "10.99.0.0/24=/dev/net/b", "--", PYTHON, "-c", NONBLOCKING, THERE)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True", "B", THERE]
+
+
+UDP = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(10)
+    s.connect((sys.argv[1], 7070))
+    s.send(b"ping")
+    print(s.recv(100).decode())
+""")
+UDP_ECHO = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((sys.argv[1], 7070))
+    print("ready", flush=True)
+    while True:
+        data, peer = s.recvfrom(100)
+        s.sendto(sys.argv[2].encode() + b" " + data, peer)
+""")
+
+
+def test_a_connected_udp_socket_moves(two):
+    options, a, b = two
+    echoes = [subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-c", UDP_ECHO, THERE, tag],
+                               stdout=subprocess.PIPE, text=True) for ns, tag in ((a, "A"), (b, "B"))]
+    try:
+        for e in echoes:
+            assert e.stdout.readline().strip() == "ready"
+        r = vupy(*options, "--route", f"udp:{THERE}:7070=/dev/net/b", "--", PYTHON, "-c", UDP, THERE)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "B ping"
+    finally:
+        for e in echoes:
+            e.kill()
+            e.wait()
+
+
+NAMED = textwrap.dedent("""
+    import socket, sys, vupy
+    s = vupy.msocket("/dev/net/a", socket.AF_INET, socket.SOCK_STREAM)
+    s.connect((sys.argv[1], %d))
+    print(s.makefile().readline().strip())
+""" % PORT)
+
+
+def test_a_socket_on_a_named_stack_is_never_routed(two):
+    options, _a, _b = two
+    r = vupy(*options, "--default", "/dev/net/b", "--route", "10.99.0.0/24=/dev/net/b", "--",
+             PYTHON, "-c", NAMED, THERE)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"A {THERE}"
+
+
+BOUND_TO_DEVICE = textwrap.dedent("""
+    import errno, socket, sys
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+    try:
+        s.connect((sys.argv[1], %d))
+    except OSError as e:
+        print("EOPNOTSUPP" if e.errno == errno.EOPNOTSUPP else errno.errorcode[e.errno])
+    else:
+        print("connected", s.makefile().readline().strip())
+""" % PORT)
+
+
+def test_an_option_that_cannot_move_fails_the_connect_by_name(two):
+    options, _a, _b = two
+    r = vupy(*options, "--route", "10.99.0.0/24=/dev/net/b", "--trace", "--",
+             PYTHON, "-c", BOUND_TO_DEVICE, THERE)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "EOPNOTSUPP"
+    assert "cannot move: SO_BINDTODEVICE is set" in r.stderr
+
+
+# A thread rewrites the destination while the main thread connects: whatever
+# the kernel would read, each connection goes where the address vupy
+# checked calls for.  HERE is A's, THERE is B's; each namespace has both
+# addresses, so that a redirected connection would read the other's line.
+RACE = textwrap.dedent("""
+    import ctypes, socket, struct, sys, threading
+    libc = ctypes.CDLL(None, use_errno=True)
+    def sockaddr(ip):
+        return struct.pack("=H", socket.AF_INET) + struct.pack("!H", %d) + socket.inet_aton(ip) + bytes(8)
+    here, there = sockaddr(sys.argv[1]), sockaddr(sys.argv[2])
+    buf = ctypes.create_string_buffer(here, 16)
+    stop = False
+    def flip():
+        while not stop:
+            ctypes.memmove(buf, there, 16)
+            ctypes.memmove(buf, here, 16)
+    t = threading.Thread(target=flip)
+    t.start()
+    lines = []
+    try:
+        for _ in range(int(sys.argv[3])):
+            s = socket.socket()
+            if libc.connect(s.fileno(), buf, 16) == 0:
+                lines.append(s.makefile().readline().strip())
+            s.close()
+    finally:
+        stop = True
+        t.join()
+    print("\\n".join(lines))
+""" % PORT)
+
+
+def test_a_thread_rewriting_the_destination_never_redirects_it(two):
+    options, _a, _b = two
+    r = vupy(*options, "--route", f"{THERE}=/dev/net/b", "--", PYTHON, "-c", RACE, HERE, THERE, "300")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) >= 250
+    assert set(lines) <= {f"A {HERE}", f"B {THERE}"}, set(lines)
+
+
+def test_vustack_adds_routes_and_lists_them(two):
+    options, _a, _b = two
+    script = (f"{VUSTACK}; {VUSTACK} --route {THERE}=/dev/net/b - sh -c "
+              f"'{VUSTACK}; curl -s -m 10 telnet://{THERE}:{PORT}'; "
+              f"curl -s -m 10 telnet://{THERE}:{PORT}")
+    r = vupy(*options, "--route", "tcp:22=/dev/net/b", "--", "sh", "-c", script,
+             stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "route    tcp:22 -> /dev/net/b (session route)" in lines
+    assert f"route    {THERE} -> /dev/net/b" in lines
+    assert lines[-2:] == [f"B {THERE}", f"A {THERE}"]
+
+
+def test_vustack_route_needs_a_session_that_routes(two):
+    options, _a, _b = two
+    r = vupy(*options, "--", VUSTACK, "--route", f"{THERE}=/dev/net/b", "-", "true")
+    assert r.returncode == 1
+    assert "does not trap connect: start it with `vupy run --route RULE=PATH`" in r.stderr
+    r = vupy(*options, "--route", "tcp:22=/dev/net/b", "--", VUSTACK, "--route",
+             f"{THERE}=/dev/net/zz", "-", "true")
+    assert r.returncode == 1 and "/dev/net/zz is not a stack of this session" in r.stderr
+
+
+@pytest.mark.parametrize("option, why", [
+    ("10.1.2.3/8=/dev/net/a", "host bits set"),
+    ("tcp:443", "expected RULE=PATH"),
+    ("10.0.0.0/8=/dev/net/nowhere", "/dev/net/nowhere is not a stack of this session"),
+])
+def test_bad_routes_are_refused_before_anything_runs(option, why, netns):
+    ns = netns()
+    r = vupy("--stack", f"/dev/net/a=netns:{ns}", "--route", option, "--", "touch", "/nonexistent/x")
+    assert r.returncode == 2
+    assert why in r.stderr
+
+
+def test_a_session_without_routes_does_not_trap_connect(two):
+    options, _a, _b = two
+    r = vupy(*options, "--trace", "--", "curl", "-s", "-m", "10", f"telnet://{THERE}:{PORT}",
+             stdin=subprocess.DEVNULL)
+    assert r.stdout.split()[:1] == ["A"]
+    assert "socket(AF_INET" in r.stderr and "connect(" not in r.stderr
+
+
+def test_routes_as_an_unprivileged_user(unprivileged):
+    """As uid 65534, two fresh namespaces of vupy's own, a server started
+    inside the session on each (vustack), and a route between them."""
+    server = ("import socket,sys\n"
+              "s=socket.socket(); s.bind(('127.0.0.1', 8090)); s.listen(4)\n"
+              "open(sys.argv[2], 'w').close()\n"
+              "while True:\n c,_=s.accept(); c.sendall(sys.argv[1].encode()+b'\\n'); c.close()\n")
+    script = (f"vustack /dev/net/a python3 -c \"$S\" A /tmp/vupyt-rt-a.$$ & "
+              f"vustack /dev/net/b python3 -c \"$S\" B /tmp/vupyt-rt-b.$$ & "
+              "while [ ! -e /tmp/vupyt-rt-a.$$ ] || [ ! -e /tmp/vupyt-rt-b.$$ ]; do sleep 0.1; done; "
+              "rm -f /tmp/vupyt-rt-a.$$ /tmp/vupyt-rt-b.$$; "
+              "curl -s -m 10 telnet://127.0.0.1:8090 </dev/null; "
+              "vustack --route 127.0.0.1:8090=/dev/net/a - curl -s -m 10 telnet://127.0.0.1:8090 </dev/null; "
+              "kill %1 %2")
+    env = dict(unprivileged["env"], S=server)
+    r = run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", unprivileged["vupy"],
+             "run", "--stack", "/dev/net/a=netns:new", "--stack", "/dev/net/b=netns:new",
+             "--default", "/dev/net/a", "--route", "127.0.0.1:8090=/dev/net/b", "--",
+             "sh", "-c", script], env=env, cwd="/tmp")
+    assert r.stdout.split() == ["B", "A"], (r.stdout, r.stderr)
+
+
+def test_vupy_run_help_names_route():
+    r = run([VUPY, "run", "--help"])
+    assert "--route RULE=PATH" in r.stdout
+
+
+def test_a_nested_session_adds_routes_to_its_callers(two):
+    options, _a, _b = two
+    inner = [VUPY, "run", "--route", f"{THERE}=/dev/net/b", "--",
+             "curl", "-s", "-m", "10", f"telnet://{THERE}:{PORT}"]
+    r = vupy(*options, "--route", "tcp:22=/dev/net/b", "--", *inner, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[:1] == ["B"]
+    r = vupy(*options, "--", *inner, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2
+    assert "the enclosing session does not trap connect" in r.stderr

@@ -1,0 +1,521 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
+"""Routes at connect: each socket made on a default goes to the stack its
+destination calls for.
+
+A session started with `--route` traps connect (the filter's
+VUPY_TRAP_ROUTE_CALLS).  For a connect on an AF_INET or AF_INET6 TCP or
+UDP socket of a process that has routes (vupy/routes.py), the router reads
+the destination once, checks that the notification is still valid, and
+chooses the stack with routes.choose; no route means the stack the socket
+is on.  Then:
+
+* If no route of the process could send anywhere else, the call goes on
+  (CONTINUE): whatever address the kernel then reads, the stack is right.
+* If the socket stays, vupy connects it on the caller's behalf, on its own
+  copy of the descriptor (pidfd_getfd), with the address it checked: no
+  thread of the program can change the destination between the check and
+  the use.  A blocking socket is made non-blocking for the instant of that
+  connect (the flag is the open file's, shared with the program), then
+  the call waits, parked (vupy/_proxy.py), until the socket is writable.
+* If it moves, vupy makes a socket of the same family, type and protocol
+  on the other stack (with the caller's credentials), carries over the
+  options that differ from a fresh socket's on the old stack and the local
+  binding if there was one, connects it with the checked address, and puts
+  it in place of the caller's descriptor, same number, same close-on-exec
+  flag, same O_NONBLOCK (SECCOMP_ADDFD_FLAG_SETFD, as dup2 would).  A
+  non-blocking connect returns EINPROGRESS as the kernel's does; a
+  blocking one is parked until the new socket is connected, and the
+  caller's descriptor is replaced only if it succeeds.
+
+Fail closed: an option that cannot be carried over (SO_BINDTODEVICE, a
+socket filter, IP options, or any option the other stack refuses or sets
+differently), O_ASYNC, or a route to or from a userspace stack fails the
+connect (EOPNOTSUPP or the stack's errno), named in the trace; a socket
+never connects on a stack other than the one its route names.
+
+Sockets the program made on a stack it named (msocket with a path) are
+never routed: the router remembers their inodes (`named`).
+"""
+import errno
+import fcntl
+import ipaddress
+import os
+import select
+import socket
+import stat
+import struct
+
+from . import routes as routing
+from ._dispatch import c_int, default_stack
+from ._native import ffi, lib
+from ._reply import CONTINUE, Answer, Fail, Park
+from ._proxy import ProxyCall
+from ._wire import CallerMemory, read_address
+from .stack import KernelStack, ProxyStack
+
+SIOCGSKNS = 0x894C
+O_CLOEXEC = 0o2000000
+ROUTED_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+ROUTED_PROTOCOLS = (socket.IPPROTO_TCP, socket.IPPROTO_UDP)
+INT = struct.Struct("=i")
+NAMED_PURGE = 1024          # remembered named sockets before the dead are purged
+
+SOL_SOCKET, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP = (socket.SOL_SOCKET, socket.IPPROTO_IP,
+                                                     socket.IPPROTO_IPV6, socket.IPPROTO_TCP)
+SO_BINDTODEVICE, SO_GET_FILTER, IP_OPTIONS = 25, 26, 4
+SO_SNDBUF, SO_RCVBUF = 7, 8
+# (level, name, size, family or None, protocol or None): what carries over.
+# Names from the kernel's uapi headers (asm-generic/socket.h, linux/in.h,
+# linux/in6.h, linux/tcp.h).
+OPTIONS = (
+    (SOL_SOCKET, 2, 4, None, None, "SO_REUSEADDR"),
+    (SOL_SOCKET, 15, 4, None, None, "SO_REUSEPORT"),
+    (SOL_SOCKET, 9, 4, None, None, "SO_KEEPALIVE"),
+    (SOL_SOCKET, 6, 4, None, None, "SO_BROADCAST"),
+    (SOL_SOCKET, 10, 4, None, None, "SO_OOBINLINE"),
+    (SOL_SOCKET, 12, 4, None, None, "SO_PRIORITY"),
+    (SOL_SOCKET, 13, 8, None, None, "SO_LINGER"),
+    (SOL_SOCKET, SO_SNDBUF, 4, None, None, "SO_SNDBUF"),
+    (SOL_SOCKET, SO_RCVBUF, 4, None, None, "SO_RCVBUF"),
+    (SOL_SOCKET, 18, 4, None, None, "SO_RCVLOWAT"),
+    (SOL_SOCKET, 20, 16, None, None, "SO_RCVTIMEO"),
+    (SOL_SOCKET, 21, 16, None, None, "SO_SNDTIMEO"),
+    (SOL_SOCKET, 36, 4, None, None, "SO_MARK"),
+    (SOL_SOCKET, 29, 4, None, None, "SO_TIMESTAMP"),
+    (SOL_SOCKET, 35, 4, None, None, "SO_TIMESTAMPNS"),
+    (SOL_SOCKET, 11, 4, None, socket.IPPROTO_UDP, "SO_NO_CHECK"),
+    (IPPROTO_TCP, 1, 4, None, socket.IPPROTO_TCP, "TCP_NODELAY"),
+    (IPPROTO_TCP, 2, 4, None, socket.IPPROTO_TCP, "TCP_MAXSEG"),
+    (IPPROTO_TCP, 3, 4, None, socket.IPPROTO_TCP, "TCP_CORK"),
+    (IPPROTO_TCP, 4, 4, None, socket.IPPROTO_TCP, "TCP_KEEPIDLE"),
+    (IPPROTO_TCP, 5, 4, None, socket.IPPROTO_TCP, "TCP_KEEPINTVL"),
+    (IPPROTO_TCP, 6, 4, None, socket.IPPROTO_TCP, "TCP_KEEPCNT"),
+    (IPPROTO_TCP, 7, 4, None, socket.IPPROTO_TCP, "TCP_SYNCNT"),
+    (IPPROTO_TCP, 8, 4, None, socket.IPPROTO_TCP, "TCP_LINGER2"),
+    (IPPROTO_TCP, 10, 4, None, socket.IPPROTO_TCP, "TCP_WINDOW_CLAMP"),
+    (IPPROTO_TCP, 13, 16, None, socket.IPPROTO_TCP, "TCP_CONGESTION"),
+    (IPPROTO_TCP, 18, 4, None, socket.IPPROTO_TCP, "TCP_USER_TIMEOUT"),
+    (IPPROTO_TCP, 25, 4, None, socket.IPPROTO_TCP, "TCP_NOTSENT_LOWAT"),
+    (IPPROTO_TCP, 30, 4, None, socket.IPPROTO_TCP, "TCP_FASTOPEN_CONNECT"),
+    (IPPROTO_IP, 1, 4, socket.AF_INET, None, "IP_TOS"),
+    (IPPROTO_IP, 2, 4, socket.AF_INET, None, "IP_TTL"),
+    (IPPROTO_IP, 8, 4, socket.AF_INET, None, "IP_PKTINFO"),
+    (IPPROTO_IP, 10, 4, socket.AF_INET, None, "IP_MTU_DISCOVER"),
+    (IPPROTO_IP, 11, 4, socket.AF_INET, None, "IP_RECVERR"),
+    (IPPROTO_IP, 12, 4, socket.AF_INET, None, "IP_RECVTTL"),
+    (IPPROTO_IP, 13, 4, socket.AF_INET, None, "IP_RECVTOS"),
+    (IPPROTO_IP, 15, 4, socket.AF_INET, None, "IP_FREEBIND"),
+    (IPPROTO_IP, 24, 4, socket.AF_INET, None, "IP_BIND_ADDRESS_NO_PORT"),
+    (IPPROTO_IP, 33, 4, socket.AF_INET, None, "IP_MULTICAST_TTL"),
+    (IPPROTO_IP, 34, 4, socket.AF_INET, None, "IP_MULTICAST_LOOP"),
+    (IPPROTO_IPV6, 26, 4, socket.AF_INET6, None, "IPV6_V6ONLY"),
+    (IPPROTO_IPV6, 16, 4, socket.AF_INET6, None, "IPV6_UNICAST_HOPS"),
+    (IPPROTO_IPV6, 67, 4, socket.AF_INET6, None, "IPV6_TCLASS"),
+    (IPPROTO_IPV6, 23, 4, socket.AF_INET6, None, "IPV6_MTU_DISCOVER"),
+    (IPPROTO_IPV6, 25, 4, socket.AF_INET6, None, "IPV6_RECVERR"),
+    (IPPROTO_IPV6, 49, 4, socket.AF_INET6, None, "IPV6_RECVPKTINFO"),
+    (IPPROTO_IPV6, 66, 4, socket.AF_INET6, None, "IPV6_RECVTCLASS"),
+    (IPPROTO_IPV6, 18, 4, socket.AF_INET6, None, "IPV6_MULTICAST_HOPS"),
+    (IPPROTO_IPV6, 19, 4, socket.AF_INET6, None, "IPV6_MULTICAST_LOOP"),
+)
+# Set on a socket, these name something of its own stack: they cannot move.
+UNMOVABLE = ((SOL_SOCKET, SO_BINDTODEVICE, 16, None, "SO_BINDTODEVICE"),
+             (SOL_SOCKET, SO_GET_FILTER, 4, None, "a socket filter (SO_ATTACH_FILTER)"),
+             (IPPROTO_IP, IP_OPTIONS, 40, socket.AF_INET, "IP_OPTIONS"))
+
+
+class CannotMove(Exception):
+    """The socket cannot be moved as it is: an errno, and what is in the way."""
+
+    def __init__(self, err, what):
+        super().__init__(what)
+        self.errno = err
+
+
+def destination(address):
+    """(ip_address, port) of a sockaddr_in or sockaddr_in6, else None."""
+    if len(address) < 2:
+        return None
+    family = struct.unpack_from("=H", address)[0]
+    if family == socket.AF_INET and len(address) >= 8:
+        return ipaddress.IPv4Address(address[4:8]), struct.unpack_from("!H", address, 2)[0]
+    if family == socket.AF_INET6 and len(address) >= 24:
+        return ipaddress.IPv6Address(address[8:24]), struct.unpack_from("!H", address, 2)[0]
+    return None
+
+
+def show(where):
+    """An (ip_address, port) as a trace shows it."""
+    if where is None:
+        return "?"
+    ip, port = where
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+def fd_flags(tid, fd):
+    """The `flags:` of /proc/TID/fdinfo/FD: the open file's status flags
+    and O_CLOEXEC for the descriptor."""
+    with open(f"/proc/{tid}/fdinfo/{fd}") as f:
+        for line in f:
+            if line.startswith("flags:"):
+                return int(line.split()[1], 8)
+    raise OSError(errno.EBADF, "no flags in fdinfo")
+
+
+def _getsockopt(fd, level, name, size):
+    with socket.socket(fileno=fd) as s:
+        try:
+            return s.getsockopt(level, name, size)
+        finally:
+            s.detach()
+
+
+def _netns(fd):
+    """The network namespace inode of socket `fd` (0 if the kernel will not say)."""
+    try:
+        ns = fcntl.ioctl(fd, SIOCGSKNS)
+    except OSError:
+        return 0
+    try:
+        return os.fstat(ns).st_ino
+    finally:
+        os.close(ns)
+
+
+class Router:
+    """The router of a session: see the module's text."""
+
+    def __init__(self, listener, table, stacks, server, trace=None):
+        self.listener = listener
+        self.table = table
+        self.stacks = stacks
+        self.server = server                # vupy/_proxy.ProxyServer: parks, proxies, answers
+        self.trace = trace
+        self.named = set()                  # inodes of sockets made on a named stack
+        self.named_limit = NAMED_PURGE
+        self.fresh = {}                     # (netns, family, type, protocol) -> {option: value}
+        self.stack_netns = {}               # stack -> its sockets' netns (see _netns_of)
+
+    # What the supervisor tells it ------------------------------------------
+
+    def named_socket(self, fd):
+        """`fd` (ours) was made on a stack the program named: never routed."""
+        self.named.add(os.fstat(fd).st_ino)
+        if len(self.named) > self.named_limit:
+            self.named &= self._live_sockets()
+            self.named_limit = max(NAMED_PURGE, 2 * len(self.named))
+
+    def _live_sockets(self):
+        live = set()
+        for tgid in list(self.table.defaults):
+            try:
+                names = os.listdir(f"/proc/{tgid}/fd")
+            except OSError:
+                continue
+            for name in names:
+                try:
+                    st = os.stat(f"/proc/{tgid}/fd/{name}")
+                except OSError:
+                    continue
+                if stat.S_ISSOCK(st.st_mode):
+                    live.add(st.st_ino)
+        return live
+
+    # One connect ---------------------------------------------------------------
+
+    def handle(self, raw, creds_of):
+        """Serve a trapped connect if routes concern it (True), or leave it
+        to the proxy layer (False).  `creds_of(raw)` gives the caller's
+        credentials (None: the call is answered already)."""
+        known = self.table.lookup(raw.pid)
+        if known is None:
+            return False
+        tgid, defaults = known
+        routes = defaults.routes()
+        fd = c_int(raw.args[0])
+        if not routes:
+            return False
+        try:
+            st = os.stat(f"/proc/{raw.pid}/fd/{fd}")
+        except OSError:
+            return False                    # the kernel says EBADF
+        if not stat.S_ISSOCK(st.st_mode) or st.st_ino in self.named:
+            return False
+        memory = CallerMemory(raw.pid, tgid)
+        proxy = self.server.registry.proxies.get(st.st_ino)
+        if proxy is not None:
+            if proxy.family not in ROUTED_FAMILIES or proxy.protocol not in ROUTED_PROTOCOLS:
+                return False
+            return self._proxy_connect(raw, memory, routes, proxy)
+        try:
+            copy = memory.copy_fd(fd)
+        except OSError:
+            return False
+        try:
+            kind = tuple(INT.unpack(_getsockopt(copy, SOL_SOCKET, name, 4))[0]
+                         for name in (socket.SO_DOMAIN, socket.SO_TYPE, socket.SO_PROTOCOL))
+            if kind[0] not in ROUTED_FAMILIES or kind[2] not in ROUTED_PROTOCOLS:
+                os.close(copy)
+                return False
+            self._kernel_connect(raw, memory, defaults, copy, fd, kind, creds_of)
+        except BaseException:
+            os.close(copy)
+            raise
+        return True
+
+    def _checked_address(self, raw, memory):
+        """The destination, read once; None if the notification went stale
+        meanwhile (the caller is gone: nothing to answer)."""
+        address = read_address(memory, raw.args[1], raw.args[2])
+        if lib.vupy_notif_id_valid(self.listener, raw.id) < 0:
+            return None
+        return address
+
+    def _proxy_connect(self, raw, memory, routes, proxy):
+        """A userspace stack's socket: served by the proxy layer with the
+        checked address, unless a route sends it elsewhere (not done yet:
+        EOPNOTSUPP)."""
+        try:
+            address = self._checked_address(raw, memory)
+        except OSError as e:
+            self._answer(raw, Fail(e.errno), "")
+            return True
+        if address is None:
+            return True
+        where = destination(address)
+        route = where and routing.choose(routes, proxy.protocol, *where)
+        if route is not None and route.stack is not proxy.stack:
+            self._answer(raw, Fail(errno.EOPNOTSUPP),
+                         f"{show(where)}: route {route.rule.text}={route.where}: a userspace "
+                         "stack's socket cannot move to another stack")
+            return True
+        self.server.handle(raw, "connect", address)
+        return True
+
+    def _kernel_connect(self, raw, memory, defaults, copy, fd, kind, creds_of):
+        routes = defaults.routes()
+        _family, _type, protocol = kind
+        try:
+            address = self._checked_address(raw, memory)
+        except OSError as e:
+            os.close(copy)
+            return self._answer(raw, Fail(e.errno), "")
+        if address is None:
+            os.close(copy)
+            return None
+        where = destination(address)
+        route = where and routing.choose(routes, protocol, *where)
+        here = _netns(copy)
+        note = f"{show(where)}: " + (f"route {route.rule.text}={route.where}" if route else "no route")
+        if route is not None and isinstance(route.stack, ProxyStack):
+            os.close(copy)
+            return self._answer(raw, Fail(errno.EOPNOTSUPP),
+                                f"{note}: moving a kernel socket to a userspace stack is not done")
+        creds = creds_of(raw)
+        if creds is None:
+            os.close(copy)
+            return None
+        try:
+            stays = route is None or self._netns_of(route.stack, creds) == here
+            anywhere_else = any(isinstance(r.stack, ProxyStack) or self._netns_of(r.stack, creds) != here
+                                for r in routes)
+            flags = fd_flags(raw.pid, fd)
+        except OSError as e:
+            os.close(copy)
+            return self._answer(raw, Fail(e.errno), f"{note}: {os.strerror(e.errno)}")
+        if stays and not anywhere_else:
+            os.close(copy)
+            return self._answer(raw, CONTINUE, f"{note}: stays")
+        if stays:
+            return self._answer(raw, self._connect_here(copy, address, flags), f"{note}: stays")
+        try:
+            outcome = self._move(raw, copy, fd, kind, address, route.stack, flags, creds,
+                                 self._stack_at(here, kind[0], defaults, creds))
+            note += f": moved to {self.stacks.name_of(route.stack)}"
+        except CannotMove as e:
+            outcome, note = Fail(e.errno), f"{note}: cannot move: {e}"
+        finally:
+            os.close(copy)
+        return self._answer(raw, outcome, note)
+
+    def _netns_of(self, stack, creds):
+        """The network namespace inode of `stack`'s sockets (learnt once,
+        from a socket it makes, for stacks that are not a KernelStack);
+        OSError if it makes none (ENETDOWN: it is gone)."""
+        if isinstance(stack, KernelStack) and stack.nsfd >= 0:
+            return stack.nsino
+        inode = self.stack_netns.get(stack)
+        if inode is None:
+            family = socket.AF_INET if socket.AF_INET in stack.families else socket.AF_INET6
+            probe = stack.socket(family, socket.SOCK_DGRAM, 0, creds)
+            try:
+                inode = self.stack_netns[stack] = _netns(probe)
+            finally:
+                os.close(probe)
+        return inode
+
+    def _connect_here(self, copy, address, flags):
+        """Connect the caller's own socket (our `copy`) to `address`."""
+        blocking = not flags & os.O_NONBLOCK
+        if blocking:
+            os.set_blocking(copy, False)
+        try:
+            rc = lib.vupy_sockcall_as(lib.VUPY_SOCKCALL_CONNECT, copy, 0, 0, address, len(address),
+                                      ffi.NULL)
+        finally:
+            if blocking:
+                os.set_blocking(copy, True)
+        if rc == 0:
+            os.close(copy)
+            return Answer()
+        if blocking and -rc in (errno.EINPROGRESS, errno.EALREADY):
+            return Park(copy, select.POLLOUT, _so_error)
+        os.close(copy)
+        return Fail(-rc)
+
+    def _move(self, raw, copy, fd, kind, address, stack, flags, creds, old_stack):
+        """Make the socket anew on `stack`, connect it, and put it in place
+        of the caller's `fd` (now, or once connected if the caller waits)."""
+        family, type_, protocol = kind
+        if flags & os.O_ASYNC:
+            raise CannotMove(errno.EOPNOTSUPP, "O_ASYNC")
+        new = stack.socket(family, type_ | socket.SOCK_NONBLOCK, protocol, creds)
+        try:
+            self._carry_options(copy, new, kind, creds, old_stack)
+            with socket.socket(fileno=os.dup(copy)) as old:
+                local = old.getsockname()
+            if local[1] or local[0] not in ("0.0.0.0", "::"):
+                self._sockcall(lib.VUPY_SOCKCALL_BIND, new, _sockaddr(family, local), creds,
+                               f"bind to {local[0]} port {local[1]}")
+            rc = lib.vupy_sockcall_as(lib.VUPY_SOCKCALL_CONNECT, new, 0, 0, address, len(address),
+                                      creds)
+        except BaseException:
+            os.close(new)
+            raise
+        if rc < 0 and -rc != errno.EINPROGRESS:
+            os.close(new)
+            return Fail(-rc)
+        cloexec = os.O_CLOEXEC if flags & O_CLOEXEC else 0
+        if flags & os.O_NONBLOCK or rc == 0:
+            outcome = self._replace(raw, new, fd, cloexec, flags)
+            return outcome if rc == 0 or type(outcome) is Fail else Fail(errno.EINPROGRESS)
+        return Park(new, select.POLLOUT, lambda sock: self._connected(raw, sock, fd, cloexec, flags))
+
+    def _connected(self, raw, sock, fd, cloexec, flags):
+        outcome = _so_error(sock)
+        return self._replace(raw, sock, fd, cloexec, flags) if type(outcome) is Answer else outcome
+
+    def _replace(self, raw, new, fd, cloexec, flags):
+        """Our `new` in place of the caller's `fd`, with its O_NONBLOCK."""
+        os.set_blocking(new, not flags & os.O_NONBLOCK)
+        rc = lib.vupy_replace_fd(self.listener, raw.id, new, fd, cloexec)
+        return Answer() if rc >= 0 else Fail(-rc)
+
+    def _sockcall(self, op, fd, data, creds, what):
+        rc = lib.vupy_sockcall_as(op, fd, 0, 0, data, len(data), creds)
+        if rc < 0:
+            raise CannotMove(-rc, f"{what}: {os.strerror(-rc)}")
+
+    def _carry_options(self, old, new, kind, creds, old_stack):
+        """Every option of OPTIONS set on `old` otherwise than on a fresh
+        socket of its stack, set on `new` (read back to check); CannotMove
+        for an UNMOVABLE one set, or one `new`'s stack refuses or changes."""
+        family, _type, protocol = kind
+        for level, name, size, fam, what in UNMOVABLE:
+            if fam in (None, family):
+                try:
+                    value = _getsockopt(old, level, name, size)
+                except OSError:
+                    continue
+                if value.strip(b"\0"):
+                    raise CannotMove(errno.EOPNOTSUPP, f"{what} is set")
+        fresh = self._fresh(old, kind, creds, old_stack)
+        for level, name, size, fam, proto, what in OPTIONS:
+            if fam not in (None, family) or proto not in (None, protocol):
+                continue
+            try:
+                value = _getsockopt(old, level, name, size)
+            except OSError:
+                continue
+            if value == fresh.get((level, name)):
+                continue
+            setting = value
+            if name in (SO_SNDBUF, SO_RCVBUF) and level == SOL_SOCKET:
+                setting = INT.pack(INT.unpack(value)[0] // 2)   # the kernel doubles what it is given
+            rc = lib.vupy_sockcall_as(lib.VUPY_SOCKCALL_SETSOCKOPT, new, level, name, setting,
+                                      len(setting), creds)
+            if rc < 0:
+                raise CannotMove(-rc, f"{what}: {os.strerror(-rc)}")
+            if _getsockopt(new, level, name, size) != value:
+                raise CannotMove(errno.EOPNOTSUPP, f"{what}: the other stack sets it otherwise")
+
+    def _stack_at(self, here, family, defaults, creds):
+        """The stack whose sockets are in namespace `here`: the caller's
+        default for `family` (where its sockets are made), else a mounted
+        stack; None if none is (a socket of the caller's own namespace)."""
+        candidates = [default_stack(family, defaults)] + [m.stack for m in self.stacks.mounts()]
+        for stack in candidates:
+            if stack is not None and not isinstance(stack, ProxyStack) and family in stack.families:
+                try:
+                    if self._netns_of(stack, creds) == here:
+                        return stack
+                except OSError:
+                    continue
+        return None
+
+    def _fresh(self, sock, kind, creds, stack):
+        """{(level, name): value} of a fresh socket of `kind` made where
+        `sock` was (on `stack`, or with setns into its namespace if None),
+        read once per namespace and kind."""
+        key = (_netns(sock), *kind)
+        values = self.fresh.get(key)
+        if values is not None:
+            return values
+        try:
+            if stack is not None:
+                ref = stack.socket(*kind, creds)
+            else:
+                ns = fcntl.ioctl(sock, SIOCGSKNS)
+                try:
+                    ref = lib.vupy_make_socket(ns, 0, kind[0], kind[1], kind[2], creds)
+                finally:
+                    os.close(ns)
+                if ref < 0:
+                    raise OSError(-ref, os.strerror(-ref))
+        except OSError as e:
+            raise CannotMove(e.errno, f"a fresh socket to compare options with: {e.strerror}") from None
+        values = {}
+        try:
+            for level, name, size, _fam, _proto, _what in OPTIONS:
+                try:
+                    values[(level, name)] = _getsockopt(ref, level, name, size)
+                except OSError:
+                    pass
+        finally:
+            os.close(ref)
+        self.fresh[key] = values
+        return values
+
+    def _answer(self, raw, outcome, note):
+        """Carry out `outcome` (parked or sent) through the proxy layer,
+        which traces it; the routing decision traced first."""
+        if self.trace is not None and note:
+            self.trace(f"pid {raw.pid}: connect(fd {c_int(raw.args[0])}) route: {note}")
+        known = self.table.lookup(raw.pid)
+        self.server.carry_out(ProxyCall(raw.id, raw.pid, known[0] if known else raw.pid, "connect",
+                                        raw.args), None, outcome)
+
+
+def _so_error(sock):
+    err = INT.unpack(_getsockopt(sock, SOL_SOCKET, socket.SO_ERROR, 4))[0]
+    return Fail(err) if err else Answer()
+
+
+def _sockaddr(family, local):
+    """The sockaddr of a getsockname() tuple."""
+    if family == socket.AF_INET:
+        return struct.pack("=H", family) + struct.pack("!H", local[1]) + \
+            socket.inet_pton(family, local[0]) + bytes(8)
+    return (struct.pack("=H", family) + struct.pack("!H", local[1]) + struct.pack("=I", local[2])
+            + socket.inet_pton(family, local[0]) + struct.pack("=I", local[3]))
