@@ -25,12 +25,13 @@ import kernel_calls
 import kernel_stack
 import plain_calls
 import processes
+import routed_connect
 import reply_floor
 import socket_create
 import userspace_stack
 
 MODULES = (socket_create, reply_floor, plain_calls, kernel_calls, kernel_stack, processes,
-           userspace_stack)
+           routed_connect, userspace_stack)
 NAMES = [m.NAME for m in MODULES]
 
 

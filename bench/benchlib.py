@@ -346,13 +346,15 @@ def variant_name(language, cpus):
 def loop_benchmark(name, rows, variants, modes, args, goal=lambda mode, language, pinned: None,
                    unit="us/call"):
     """Result rows of a loop benchmark.  `rows`: (workload, mode, the loop's
-    arguments in that mode, natively); `variants`: (language, cpus); every
-    row runs in every variant, in `mode` and natively (runs shared between
-    rows once), args.rounds times args.iterations after args.warmup.
-    goal(mode, language, pinned) -> the row's Goal or None."""
+    arguments in that mode, natively[, the base mode: "native" if left
+    out]); `variants`: (language, cpus); every row runs in every variant, in
+    `mode` and in its base (runs shared between rows once), args.rounds
+    times args.iterations after args.warmup.  goal(mode, language, pinned)
+    -> the row's Goal or None."""
     pairs = [(text, mode, language, cpus,
-              Loop(language, native_args, "native", cpus), Loop(language, mode_args, mode, cpus))
-             for language, cpus in variants for text, mode, mode_args, native_args in rows]
+              Loop(language, native_args, base[0] if base else "native", cpus),
+              Loop(language, mode_args, mode, cpus))
+             for language, cpus in variants for text, mode, mode_args, native_args, *base in rows]
     configs = list(dict.fromkeys(c for pair in pairs for c in pair[4:]))
     tmpdir = tempfile.mkdtemp(prefix="vupy-bench-")
     try:
@@ -360,7 +362,7 @@ def loop_benchmark(name, rows, variants, modes, args, goal=lambda mode, language
         measured = interleave(configs, args.rounds, loops.runner(modes, args.iterations, args.warmup), name)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
-    return [compare(text, variant_name(language, cpus), unit, side("native", measured[base]),
+    return [compare(text, variant_name(language, cpus), unit, side(base.mode, measured[base]),
                     side(mode, measured[loop]), goal=goal(mode, language, cpus is not None))
             for text, mode, language, cpus, base, loop in pairs]
 

@@ -7,12 +7,16 @@
  *     loops ITERATIONS WARMUP getpid
  *     loops ITERATIONS WARMUP stat    PATH
  *     loops ITERATIONS WARMUP fanout  PROCESSES
+ *     loops ITERATIONS WARMUP connect IPV4 PORT
  *
  * socket   socket(FAMILY, TYPE, 0) + close()
  * msocket  syscall(-5, PATH, FAMILY, TYPE, 0) + close(): VUOS's msocket,
  *          which vupy serves (ENOSYS outside a session)
  * getpid   syscall(SYS_getpid)
  * stat     stat(PATH)
+ * connect  socket(AF_INET, SOCK_DGRAM, 0) + connect(IPV4:PORT) + close():
+ *          a UDP connect needs no peer, so this is the connect itself
+ *          (where routes act, bench/routed_connect.py)
  * fanout   PROCESSES children, forked first and held at a pipe, then
  *          released at once; each makes ITERATIONS sockets (socket(AF_INET,
  *          SOCK_STREAM, 0) + close()) and exits.  Timed from the release to
@@ -29,7 +33,8 @@
  * WARMUP untimed ones (page faults, the supervisor's first setns).
  * NETNS_INODE is the network namespace (SIOCGSKNS, 0 if the kernel will not
  * say) of a socket made after the loop: by the loop's own call for socket
- * and msocket, by socket(AF_INET, SOCK_DGRAM, 0) otherwise.  SECCOMP_MODE
+ * and msocket, connected by the loop's own calls for connect, by
+ * socket(AF_INET, SOCK_DGRAM, 0) otherwise.  SECCOMP_MODE
  * is the Seccomp: field of /proc/self/status (2: under a filter).  With
  * these the benchmark checks that the loop ran where it claims.  Any failing
  * call ends the run with status 1: fast failures must never be reported as
@@ -39,8 +44,10 @@
  * a temporary directory; not installed.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/sockios.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,11 +64,12 @@
 #endif
 #define NR_MSOCKET (-5)
 
-enum workload { SOCKET, MSOCKET, GETPID, STAT, FANOUT };
+enum workload { SOCKET, MSOCKET, GETPID, STAT, FANOUT, CONNECT };
 
 static enum workload workload;
 static const char *path;
 static int family = AF_INET, type = SOCK_DGRAM;
+static struct sockaddr_in destination = { .sin_family = AF_INET };
 
 static void die(const char *what)
 {
@@ -73,7 +81,8 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: loops ITERATIONS WARMUP socket inet|unix stream|dgram\n"
 			"       loops ITERATIONS WARMUP msocket PATH inet|unix stream|dgram\n"
-			"       loops ITERATIONS WARMUP getpid | stat PATH | fanout PROCESSES\n");
+			"       loops ITERATIONS WARMUP getpid | stat PATH | fanout PROCESSES\n"
+			"       loops ITERATIONS WARMUP connect IPV4 PORT\n");
 	exit(2);
 }
 
@@ -96,6 +105,8 @@ static int make_socket(void)
 		fd = socket(AF_INET, workload == FANOUT ? SOCK_STREAM : SOCK_DGRAM, 0);
 	if (fd < 0)
 		die(workload == MSOCKET ? "msocket" : "socket");
+	if (workload == CONNECT && connect(fd, (struct sockaddr *)&destination, sizeof destination) < 0)
+		die("connect");
 	return fd;
 }
 
@@ -132,6 +143,7 @@ static void once(void)
 	switch (workload) {
 	case SOCKET:
 	case MSOCKET:
+	case CONNECT:
 		close(make_socket());
 		break;
 	case GETPID:
@@ -226,6 +238,8 @@ int main(int argc, char **argv)
 		workload = STAT, path = args[0];
 	else if (!strcmp(name, "fanout") && rest == 1 && (processes = atol(args[0])) > 0)
 		workload = FANOUT;
+	else if (!strcmp(name, "connect") && rest == 2 && inet_pton(AF_INET, args[0], &destination.sin_addr) == 1)
+		workload = CONNECT, destination.sin_port = htons((unsigned short)atoi(args[1]));
 	else
 		usage();
 	if (n <= 0 || warmup < 0) {

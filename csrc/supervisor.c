@@ -624,6 +624,23 @@ int vupy_sockcall_as(int op, int fd, int level, int name, const void *buf, uint3
 	return rc;
 }
 
+/* getsockopt of socket `fd` for each of the `n` options (levels[i],
+ * names[i]), at most sizes[i] <= VUPY_OPTION_MAX bytes, into
+ * out + i * VUPY_OPTION_MAX; lens[i] is the length read, or -errno.  One
+ * call for the router's many options (vupy/_router.py). */
+void vupy_read_options(int fd, int n, const int *levels, const int *names, const int *sizes,
+		       unsigned char *out, int *lens)
+{
+	memset(out, 0, (size_t)n * VUPY_OPTION_MAX);   /* two reads compare whole */
+	for (int i = 0; i < n; i++) {
+		socklen_t len = (socklen_t)sizes[i];
+		if (len > VUPY_OPTION_MAX)
+			len = VUPY_OPTION_MAX;
+		lens[i] = getsockopt(fd, levels[i], names[i], out + (size_t)i * VUPY_OPTION_MAX, &len) < 0
+			  ? -errno : (int)len;
+	}
+}
+
 int vupy_setns(int fd, int nstype)
 {
 	current_ns = 0;

@@ -103,6 +103,9 @@ int vupy_make_socket(int nsfd, uint64_t nsino, int domain, int type, int protoco
 #define VUPY_SOCKCALL_SETSOCKOPT 3
 int vupy_sockcall_as(int op, int fd, int level, int name, const void *buf, uint32_t len,
 		     const struct vupy_creds *creds);
+#define VUPY_OPTION_MAX 40
+void vupy_read_options(int fd, int n, const int *levels, const int *names, const int *sizes,
+		       unsigned char *out, int *lens);
 int vupy_setns(int fd, int nstype);
 int vupy_unshare(int flags);
 int vupy_syscall4(long nr, long a, long b, long c, long d);

@@ -39,6 +39,7 @@ never routed: the router remembers their inodes (`named`).
 """
 import errno
 import fcntl
+import functools
 import ipaddress
 import os
 import select
@@ -125,6 +126,49 @@ UNMOVABLE = ((SOL_SOCKET, SO_BINDTODEVICE, 16, None, "SO_BINDTODEVICE"),
              (IPPROTO_IP, IP_OPTIONS, 40, socket.AF_INET, "IP_OPTIONS"))
 
 
+class Options:
+    """A table of socket options, read with one call (vupy_read_options):
+    rows of (level, name, size, ...)."""
+
+    def __init__(self, rows):
+        self.n = len(rows)
+        self.levels = ffi.new("int[]", [row[0] for row in rows])
+        self.names = ffi.new("int[]", [row[1] for row in rows])
+        self.sizes = ffi.new("int[]", [row[2] for row in rows])
+        self.out = ffi.new("unsigned char[]", self.n * lib.VUPY_OPTION_MAX)
+        self.lens = ffi.new("int[]", self.n)
+
+    def read(self, fd):
+        """The options of socket `fd`: an OptionValues."""
+        lib.vupy_read_options(fd, self.n, self.levels, self.names, self.sizes, self.out, self.lens)
+        return OptionValues(ffi.buffer(self.out)[:], tuple(self.lens))
+
+
+class OptionValues:
+    """What Options.read found: the values, each in VUPY_OPTION_MAX bytes
+    and zero-filled, and their lengths (-errno where refused).  Two are
+    equal exactly when every option is."""
+    __slots__ = ("data", "lens")
+    __hash__ = None
+
+    def __init__(self, data, lens):
+        self.data, self.lens = data, lens
+
+    def __eq__(self, other):
+        return self.data == other.data and self.lens == other.lens
+
+    def __getitem__(self, i):
+        """Option i's value (bytes), None if refused."""
+        start = i * lib.VUPY_OPTION_MAX
+        return self.data[start:start + self.lens[i]] if self.lens[i] >= 0 else None
+
+
+KIND = Options(((SOL_SOCKET, socket.SO_DOMAIN, 4), (SOL_SOCKET, socket.SO_TYPE, 4),
+                (SOL_SOCKET, socket.SO_PROTOCOL, 4)))
+CARRIED = Options(OPTIONS)
+FIXED = Options(UNMOVABLE)
+
+
 class CannotMove(Exception):
     """The socket cannot be moved as it is: an errno, and what is in the way."""
 
@@ -156,11 +200,23 @@ def show(where):
 def fd_flags(tid, fd):
     """The `flags:` of /proc/TID/fdinfo/FD: the open file's status flags
     and O_CLOEXEC for the descriptor."""
-    with open(f"/proc/{tid}/fdinfo/{fd}") as f:
-        for line in f:
-            if line.startswith("flags:"):
-                return int(line.split()[1], 8)
+    info = os.open(f"/proc/{tid}/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        text = os.read(info, 4096)
+    finally:
+        os.close(info)
+    for line in text.splitlines():
+        if line.startswith(b"flags:"):
+            return int(line.split()[1], 8)
     raise OSError(errno.EBADF, "no flags in fdinfo")
+
+
+@functools.cache
+def _applicable(family, protocol):
+    """The indices of the OPTIONS rows that a socket of `family` and
+    `protocol` has."""
+    return tuple(i for i, (_l, _n, _s, fam, proto, _w) in enumerate(OPTIONS)
+                 if fam in (None, family) and proto in (None, protocol))
 
 
 def _getsockopt(fd, level, name, size):
@@ -194,7 +250,7 @@ class Router:
         self.trace = trace
         self.named = set()                  # inodes of sockets made on a named stack
         self.named_limit = NAMED_PURGE
-        self.fresh = {}                     # (netns, family, type, protocol) -> {option: value}
+        self.fresh = {}                     # (netns, family, type, protocol) -> CARRIED's values
         self.stack_netns = {}               # stack -> its sockets' netns (see _netns_of)
 
     # What the supervisor tells it ------------------------------------------
@@ -252,16 +308,16 @@ class Router:
             copy = memory.copy_fd(fd)
         except OSError:
             return False
-        try:
-            kind = tuple(INT.unpack(_getsockopt(copy, SOL_SOCKET, name, 4))[0]
-                         for name in (socket.SO_DOMAIN, socket.SO_TYPE, socket.SO_PROTOCOL))
+        try:            # our copy is ours to close: a call parked waits on a dup of it
+            values = KIND.read(copy)
+            if any(values[i] is None for i in range(KIND.n)):
+                return False
+            kind = tuple(INT.unpack(values[i])[0] for i in range(KIND.n))
             if kind[0] not in ROUTED_FAMILIES or kind[2] not in ROUTED_PROTOCOLS:
-                os.close(copy)
                 return False
             self._kernel_connect(raw, memory, defaults, copy, fd, kind, creds_of)
-        except BaseException:
+        finally:
             os.close(copy)
-            raise
         return True
 
     def _checked_address(self, raw, memory):
@@ -299,22 +355,18 @@ class Router:
         try:
             address = self._checked_address(raw, memory)
         except OSError as e:
-            os.close(copy)
             return self._answer(raw, Fail(e.errno), "")
         if address is None:
-            os.close(copy)
             return None
         where = destination(address)
         route = where and routing.choose(routes, protocol, *where)
         here = _netns(copy)
         note = f"{show(where)}: " + (f"route {route.rule.text}={route.where}" if route else "no route")
         if route is not None and isinstance(route.stack, ProxyStack):
-            os.close(copy)
             return self._answer(raw, Fail(errno.EOPNOTSUPP),
                                 f"{note}: moving a kernel socket to a userspace stack is not done")
         creds = creds_of(raw)
         if creds is None:
-            os.close(copy)
             return None
         try:
             stays = route is None or self._netns_of(route.stack, creds) == here
@@ -322,21 +374,17 @@ class Router:
                                 for r in routes)
             flags = fd_flags(raw.pid, fd)
         except OSError as e:
-            os.close(copy)
             return self._answer(raw, Fail(e.errno), f"{note}: {os.strerror(e.errno)}")
         if stays and not anywhere_else:
-            os.close(copy)
             return self._answer(raw, CONTINUE, f"{note}: stays")
         if stays:
             return self._answer(raw, self._connect_here(copy, address, flags), f"{note}: stays")
         try:
-            outcome = self._move(raw, copy, fd, kind, address, route.stack, flags, creds,
+            outcome = self._move(raw, copy, fd, kind, here, address, route.stack, flags, creds,
                                  self._stack_at(here, kind[0], defaults, creds))
             note += f": moved to {self.stacks.name_of(route.stack)}"
         except CannotMove as e:
             outcome, note = Fail(e.errno), f"{note}: cannot move: {e}"
-        finally:
-            os.close(copy)
         return self._answer(raw, outcome, note)
 
     def _netns_of(self, stack, creds):
@@ -356,7 +404,8 @@ class Router:
         return inode
 
     def _connect_here(self, copy, address, flags):
-        """Connect the caller's own socket (our `copy`) to `address`."""
+        """Connect the caller's own socket (our `copy`, which stays ours) to
+        `address`."""
         blocking = not flags & os.O_NONBLOCK
         if blocking:
             os.set_blocking(copy, False)
@@ -367,14 +416,12 @@ class Router:
             if blocking:
                 os.set_blocking(copy, True)
         if rc == 0:
-            os.close(copy)
             return Answer()
         if blocking and -rc in (errno.EINPROGRESS, errno.EALREADY):
-            return Park(copy, select.POLLOUT, _so_error)
-        os.close(copy)
+            return Park(os.dup(copy), select.POLLOUT, _so_error)
         return Fail(-rc)
 
-    def _move(self, raw, copy, fd, kind, address, stack, flags, creds, old_stack):
+    def _move(self, raw, copy, fd, kind, here, address, stack, flags, creds, old_stack):
         """Make the socket anew on `stack`, connect it, and put it in place
         of the caller's `fd` (now, or once connected if the caller waits)."""
         family, type_, protocol = kind
@@ -382,7 +429,7 @@ class Router:
             raise CannotMove(errno.EOPNOTSUPP, "O_ASYNC")
         new = stack.socket(family, type_ | socket.SOCK_NONBLOCK, protocol, creds)
         try:
-            self._carry_options(copy, new, kind, creds, old_stack)
+            self._carry_options(copy, new, kind, here, creds, old_stack)
             with socket.socket(fileno=os.dup(copy)) as old:
                 local = old.getsockname()
             if local[1] or local[0] not in ("0.0.0.0", "::"):
@@ -398,8 +445,12 @@ class Router:
             return Fail(-rc)
         cloexec = os.O_CLOEXEC if flags & O_CLOEXEC else 0
         if flags & os.O_NONBLOCK or rc == 0:
-            outcome = self._replace(raw, new, fd, cloexec, flags)
+            try:
+                outcome = self._replace(raw, new, fd, cloexec, flags)
+            finally:
+                os.close(new)
             return outcome if rc == 0 or type(outcome) is Fail else Fail(errno.EINPROGRESS)
+        # parked: the proxy layer closes `new` once the call is answered
         return Park(new, select.POLLOUT, lambda sock: self._connected(raw, sock, fd, cloexec, flags))
 
     def _connected(self, raw, sock, fd, cloexec, flags):
@@ -417,38 +468,34 @@ class Router:
         if rc < 0:
             raise CannotMove(-rc, f"{what}: {os.strerror(-rc)}")
 
-    def _carry_options(self, old, new, kind, creds, old_stack):
+    def _carry_options(self, old, new, kind, here, creds, old_stack):
         """Every option of OPTIONS set on `old` otherwise than on a fresh
-        socket of its stack, set on `new` (read back to check); CannotMove
-        for an UNMOVABLE one set, or one `new`'s stack refuses or changes."""
+        socket of its stack (namespace `here`), set on `new` (read back to
+        check); CannotMove for an UNMOVABLE one set, or one `new`'s stack
+        refuses or changes."""
         family, _type, protocol = kind
-        for level, name, size, fam, what in UNMOVABLE:
-            if fam in (None, family):
-                try:
-                    value = _getsockopt(old, level, name, size)
-                except OSError:
-                    continue
-                if value.strip(b"\0"):
-                    raise CannotMove(errno.EOPNOTSUPP, f"{what} is set")
-        fresh = self._fresh(old, kind, creds, old_stack)
-        for level, name, size, fam, proto, what in OPTIONS:
-            if fam not in (None, family) or proto not in (None, protocol):
-                continue
-            try:
-                value = _getsockopt(old, level, name, size)
-            except OSError:
-                continue
-            if value == fresh.get((level, name)):
-                continue
-            setting = value
+        fixed = FIXED.read(old)
+        for i, (_level, _name, _size, fam, what) in enumerate(UNMOVABLE):
+            if fam in (None, family) and (fixed[i] or b"").strip(b"\0"):
+                raise CannotMove(errno.EOPNOTSUPP, f"{what} is set")
+        values, fresh = CARRIED.read(old), self._fresh(old, kind, here, creds, old_stack)
+        if values == fresh:
+            return                          # nothing set: the common case
+        changed = [i for i in _applicable(family, protocol)
+                   if values[i] is not None and values[i] != fresh[i]]
+        for i in changed:
+            level, name, _size, _fam, _proto, what = OPTIONS[i]
+            setting = values[i]
             if name in (SO_SNDBUF, SO_RCVBUF) and level == SOL_SOCKET:
-                setting = INT.pack(INT.unpack(value)[0] // 2)   # the kernel doubles what it is given
+                setting = INT.pack(INT.unpack(setting)[0] // 2)   # the kernel doubles what it is given
             rc = lib.vupy_sockcall_as(lib.VUPY_SOCKCALL_SETSOCKOPT, new, level, name, setting,
                                       len(setting), creds)
             if rc < 0:
                 raise CannotMove(-rc, f"{what}: {os.strerror(-rc)}")
-            if _getsockopt(new, level, name, size) != value:
-                raise CannotMove(errno.EOPNOTSUPP, f"{what}: the other stack sets it otherwise")
+        now = CARRIED.read(new)
+        for i in changed:
+            if now[i] != values[i]:
+                raise CannotMove(errno.EOPNOTSUPP, f"{OPTIONS[i][5]}: the other stack sets it otherwise")
 
     def _stack_at(self, here, family, defaults, creds):
         """The stack whose sockets are in namespace `here`: the caller's
@@ -464,11 +511,11 @@ class Router:
                     continue
         return None
 
-    def _fresh(self, sock, kind, creds, stack):
-        """{(level, name): value} of a fresh socket of `kind` made where
-        `sock` was (on `stack`, or with setns into its namespace if None),
+    def _fresh(self, sock, kind, here, creds, stack):
+        """CARRIED's values on a fresh socket of `kind` made where `sock`
+        is (namespace `here`: on `stack`, or with setns into it if None),
         read once per namespace and kind."""
-        key = (_netns(sock), *kind)
+        key = (here, *kind)
         values = self.fresh.get(key)
         if values is not None:
             return values
@@ -485,16 +532,10 @@ class Router:
                     raise OSError(-ref, os.strerror(-ref))
         except OSError as e:
             raise CannotMove(e.errno, f"a fresh socket to compare options with: {e.strerror}") from None
-        values = {}
         try:
-            for level, name, size, _fam, _proto, _what in OPTIONS:
-                try:
-                    values[(level, name)] = _getsockopt(ref, level, name, size)
-                except OSError:
-                    pass
+            values = self.fresh[key] = CARRIED.read(ref)
         finally:
             os.close(ref)
-        self.fresh[key] = values
         return values
 
     def _answer(self, raw, outcome, note):
