@@ -73,3 +73,37 @@ def test_x32_socket_fails_on_a_null_default(x32_caller):
     r = vupy("--stack", "/dev/net/off=null", "--default", "/dev/net/off", "--", x32_caller)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["errno", str(__import__("errno").EAFNOSUPPORT)]
+
+
+SERVER32 = r"""
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <sys/socket.h>
+int main(void)
+{
+	struct sockaddr_in me = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof me;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (bind(fd, (struct sockaddr *)&me, sizeof me) < 0 || listen(fd, 1) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&me, &len) < 0)
+		return perror("bind, listen or getsockname"), 1;
+	printf("listening %d\n", ntohs(me.sin_port) != 0);
+	return 0;
+}
+"""
+
+
+def test_i386_socket_calls_go_on_in_a_session_that_traps_them(netns, tmp_path):
+    """A --userspace session traps bind, listen, getsockname, ...; libseccomp
+    traps i386's multiplexed forms as socketcall, which vupy must let go on
+    for a kernel socket (they were once taken for socket creation: EINVAL)."""
+    source, exe = tmp_path / "server.c", tmp_path / "server32"
+    source.write_text(SERVER32)
+    r = subprocess.run(["gcc", "-m32", "-static", "-O2", "-o", str(exe), str(source)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"gcc -m32 -static cannot build here: {r.stderr.strip()[:200]}")
+    ns = netns()
+    r = vupy("--userspace", "--stack", f"/dev/net/a=netns:{ns}", "--default", "/dev/net/a", "--",
+             str(exe))
+    assert (r.returncode, r.stdout.strip()) == (0, "listening 1"), r.stderr

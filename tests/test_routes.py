@@ -325,3 +325,61 @@ def test_a_nested_session_adds_routes_to_its_callers(two):
     r = vupy(*options, "--", *inner, stdin=subprocess.DEVNULL)
     assert r.returncode == 2
     assert "the enclosing session does not trap connect" in r.stderr
+
+
+ASYNCIO = textwrap.dedent("""
+    import asyncio, sys
+    async def main():
+        reader, writer = await asyncio.open_connection(sys.argv[1], %d)
+        print((await reader.readline()).decode().strip())
+        writer.close()
+    asyncio.run(main())
+""" % PORT)
+
+STATIC_CLIENT = r"""
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[2])) };
+	char line[64] = "";
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	inet_pton(AF_INET, argv[1], &to.sin_addr);
+	if (connect(fd, (struct sockaddr *)&to, sizeof to) < 0)
+		return perror("connect"), 1;
+	ssize_t n = read(fd, line, sizeof line - 1);
+	fputs(n > 0 ? line : "nothing\n", stdout);
+	return 0;
+}
+"""
+
+
+def test_asyncio_nc_and_a_static_client_follow_a_route(two, tmp_path):
+    options, _a, _b = two
+    source, exe = tmp_path / "client.c", tmp_path / "client"
+    source.write_text(STATIC_CLIENT)
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(exe), str(source)], check=True)
+    routed = options + ["--route", f"tcp:{THERE}:{PORT}=/dev/net/b"]
+    for argv in ([PYTHON, "-c", ASYNCIO, THERE], ["nc", "-N", THERE, str(PORT)],
+                 [str(exe), THERE, str(PORT)]):
+        r = vupy(*routed, "--", *argv, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, (argv, r.stderr)
+        assert r.stdout.split()[:2] == ["B", THERE], (argv, r.stdout)
+        r = vupy(*options, "--", *argv, stdin=subprocess.DEVNULL)
+        assert r.stdout.split()[:2] == ["A", THERE], (argv, r.stdout)
+
+
+def test_an_i386_client_follows_a_route(two, tmp_path):
+    """i386 code connects through socketcall(SYS_CONNECT), its arguments
+    in memory: routed all the same."""
+    options, _a, _b = two
+    source, exe = tmp_path / "client.c", tmp_path / "client32"
+    source.write_text(STATIC_CLIENT)
+    subprocess.run(["gcc", "-m32", "-static", "-O2", "-o", str(exe), str(source)], check=True)
+    r = vupy(*options, "--route", f"{THERE}=/dev/net/b", "--", str(exe), THERE, str(PORT))
+    assert (r.returncode, r.stdout.split()) == (0, ["B", THERE]), r.stderr
+    r = vupy(*options, "--route", f"{HERE}=/dev/net/b", "--", str(exe), THERE, str(PORT))
+    assert (r.returncode, r.stdout.split()) == (0, ["A", THERE]), r.stderr

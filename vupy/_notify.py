@@ -44,6 +44,7 @@ from ._wire import CallerMemory
 from .stack import KernelStack, ProxyStack
 
 SOCKETCALL_ARGS = struct.Struct("=iii")     # socketcall(SYS_SOCKET, args): domain, type, protocol
+SYS_SOCKET, SYS_CONNECT = 1, 3              # socketcall's calls (linux/net.h)
 PARKED_CHECK_MS = 50      # how often waiting proxy calls look for signals
 
 
@@ -189,6 +190,14 @@ class Supervisor:
             return self.reply(call, CONTINUE)
         if kind == trapped.CREDS:
             self.table.forget_creds(call.pid)
+            return self.reply(call, CONTINUE)
+        if kind == trapped.SOCKETCALL and call.args[0] & 0xFFFFFFFF != SYS_SOCKET:
+            # libseccomp traps i386's multiplexed forms of the calls trapped
+            # by name (connect, bind, ...) as socketcall too.  Only connect
+            # matters, to routes; an i386 program holds no proxies.
+            if call.args[0] & 0xFFFFFFFF == SYS_CONNECT and self.router is not None \
+                    and self.router.handle(call, self.creds_of, multiplexed=True):
+                return None
             return self.reply(call, CONTINUE)
         parsed = self.parse(call, kind)
         if isinstance(parsed, int):

@@ -60,6 +60,7 @@ O_CLOEXEC = 0o2000000
 ROUTED_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 ROUTED_PROTOCOLS = (socket.IPPROTO_TCP, socket.IPPROTO_UDP)
 INT = struct.Struct("=i")
+SOCKETCALL_CONNECT = struct.Struct("=III")      # socketcall(SYS_CONNECT, args): fd, addr, addrlen
 NAMED_PURGE = 1024          # remembered named sockets before the dead are purged
 
 SOL_SOCKET, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP = (socket.SOL_SOCKET, socket.IPPROTO_IP,
@@ -280,30 +281,39 @@ class Router:
 
     # One connect ---------------------------------------------------------------
 
-    def handle(self, raw, creds_of):
+    def handle(self, raw, creds_of, multiplexed=False):
         """Serve a trapped connect if routes concern it (True), or leave it
         to the proxy layer (False).  `creds_of(raw)` gives the caller's
-        credentials (None: the call is answered already)."""
+        credentials (None: the call is answered already).  `multiplexed`:
+        i386's socketcall(SYS_CONNECT, args), its arguments in memory."""
         known = self.table.lookup(raw.pid)
         if known is None:
             return False
         tgid, defaults = known
         routes = defaults.routes()
-        fd = c_int(raw.args[0])
         if not routes:
             return False
+        memory = CallerMemory(raw.pid, tgid)
+        args = raw.args
+        if multiplexed:
+            try:
+                args = SOCKETCALL_CONNECT.unpack(memory.read(raw.args[1] & 0xFFFFFFFF,
+                                                             SOCKETCALL_CONNECT.size))
+            except OSError as e:
+                self._answer(raw, args, Fail(e.errno), "")
+                return True
+        fd = c_int(args[0])
         try:
             st = os.stat(f"/proc/{raw.pid}/fd/{fd}")
         except OSError:
             return False                    # the kernel says EBADF
         if not stat.S_ISSOCK(st.st_mode) or st.st_ino in self.named:
             return False
-        memory = CallerMemory(raw.pid, tgid)
         proxy = self.server.registry.proxies.get(st.st_ino)
         if proxy is not None:
             if proxy.family not in ROUTED_FAMILIES or proxy.protocol not in ROUTED_PROTOCOLS:
                 return False
-            return self._proxy_connect(raw, memory, routes, proxy)
+            return self._proxy_connect(raw, args, memory, routes, proxy)
         try:
             copy = memory.copy_fd(fd)
         except OSError:
@@ -315,47 +325,47 @@ class Router:
             kind = tuple(INT.unpack(values[i])[0] for i in range(KIND.n))
             if kind[0] not in ROUTED_FAMILIES or kind[2] not in ROUTED_PROTOCOLS:
                 return False
-            self._kernel_connect(raw, memory, defaults, copy, fd, kind, creds_of)
+            self._kernel_connect(raw, args, memory, defaults, copy, kind, creds_of, multiplexed)
         finally:
             os.close(copy)
         return True
 
-    def _checked_address(self, raw, memory):
+    def _checked_address(self, raw, args, memory):
         """The destination, read once; None if the notification went stale
         meanwhile (the caller is gone: nothing to answer)."""
-        address = read_address(memory, raw.args[1], raw.args[2])
+        address = read_address(memory, args[1], args[2])
         if lib.vupy_notif_id_valid(self.listener, raw.id) < 0:
             return None
         return address
 
-    def _proxy_connect(self, raw, memory, routes, proxy):
+    def _proxy_connect(self, raw, args, memory, routes, proxy):
         """A userspace stack's socket: served by the proxy layer with the
         checked address, unless a route sends it elsewhere (not done yet:
         EOPNOTSUPP)."""
         try:
-            address = self._checked_address(raw, memory)
+            address = self._checked_address(raw, args, memory)
         except OSError as e:
-            self._answer(raw, Fail(e.errno), "")
+            self._answer(raw, args, Fail(e.errno), "")
             return True
         if address is None:
             return True
         where = destination(address)
         route = where and routing.choose(routes, proxy.protocol, *where)
         if route is not None and route.stack is not proxy.stack:
-            self._answer(raw, Fail(errno.EOPNOTSUPP),
+            self._answer(raw, args, Fail(errno.EOPNOTSUPP),
                          f"{show(where)}: route {route.rule.text}={route.where}: a userspace "
                          "stack's socket cannot move to another stack")
             return True
         self.server.handle(raw, "connect", address)
         return True
 
-    def _kernel_connect(self, raw, memory, defaults, copy, fd, kind, creds_of):
-        routes = defaults.routes()
+    def _kernel_connect(self, raw, args, memory, defaults, copy, kind, creds_of, multiplexed):
+        routes, fd = defaults.routes(), c_int(args[0])
         _family, _type, protocol = kind
         try:
-            address = self._checked_address(raw, memory)
+            address = self._checked_address(raw, args, memory)
         except OSError as e:
-            return self._answer(raw, Fail(e.errno), "")
+            return self._answer(raw, args, Fail(e.errno), "")
         if address is None:
             return None
         where = destination(address)
@@ -363,7 +373,7 @@ class Router:
         here = _netns(copy)
         note = f"{show(where)}: " + (f"route {route.rule.text}={route.where}" if route else "no route")
         if route is not None and isinstance(route.stack, ProxyStack):
-            return self._answer(raw, Fail(errno.EOPNOTSUPP),
+            return self._answer(raw, args, Fail(errno.EOPNOTSUPP),
                                 f"{note}: moving a kernel socket to a userspace stack is not done")
         creds = creds_of(raw)
         if creds is None:
@@ -374,18 +384,18 @@ class Router:
                                 for r in routes)
             flags = fd_flags(raw.pid, fd)
         except OSError as e:
-            return self._answer(raw, Fail(e.errno), f"{note}: {os.strerror(e.errno)}")
-        if stays and not anywhere_else:
-            return self._answer(raw, CONTINUE, f"{note}: stays")
+            return self._answer(raw, args, Fail(e.errno), f"{note}: {os.strerror(e.errno)}")
+        if stays and not anywhere_else and not multiplexed:   # (socketcall's arguments may change)
+            return self._answer(raw, args, CONTINUE, f"{note}: stays")
         if stays:
-            return self._answer(raw, self._connect_here(copy, address, flags), f"{note}: stays")
+            return self._answer(raw, args, self._connect_here(copy, address, flags), f"{note}: stays")
         try:
             outcome = self._move(raw, copy, fd, kind, here, address, route.stack, flags, creds,
                                  self._stack_at(here, kind[0], defaults, creds))
             note += f": moved to {self.stacks.name_of(route.stack)}"
         except CannotMove as e:
             outcome, note = Fail(e.errno), f"{note}: cannot move: {e}"
-        return self._answer(raw, outcome, note)
+        return self._answer(raw, args, outcome, note)
 
     def _netns_of(self, stack, creds):
         """The network namespace inode of `stack`'s sockets (learnt once,
@@ -538,14 +548,14 @@ class Router:
             os.close(ref)
         return values
 
-    def _answer(self, raw, outcome, note):
+    def _answer(self, raw, args, outcome, note):
         """Carry out `outcome` (parked or sent) through the proxy layer,
         which traces it; the routing decision traced first."""
         if self.trace is not None and note:
-            self.trace(f"pid {raw.pid}: connect(fd {c_int(raw.args[0])}) route: {note}")
+            self.trace(f"pid {raw.pid}: connect(fd {c_int(args[0])}) route: {note}")
         known = self.table.lookup(raw.pid)
         self.server.carry_out(ProxyCall(raw.id, raw.pid, known[0] if known else raw.pid, "connect",
-                                        raw.args), None, outcome)
+                                        args), None, outcome)
 
 
 def _so_error(sock):
