@@ -10,11 +10,12 @@ that exists as long as the session uses it.
 import errno
 import os
 
-from vupy.helpers import (CAP_SYS_ADMIN, UserNamespaceStack, capable, loopback_up, network_namespace,
-                          open_netns)
+from vupy.helpers import (CAP_SYS_ADMIN, UserNamespaceStack, capable, nameservers, network_namespace,
+                          new_network_namespace, open_netns)
 from vupy.stack import KERNEL_FAMILIES, KernelStack, StackError, StackModule
 
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` puts its files (iproute2)
+NETNS_ETC_DIR = "/etc/netns"  # NAME/resolv.conf, NAME/hosts: `ip netns exec` binds them over /etc
 WITHOUT_ROOT = (" (a vupy without root can use its own namespace, netns:new, and userspace"
                 " stacks: lwip on vde://, vxvde:// or slirp://)")
 
@@ -23,9 +24,7 @@ def new_namespace(spec="netns:new"):
     """A descriptor of a new network namespace with `lo` up (`spec` names the
     stack in errors)."""
     try:
-        with network_namespace():
-            fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            loopback_up()
+        fd = new_network_namespace()
     except OSError as e:
         raise StackError(f"{spec}: cannot make a network namespace: {e.strerror}"
                          f"{WITHOUT_ROOT if e.errno == errno.EPERM else ''}") from None
@@ -61,4 +60,10 @@ class NetnsModule(StackModule):
         path = source if "/" in source else os.path.join(NETNS_RUN_DIR, source)
         if "/" not in source and not os.path.exists(path):
             raise StackError(f"netns:{source}: no such namespace (ip netns add {source})")
-        return KernelStack(usable(open_netns(path), f"netns:{source}"))
+        stack = KernelStack(usable(open_netns(path), f"netns:{source}"))
+        if "/" not in source:       # a named namespace: its name resolution, as `ip netns exec`'s
+            etc = os.path.join(NETNS_ETC_DIR, source)
+            stack.nameservers = nameservers(os.path.join(etc, "resolv.conf"))
+            if os.path.exists(os.path.join(etc, "hosts")):
+                stack.hosts = os.path.join(etc, "hosts")
+        return stack

@@ -85,6 +85,8 @@ class Supervisor:
             os.close(self.listener)
             if self.proxy is not None:
                 self.proxy.close()
+            if self.router is not None:
+                self.router.close()
             self.paths.close()
             self.released.wait()
 

@@ -52,7 +52,9 @@ from ._dispatch import c_int, default_stack
 from ._native import ffi, lib
 from ._reply import CONTINUE, Answer, Fail, Park
 from ._proxy import ProxyCall
+from ._resolver import DNS_PORT, Resolver, own_creds, parse_hosts
 from ._wire import CallerMemory, read_address
+from .helpers import nameservers
 from .stack import KernelStack, ProxyStack
 
 SIOCGSKNS = 0x894C
@@ -253,6 +255,9 @@ class Router:
         self.named_limit = NAMED_PURGE
         self.fresh = {}                     # (netns, family, type, protocol) -> CARRIED's values
         self.stack_netns = {}               # stack -> its sockets' netns (see _netns_of)
+        self.resolvers = {}                 # stack -> its Resolver, made when first asked
+        # Whom programs ask for names: glibc's default without a nameserver line
+        self.host_servers = nameservers() or (ipaddress.ip_address("127.0.0.1"),)
 
     # What the supervisor tells it ------------------------------------------
 
@@ -290,8 +295,7 @@ class Router:
         if known is None:
             return False
         tgid, defaults = known
-        routes = defaults.routes()
-        if not routes:
+        if not defaults.routes() and not self.stacks.resolves():
             return False
         memory = CallerMemory(raw.pid, tgid)
         args = raw.args
@@ -313,7 +317,7 @@ class Router:
         if proxy is not None:
             if proxy.family not in ROUTED_FAMILIES or proxy.protocol not in ROUTED_PROTOCOLS:
                 return False
-            return self._proxy_connect(raw, args, memory, routes, proxy)
+            return self._proxy_connect(raw, args, memory, defaults.routes(), proxy)
         try:
             copy = memory.copy_fd(fd)
         except OSError:
@@ -378,8 +382,15 @@ class Router:
         creds = creds_of(raw)
         if creds is None:
             return None
+        to = route.stack if route is not None else None
         try:
-            stays = route is None or self._netns_of(route.stack, creds) == here
+            resolver = self._resolver_for(where, to, here, kind[0], defaults, creds)
+        except OSError as e:
+            return self._answer(raw, args, Fail(e.errno), f"{note}: its stack's resolver: {e}")
+        if resolver is not None:        # a name lookup: to the stack's own resolver
+            to, note = resolver.private, f"{note}: the name resolution of {self.stacks.name_of(resolver.stack)}"
+        try:
+            stays = to is None or self._netns_of(to, creds) == here
             anywhere_else = any(isinstance(r.stack, ProxyStack) or self._netns_of(r.stack, creds) != here
                                 for r in routes)
             flags = fd_flags(raw.pid, fd)
@@ -390,12 +401,34 @@ class Router:
         if stays:
             return self._answer(raw, args, self._connect_here(copy, address, flags), f"{note}: stays")
         try:
-            outcome = self._move(raw, copy, fd, kind, here, address, route.stack, flags, creds,
+            outcome = self._move(raw, copy, fd, kind, here, address, to, flags, creds,
                                  self._stack_at(here, kind[0], defaults, creds))
-            note += f": moved to {self.stacks.name_of(route.stack)}"
+            note += f": moved to {self.stacks.name_of(to)}" if resolver is None else ""
         except CannotMove as e:
             outcome, note = Fail(e.errno), f"{note}: cannot move: {e}"
         return self._answer(raw, args, outcome, note)
+
+    def _resolver_for(self, where, to, here, family, defaults, creds):
+        """The Resolver (vupy/_resolver.py) a connect to `where` must go to:
+        a name lookup (port 53 of a host nameserver) on a stack (`to`, or
+        the one the socket is on) with name resolution of its own; else
+        None.  Made when first needed."""
+        if where is None or where[1] != DNS_PORT or where[0] not in self.host_servers:
+            return None
+        stack = to if to is not None else self._stack_at(here, family, defaults, creds)
+        if stack is None or not (stack.nameservers or stack.hosts) or isinstance(stack, ProxyStack):
+            return None
+        resolver = self.resolvers.get(stack)
+        if resolver is None:
+            hosts = parse_hosts(stack.hosts) if stack.hosts else {}
+            resolver = self.resolvers[stack] = Resolver(stack, stack.nameservers, hosts,
+                                                        self.host_servers, own_creds())
+        return resolver
+
+    def close(self):
+        for resolver in self.resolvers.values():
+            resolver.close()
+        self.resolvers.clear()
 
     def _netns_of(self, stack, creds):
         """The network namespace inode of `stack`'s sockets (learnt once,

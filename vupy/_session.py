@@ -338,7 +338,8 @@ def run(argv, stacks, mask, trace=None, userspace=False, routing=False):
     `userspace`: trap the calls of proxy descriptors even if no userspace
     stack is mounted yet (they are trapped anyway if one is);
     `routing`: trap connect for routes (vupy/_router.py), which vustack
-    --route can then set too.
+    --route can then set too (trapped anyway for a stack with name
+    resolution of its own).
     """
     _refuse_if_signalled()
     events = None
@@ -356,6 +357,7 @@ def run(argv, stacks, mask, trace=None, userspace=False, routing=False):
     no_new_privs = 0 if capable(CAP_SYS_ADMIN) else 1
     userspace = userspace or stacks.has_proxy_stacks()
     stacks.serves_proxies = userspace
+    routing = routing or stacks.resolves()
     stacks.routes_connects = routing
     keeper, parent_end, line = _fork_keeper(
         argv, no_new_privs, mask, (_native.lib.VUPY_TRAP_PROXY_CALLS if userspace else 0)

@@ -27,6 +27,7 @@ while any process uses the stack as a default, and a lazy one detaches the
 name at once and frees the stack when its last user is gone.
 """
 import errno
+import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from .stack import ProxyStack, StackError
 
 GROUP = "vupy.stacks"
 FILE_OPTIONS = ("mode", "uid", "gid")   # what msocket checks, as for a file: not the module's
+RESOLVER_OPTIONS = ("dns", "hosts")     # any stack's own name resolution (vupy/_resolver.py)
 DEFAULT_MODE = 0o644
 
 
@@ -124,6 +126,23 @@ def file_attributes(options, owner):
     uid = number("uid", "0123456789", largest_id, f"a user id from 0 to {largest_id}", "1000", owner[0])
     gid = number("gid", "0123456789", largest_id, f"a group id from 0 to {largest_id}", "100", owner[1])
     return mode, uid, gid, rest
+
+
+def resolver_attributes(options):
+    """Split the stack's resolver options (dns=ADDR[+ADDR...], hosts=FILE)
+    off `options`: returns (nameservers, hosts file or None, the rest)."""
+    rest = {k: v for k, v in options.items() if k not in RESOLVER_OPTIONS}
+    servers = []
+    for text in options.get("dns", "").split("+") if "dns" in options else ():
+        try:
+            servers.append(ipaddress.ip_address(text))
+        except ValueError:
+            raise MountError(errno.EINVAL, f"dns={options['dns']}: {text!r} is not an IP address "
+                                           "(as in dns=10.0.0.53+fd00::53)") from None
+    hosts = options.get("hosts")
+    if hosts is not None and not os.path.isfile(hosts):
+        raise MountError(errno.EINVAL, f"hosts={hosts}: not a file")
+    return tuple(servers), hosts, rest
 
 
 def apply_defaults(defaults, scope, key_of, options):
@@ -262,8 +281,13 @@ class StackTable:
         # Whether the session traps the calls of proxy descriptors: None
         # until the session starts (any stack may be mounted before).
         self.serves_proxies = None
-        # Whether the session traps connect for routes (vupy run --route).
-        self.routes_connects = False
+        # Whether the session traps connect, for routes and stacks' own name
+        # resolution: None until the session starts.
+        self.routes_connects = None
+
+    def resolves(self):
+        """Whether a stack has name resolution of its own."""
+        return any(m.stack.nameservers or m.stack.hosts for m in self.mounts())
 
     def scopes(self):
         return [self.session] + self.nested
@@ -283,9 +307,17 @@ class StackTable:
         module's options and the name's own (mode, uid, gid).  MountError,
         with nothing changed, on failure."""
         mode, uid, gid, module_options = file_attributes(options, self.owner)
+        servers, hosts, module_options = resolver_attributes(module_options)
         if key in scope.mounts:
             raise MountError(errno.EBUSY, f"{path}: a stack is mounted there already")
         stack = make_stack(type_, source, module_options, modules)
+        stack.nameservers = servers or stack.nameservers
+        stack.hosts = hosts or stack.hosts
+        if (stack.nameservers or stack.hosts) and self.routes_connects is False:
+            stack.close()
+            raise MountError(errno.EOPNOTSUPP, f"{path}: a stack with its own name resolution, and "
+                                               "this session does not trap connect: start it with "
+                                               "`vupy run --route RULE=PATH` or a --stack with dns=")
         if isinstance(stack, ProxyStack) and self.serves_proxies is False:
             stack.close()
             raise MountError(errno.EOPNOTSUPP, f"{path}: {type_} is a userspace stack, and this "

@@ -28,9 +28,11 @@ import fcntl
 import os
 import select
 import socket
+import ipaddress
 import struct
 import subprocess
 import sys
+import threading
 
 from . import _native
 from ._abi import CAP_SYS_ADMIN
@@ -140,6 +142,36 @@ def network_namespace(nsfd=None):
         os.close(home)
 
 
+def new_network_namespace():
+    """A descriptor of a new network namespace with `lo` up (needs
+    CAP_SYS_ADMIN); OSError if it cannot be made."""
+    with network_namespace():
+        fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        loopback_up()
+    return fd
+
+
+RESOLV_CONF = "/etc/resolv.conf"
+
+
+def nameservers(path=RESOLV_CONF):
+    """The nameserver addresses of a resolv.conf (ipaddress objects, in
+    order); () if it cannot be read."""
+    found = []
+    try:
+        with open(path) as f:
+            for line in f:
+                words = line.split()
+                if len(words) >= 2 and words[0] == "nameserver":
+                    try:
+                        found.append(ipaddress.ip_address(words[1].split("%")[0]))
+                    except ValueError:
+                        pass
+    except OSError:
+        return ()
+    return tuple(found)
+
+
 def loopback_up():
     """Bring up `lo` of this thread's network namespace (a new namespace has
     it down)."""
@@ -168,6 +200,7 @@ class UserNamespaceStack(Stack):
 
     def __init__(self, spec):
         self.spec = spec
+        self.lock = threading.Lock()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
@@ -186,6 +219,10 @@ class UserNamespaceStack(Stack):
             raise StackError(f"{spec}: cannot make a network namespace in a user namespace: {why}")
 
     def socket(self, domain, type, protocol, creds):
+        with self.lock:     # one request at a time (vupy/_resolver.py asks from threads of its own)
+            return self._socket(domain, type, protocol)
+
+    def _socket(self, domain, type, protocol):
         if self.channel is None:
             raise OSError(errno.ENETDOWN, os.strerror(errno.ENETDOWN))
         reply, fds, why = b"", [], "is gone"

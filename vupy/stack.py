@@ -99,6 +99,17 @@ class Stack(abc.ABC):
     families: frozenset[int] = frozenset()
     """The address families it serves; the dispatcher asks for no other."""
 
+    nameservers: tuple = ()
+    """Its own nameservers (ipaddress addresses; `()`: none, programs use
+    the host's): name lookups of programs on the stack go to them
+    (vupy/_resolver.py).  The `dns=` option of any stack sets them; the
+    netns module takes a named namespace's /etc/netns/NAME/resolv.conf."""
+
+    hosts: str = None
+    """A hosts file of its own (a path; None: none), answered for A and
+    AAAA lookups of programs on the stack (`hosts=`; the netns module's
+    /etc/netns/NAME/hosts)."""
+
     def socket(self, domain: int, type: int, protocol: int, creds: object) -> int:
         """A new socket, as socket(2) would make it: a descriptor that vupy
         owns (it puts a copy in the program and closes its own).

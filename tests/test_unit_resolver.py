@@ -1,0 +1,48 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
+"""vupy/_resolver.py's pure parts: hosts files and the answers made from
+them, and resolv.conf's nameservers (vupy/helpers.py)."""
+import ipaddress
+import struct
+
+from vupy._resolver import answer_from_hosts, parse_hosts, server_failure
+from vupy.helpers import nameservers
+
+
+def query(name, qtype=1, ident=0x1234, flags=0x0100):
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    return struct.pack("!HHHHHH", ident, flags, 1, 0, 0, 0) + labels + struct.pack("!HH", qtype, 1)
+
+
+def test_hosts_and_resolv_conf_are_read_as_the_c_library_reads_them(tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# comment\n10.9.9.9 Only-B.example alias  # trailing\nfd00::9 only-b.example.\n"
+                     "not-an-address x\n\n")
+    assert parse_hosts(hosts) == {"only-b.example": [ipaddress.ip_address("10.9.9.9"),
+                                                     ipaddress.ip_address("fd00::9")],
+                                  "alias": [ipaddress.ip_address("10.9.9.9")]}
+    assert parse_hosts(tmp_path / "none") == {}
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("search corp\nnameserver 10.0.0.53\nnameserver fe80::1%eth0\nnameserver bad\n")
+    assert nameservers(conf) == (ipaddress.ip_address("10.0.0.53"), ipaddress.ip_address("fe80::1"))
+    assert nameservers(tmp_path / "none") == ()
+
+
+def test_an_a_and_an_aaaa_question_are_answered_from_the_hosts_file():
+    hosts = {"only-b.example": [ipaddress.ip_address("10.9.9.9"), ipaddress.ip_address("fd00::9")]}
+    reply = answer_from_hosts(query("Only-B.Example"), hosts)
+    ident, flags, qd, an = struct.unpack_from("!HHHH", reply)
+    assert (ident, flags, qd, an) == (0x1234, 0x8180 | 0x0100, 1, 1)
+    assert reply.endswith(struct.pack("!HHHIH", 0xC00C, 1, 1, 0, 4) + bytes([10, 9, 9, 9]))
+    reply6 = answer_from_hosts(query("only-b.example", qtype=28), hosts)
+    assert reply6.endswith(ipaddress.ip_address("fd00::9").packed)
+    assert answer_from_hosts(query("elsewhere.example"), hosts) is None
+    assert answer_from_hosts(query("only-b.example", qtype=15), hosts) is None    # MX: asked on
+    assert answer_from_hosts(query("only-b.example", flags=0x8100), hosts) is None  # a reply
+    assert answer_from_hosts(b"\0" * 5, hosts) is None
+
+
+def test_a_question_no_nameserver_answers_gets_servfail():
+    ident, flags, qd = struct.unpack_from("!HHH", server_failure(query("x.example")))
+    assert (ident, flags & 0xF, flags & 0x8000, qd) == (0x1234, 2, 0x8000, 0)
+    assert server_failure(b"\1") is None

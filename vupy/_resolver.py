@@ -1,0 +1,259 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright (C) 2026 the vupy authors
+"""Each stack's own name resolution.
+
+A program resolves names by asking the nameservers of /etc/resolv.conf,
+the host's, over UDP or TCP port 53.  For a stack with nameservers of its
+own (the `dns=` option of any stack; a `netns:NAME` stack's
+/etc/netns/NAME/resolv.conf, as `ip netns exec` does), the router
+(vupy/_router.py) moves a socket of that stack that connects to port 53
+of a host nameserver into this module's *resolver namespace* for the
+stack: a network namespace of vupy's own whose loopback holds the host
+nameservers' addresses, where a forwarder listens on them.  The program
+talks to the address it read in /etc/resolv.conf and gets the answers from
+it (glibc drops a reply whose source is not the nameserver it asked), and
+the forwarder asks the stack's nameservers with sockets of the stack: no
+query is sent to the host's resolver on the stack's behalf.  A name in the
+stack's hosts file (/etc/netns/NAME/hosts, or `hosts=FILE`) is answered
+from it for A and AAAA questions.
+
+Limits, in docs/routing.md: programs that send queries without connecting
+(musl's resolver, sendto) or that ask a local daemon over AF_UNIX
+(nss-resolve) are not served; the search domains are the host's.
+"""
+import ipaddress
+import os
+import selectors
+import socket
+import struct
+import threading
+
+from . import _native, rtnetlink
+from .helpers import CAP_SYS_ADMIN, UserNamespaceStack, capable, new_network_namespace
+from .stack import KernelStack
+
+DNS_PORT = 53
+UPSTREAM_SECONDS = 5            # for an answer from the stack's nameserver, per try
+RTM_NEWADDR = 20
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL = 1, 4, 0x400, 0x200
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+HEADER = struct.Struct("!HHHHHH")   # id flags qdcount ancount nscount arcount
+TYPE_A, TYPE_AAAA, CLASS_IN = 1, 28, 1
+LOOPBACK_INDEX = 1              # lo's, in a new namespace
+
+
+def parse_hosts(path):
+    """{lower-case name without a final dot: [ip_address, ...]} of a hosts
+    file; {} if there is none."""
+    names = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                words = line.split("#", 1)[0].split()
+                if len(words) < 2:
+                    continue
+                try:
+                    address = ipaddress.ip_address(words[0])
+                except ValueError:
+                    continue
+                for name in words[1:]:
+                    names.setdefault(name.lower().rstrip("."), []).append(address)
+    except OSError:
+        return {}
+    return names
+
+
+def answer_from_hosts(query, hosts):
+    """The reply to a DNS `query` from `hosts` (parse_hosts), or None if
+    the question is not an A or AAAA one for a name there."""
+    if len(query) < HEADER.size + 5:
+        return None
+    ident, flags, qdcount = HEADER.unpack_from(query)[:3]
+    if qdcount != 1 or flags & 0x8000 or (flags >> 11) & 0xF:
+        return None
+    labels, offset = [], HEADER.size
+    while offset < len(query) and query[offset]:
+        length = query[offset]
+        if length & 0xC0 or offset + 1 + length > len(query):
+            return None
+        labels.append(query[offset + 1:offset + 1 + length].decode("ascii", "replace").lower())
+        offset += 1 + length
+    if offset + 5 > len(query):
+        return None
+    qtype, qclass = struct.unpack_from("!HH", query, offset + 1)
+    addresses = hosts.get(".".join(labels))
+    if addresses is None or qclass != CLASS_IN or qtype not in (TYPE_A, TYPE_AAAA):
+        return None
+    version = 4 if qtype == TYPE_A else 6
+    records = [a for a in addresses if a.version == version]
+    question = query[HEADER.size:offset + 5]
+    out = HEADER.pack(ident, 0x8180 | (flags & 0x0100), 1, len(records), 0, 0) + question
+    for address in records:     # the name by a pointer to the question's
+        out += struct.pack("!HHHIH", 0xC00C, qtype, CLASS_IN, 0, len(address.packed)) + address.packed
+    return out
+
+
+def server_failure(query):
+    """SERVFAIL for `query` (no nameserver answered), so that the program
+    need not wait for its own timeout; None for what is not a query."""
+    if len(query) < HEADER.size:
+        return None
+    ident, flags = HEADER.unpack_from(query)[:2]
+    if flags & 0x8000:
+        return None
+    return HEADER.pack(ident, 0x8182 | (flags & 0x0100), 0, 0, 0, 0)
+
+
+class Resolver:
+    """The resolver namespace of one stack, and its forwarder thread."""
+
+    def __init__(self, stack, servers, hosts, host_servers, creds):
+        """`servers`: the stack's nameservers (none: the host's, `host_servers`,
+        asked through the stack as `ip netns exec` would); `hosts`:
+        parse_hosts's of its hosts file."""
+        self.stack, self.servers, self.hosts = stack, servers or host_servers, hosts
+        self.creds = creds
+        self.private = (KernelStack(new_network_namespace()) if capable(CAP_SYS_ADMIN)
+                        else UserNamespaceStack("the resolver namespace"))
+        self.listeners = []
+        self.selector = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            self._add_addresses(host_servers)
+            for address in host_servers:
+                self._listen(address)
+        except BaseException:
+            self.close()
+            raise
+        self.selector.register(self.wake_r, selectors.EVENT_READ)
+        self.thread = threading.Thread(target=self._serve, name="vupy-dns", daemon=True)
+        self.thread.start()
+
+    def _socket(self, stack, family, type_):
+        return socket.socket(fileno=stack.socket(family, type_, 0, self.creds))
+
+    def _add_addresses(self, addresses):
+        """The host nameservers' addresses on the resolver namespace's lo."""
+        with self._socket(self.private, socket.AF_NETLINK, socket.SOCK_RAW) as nl:
+            for seq, address in enumerate(addresses, 1):
+                family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+                body = (rtnetlink.IFADDRMSG.pack(family, address.max_prefixlen, 0, 0xFE,
+                                                 LOOPBACK_INDEX)
+                        + rtnetlink.attribute(IFA_LOCAL, address.packed)
+                        + rtnetlink.attribute(IFA_ADDRESS, address.packed))
+                nl.sendto(rtnetlink.message(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                                            seq, 0, body), (0, 0))
+                reply = nl.recv(4096)
+                err = struct.unpack_from("=i", reply, rtnetlink.NLMSG.size)[0]
+                if err:
+                    raise OSError(-err, f"cannot add {address} to the resolver namespace: "
+                                        f"{os.strerror(-err)}")
+
+    def _listen(self, address):
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        for type_ in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            s = self._socket(self.private, family, type_)
+            self.listeners.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((str(address), DNS_PORT))
+            if type_ == socket.SOCK_STREAM:
+                s.listen(64)
+            s.setblocking(False)
+            self.selector.register(s, selectors.EVENT_READ)
+
+    # The forwarder -------------------------------------------------------------
+
+    def _serve(self):
+        while True:
+            for key, _ in self.selector.select():
+                if key.fileobj == self.wake_r:
+                    return
+                listener = key.fileobj
+                try:
+                    if listener.type == socket.SOCK_DGRAM:
+                        query, client = listener.recvfrom(65535)
+                        worker = (self._datagram, (listener, query, client))
+                    else:
+                        connection, _ = listener.accept()
+                        worker = (self._stream, (connection,))
+                except OSError:
+                    continue
+                threading.Thread(target=worker[0], args=worker[1], daemon=True).start()
+
+    def _datagram(self, listener, query, client):
+        reply = (answer_from_hosts(query, self.hosts) or self._ask(query, socket.SOCK_DGRAM)
+                 or server_failure(query))
+        if reply:
+            try:
+                listener.sendto(reply, client)
+            except OSError:
+                pass
+
+    def _stream(self, connection):
+        with connection:
+            connection.settimeout(UPSTREAM_SECONDS)
+            try:
+                while True:
+                    query = _read_framed(connection)
+                    if query is None:
+                        return
+                    reply = (answer_from_hosts(query, self.hosts) or self._ask(query, socket.SOCK_STREAM)
+                             or server_failure(query))
+                    if not reply:
+                        return
+                    connection.sendall(struct.pack("!H", len(reply)) + reply)
+            except OSError:
+                return
+
+    def _ask(self, query, type_):
+        """The stack's nameservers' answer to `query`, each tried in turn,
+        with a socket of the stack; None if none answers."""
+        for server in self.servers:
+            family = socket.AF_INET if server.version == 4 else socket.AF_INET6
+            try:
+                with self._socket(self.stack, family, type_) as s:
+                    s.settimeout(UPSTREAM_SECONDS)
+                    s.connect((str(server), DNS_PORT))
+                    if type_ == socket.SOCK_DGRAM:
+                        s.send(query)
+                        return s.recv(65535)
+                    s.sendall(struct.pack("!H", len(query)) + query)
+                    return _read_framed(s)
+            except OSError:
+                continue
+        return None
+
+    def close(self):
+        os.write(self.wake_w, b"x")
+        thread = getattr(self, "thread", None)
+        if thread is not None:
+            thread.join(timeout=2)
+        for s in self.listeners:
+            s.close()
+        self.selector.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+        self.private.close()
+
+
+def _read_framed(s):
+    """One length-prefixed DNS message from stream `s`; None at its end."""
+    head = _read_exactly(s, 2)
+    return None if head is None else _read_exactly(s, struct.unpack("!H", head)[0])
+
+
+def _read_exactly(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def own_creds():
+    """vupy's own credentials, for the sockets the forwarder makes."""
+    creds = _native.ffi.new("struct vupy_creds *")
+    _native.lib.vupy_read_creds(os.getpid(), creds)
+    return creds
