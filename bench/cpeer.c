@@ -11,37 +11,13 @@
  * peer.py.  Compiled by bench/benchlib.py into a temporary directory; not
  * installed.
  */
-#define _GNU_SOURCE
+#include "benchc.h"
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-#ifndef SIOCGSKNS
-#define SIOCGSKNS 0x894C
-#endif
 #define SIZE 64
-
-static void die(const char *what)
-{
-	fprintf(stderr, "cpeer: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
-
-static long long now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void exactly(int fd, char *buf, size_t len, int out)
 {
@@ -71,20 +47,6 @@ static int connected(const struct sockaddr_in *to, int nodelay)
 	return fd;
 }
 
-static int seccomp_mode(void)
-{
-	char line[256];
-	int mode = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-	if (!f)
-		die("/proc/self/status");
-	while (fgets(line, sizeof line, f))
-		if (sscanf(line, "Seccomp: %d", &mode) == 1)
-			break;
-	fclose(f);
-	return mode;
-}
-
 /* "kind", "netns", "sockname" and "peername" of peer.py's JSON line. */
 static void describe(int fd, char *out, size_t len)
 {
@@ -105,13 +67,8 @@ static void describe(int fd, char *out, size_t len)
 			kind = "unix-proxy";
 	}
 	fclose(f);
-	if (strcmp(kind, "unix-proxy")) {
-		int ns = ioctl(fd, SIOCGSKNS);
-		if (ns >= 0 && fstat(ns, &st) == 0)
-			kind = "kernel", netns = (unsigned long long)st.st_ino;
-		if (ns >= 0)
-			close(ns);
-	}
+	if (strcmp(kind, "unix-proxy") && (netns = netns_of(fd)) != 0)
+		kind = "kernel";
 	if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0)
 		inet_ntop(AF_INET, &me.sin_addr, mine, sizeof mine);
 	if (getpeername(fd, (struct sockaddr *)&peer, &pl) == 0)

@@ -43,25 +43,13 @@
  * The same protocol as bench/pyloop.py.  Compiled by bench/benchlib.py into
  * a temporary directory; not installed.
  */
-#define _GNU_SOURCE
+#include "benchc.h"
 #include <arpa/inet.h>
-#include <errno.h>
-#include <linux/sockios.h>
 #include <netinet/in.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
-#ifndef SIOCGSKNS
-#define SIOCGSKNS 0x894C
-#endif
 #define NR_MSOCKET (-5)
 
 enum workload { SOCKET, MSOCKET, GETPID, STAT, FANOUT, CONNECT };
@@ -71,12 +59,6 @@ static const char *path;
 static int family = AF_INET, type = SOCK_DGRAM;
 static struct sockaddr_in destination = { .sin_family = AF_INET };
 
-static void die(const char *what)
-{
-	fprintf(stderr, "loops: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
-
 static void usage(void)
 {
 	fprintf(stderr, "usage: loops ITERATIONS WARMUP socket inet|unix stream|dgram\n"
@@ -84,13 +66,6 @@ static void usage(void)
 			"       loops ITERATIONS WARMUP getpid | stat PATH | fanout PROCESSES\n"
 			"       loops ITERATIONS WARMUP connect IPV4 PORT\n");
 	exit(2);
-}
-
-static long long now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* The socket the workload makes, or the probe socket of the others. */
@@ -108,33 +83,6 @@ static int make_socket(void)
 	if (workload == CONNECT && connect(fd, (struct sockaddr *)&destination, sizeof destination) < 0)
 		die("connect");
 	return fd;
-}
-
-static unsigned long long netns_of(int fd)
-{
-	unsigned long long inode = 0;
-	int nsfd = ioctl(fd, SIOCGSKNS);
-	if (nsfd >= 0) {
-		struct stat st;
-		if (fstat(nsfd, &st) == 0)
-			inode = (unsigned long long)st.st_ino;
-		close(nsfd);
-	}
-	return inode;
-}
-
-static int seccomp_mode(void)
-{
-	char line[256];
-	int mode = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-	if (!f)
-		die("/proc/self/status");
-	while (fgets(line, sizeof line, f))
-		if (sscanf(line, "Seccomp: %d", &mode) == 1)
-			break;
-	fclose(f);
-	return mode;
 }
 
 static void once(void)
