@@ -139,8 +139,8 @@ const struct vupy_trap vupy_traps[] = {
 	TRAP("exit", VUPY_TRAP_EXIT, VUPY_TRAP_EXITS),
 	TRAP("exit_group", VUPY_TRAP_EXIT, VUPY_TRAP_EXITS),
 	/* The calls a proxy descriptor needs served (see vupy/_proxy.py). */
-	TRAP("bind", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
-	/* connect is also where routes choose a socket's stack. */
+	TRAP("bind", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS | VUPY_TRAP_ROUTE_CALLS),
+	/* connect and bind are also where routes choose a socket's stack. */
 	TRAP("connect", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS | VUPY_TRAP_ROUTE_CALLS),
 	TRAP("listen", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
 	TRAP("accept", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),

@@ -55,7 +55,7 @@ struct vupy_creds {               /* what the kernel looks at when a socket is m
 
 #define VUPY_TRAP_PROXY_CALLS 1   /* features of vupy_filter_install */
 #define VUPY_TRAP_EXITS 2
-#define VUPY_TRAP_ROUTE_CALLS 4   /* connect, for routes (vupy/_router.py) */
+#define VUPY_TRAP_ROUTE_CALLS 4   /* connect and bind, for routes (vupy/_router.py) */
 
 #define VUPY_ARG_ANY 0            /* conditions of a trap on one argument */
 #define VUPY_ARG_EQ 1

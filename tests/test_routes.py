@@ -383,3 +383,47 @@ def test_an_i386_client_follows_a_route(two, tmp_path):
     assert (r.returncode, r.stdout.split()) == (0, ["B", THERE]), r.stderr
     r = vupy(*options, "--route", f"{HERE}=/dev/net/b", "--", str(exe), THERE, str(PORT))
     assert (r.returncode, r.stdout.split()) == (0, ["A", THERE]), r.stderr
+
+
+BIND_SERVER = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    fd = s.fileno()
+    try:
+        s.bind((sys.argv[1], 9000))
+    except OSError as e:
+        print("bind", e.errno, flush=True)
+        sys.exit(0)
+    s.listen(4)
+    print("listening", s.fileno() == fd, s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) != 0,
+          flush=True)
+    c, peer = s.accept()
+    c.sendall(b"served\\n")
+    c.close()
+""")
+
+
+def test_bind_to_an_address_only_another_stack_has_moves_the_socket_there(two, netns):
+    """Item 4: a multi-homed server binds an address of B while its default
+    is A, and a client in B reaches it; addresses of the default, of no
+    stack, or of every stack leave the socket where it is."""
+    options, _a, b = two
+    only_b = "10.77.0.1"
+    _address(b, only_b)
+    routed = options + ["--stack", f"/dev/net/c=netns:{netns()}", "--route", "tcp:22=/dev/net/b"]
+    p = subprocess.Popen([VUPY, "run", *routed, "--", PYTHON, "-c", BIND_SERVER, only_b],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().split() == ["listening", "True", "True"]
+        r = run(["ip", "netns", "exec", b, "curl", "-s", "-m", "10", f"telnet://{only_b}:9000"],
+                stdin=subprocess.DEVNULL)
+        assert r.stdout.strip() == "served"
+        assert p.wait(timeout=10) == 0
+    finally:
+        p.kill()
+        p.wait()
+    r = vupy(*routed, "--", PYTHON, "-c", BIND_SERVER, "10.66.0.1")      # on no stack
+    assert r.stdout.split() == ["bind", "99"]                            # EADDRNOTAVAIL
+    r = vupy(*options, "--", PYTHON, "-c", BIND_SERVER, only_b)          # no routes: not trapped
+    assert r.stdout.split() == ["bind", "99"]

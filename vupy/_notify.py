@@ -44,7 +44,8 @@ from ._wire import CallerMemory
 from .stack import KernelStack, ProxyStack
 
 SOCKETCALL_ARGS = struct.Struct("=iii")     # socketcall(SYS_SOCKET, args): domain, type, protocol
-SYS_SOCKET, SYS_CONNECT = 1, 3              # socketcall's calls (linux/net.h)
+SYS_SOCKET = 1                              # socketcall's calls (linux/net.h) ...
+MULTIPLEXED = {2: "bind", 3: "connect"}     # ... that the router serves
 PARKED_CHECK_MS = 50      # how often waiting proxy calls look for signals
 
 
@@ -177,7 +178,8 @@ class Supervisor:
         if kind == trapped.CONTROL:
             return self.control(call)
         if kind == trapped.PROXY:
-            if name == "connect" and self.router is not None and self.router.handle(call, self.creds_of):
+            if name in ("connect", "bind") and self.router is not None \
+                    and self.router.handle(call, name, self.creds_of):
                 return None
             if self.proxy is not None and trapped.abi(call.arch, call.nr) == X86_64:
                 return self.proxy.handle(call, name)
@@ -196,9 +198,10 @@ class Supervisor:
         if kind == trapped.SOCKETCALL and call.args[0] & 0xFFFFFFFF != SYS_SOCKET:
             # libseccomp traps i386's multiplexed forms of the calls trapped
             # by name (connect, bind, ...) as socketcall too.  Only connect
-            # matters, to routes; an i386 program holds no proxies.
-            if call.args[0] & 0xFFFFFFFF == SYS_CONNECT and self.router is not None \
-                    and self.router.handle(call, self.creds_of, multiplexed=True):
+            # and bind matter, to routes; an i386 program holds no proxies.
+            which = MULTIPLEXED.get(call.args[0] & 0xFFFFFFFF)
+            if which is not None and self.router is not None \
+                    and self.router.handle(call, which, self.creds_of, multiplexed=True):
                 return None
             return self.reply(call, CONTINUE)
         parsed = self.parse(call, kind)

@@ -62,7 +62,7 @@ O_CLOEXEC = 0o2000000
 ROUTED_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 ROUTED_PROTOCOLS = (socket.IPPROTO_TCP, socket.IPPROTO_UDP)
 INT = struct.Struct("=i")
-SOCKETCALL_CONNECT = struct.Struct("=III")      # socketcall(SYS_CONNECT, args): fd, addr, addrlen
+SOCKETCALL_ARGS = struct.Struct("=III")     # socketcall(SYS_CONNECT or SYS_BIND, args): fd, addr, addrlen
 NAMED_PURGE = 1024          # remembered named sockets before the dead are purged
 
 SOL_SOCKET, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP = (socket.SOL_SOCKET, socket.IPPROTO_IP,
@@ -284,27 +284,27 @@ class Router:
                     live.add(st.st_ino)
         return live
 
-    # One connect ---------------------------------------------------------------
+    # One connect or bind ---------------------------------------------------------
 
-    def handle(self, raw, creds_of, multiplexed=False):
-        """Serve a trapped connect if routes concern it (True), or leave it
-        to the proxy layer (False).  `creds_of(raw)` gives the caller's
-        credentials (None: the call is answered already).  `multiplexed`:
-        i386's socketcall(SYS_CONNECT, args), its arguments in memory."""
+    def handle(self, raw, name, creds_of, multiplexed=False):
+        """Serve a trapped connect or bind (`name`) if the router has
+        something to do with it (True), or leave it to the proxy layer
+        (False).  `creds_of(raw)` gives the caller's credentials (None: the
+        call is answered already).  `multiplexed`: i386's socketcall(SYS_CONNECT
+        or SYS_BIND, args), its arguments in memory."""
         known = self.table.lookup(raw.pid)
         if known is None:
             return False
         tgid, defaults = known
-        if not defaults.routes() and not self.stacks.resolves():
+        if name == "connect" and not defaults.routes() and not self.stacks.resolves():
             return False
         memory = CallerMemory(raw.pid, tgid)
         args = raw.args
         if multiplexed:
             try:
-                args = SOCKETCALL_CONNECT.unpack(memory.read(raw.args[1] & 0xFFFFFFFF,
-                                                             SOCKETCALL_CONNECT.size))
+                args = SOCKETCALL_ARGS.unpack(memory.read(raw.args[1] & 0xFFFFFFFF, SOCKETCALL_ARGS.size))
             except OSError as e:
-                self._answer(raw, args, Fail(e.errno), "")
+                self._answer(raw, name, args, Fail(e.errno), "")
                 return True
         fd = c_int(args[0])
         try:
@@ -315,7 +315,8 @@ class Router:
             return False
         proxy = self.server.registry.proxies.get(st.st_ino)
         if proxy is not None:
-            if proxy.family not in ROUTED_FAMILIES or proxy.protocol not in ROUTED_PROTOCOLS:
+            if name != "connect" or proxy.family not in ROUTED_FAMILIES \
+                    or proxy.protocol not in ROUTED_PROTOCOLS:
                 return False
             return self._proxy_connect(raw, args, memory, defaults.routes(), proxy)
         try:
@@ -329,7 +330,8 @@ class Router:
             kind = tuple(INT.unpack(values[i])[0] for i in range(KIND.n))
             if kind[0] not in ROUTED_FAMILIES or kind[2] not in ROUTED_PROTOCOLS:
                 return False
-            self._kernel_connect(raw, args, memory, defaults, copy, kind, creds_of, multiplexed)
+            serve = self._kernel_connect if name == "connect" else self._kernel_bind
+            serve(raw, args, memory, defaults, copy, kind, creds_of, multiplexed)
         finally:
             os.close(copy)
         return True
@@ -349,14 +351,14 @@ class Router:
         try:
             address = self._checked_address(raw, args, memory)
         except OSError as e:
-            self._answer(raw, args, Fail(e.errno), "")
+            self._answer(raw, "connect", args, Fail(e.errno), "")
             return True
         if address is None:
             return True
         where = destination(address)
         route = where and routing.choose(routes, proxy.protocol, *where)
         if route is not None and route.stack is not proxy.stack:
-            self._answer(raw, args, Fail(errno.EOPNOTSUPP),
+            self._answer(raw, "connect", args, Fail(errno.EOPNOTSUPP),
                          f"{show(where)}: route {route.rule.text}={route.where}: a userspace "
                          "stack's socket cannot move to another stack")
             return True
@@ -369,7 +371,7 @@ class Router:
         try:
             address = self._checked_address(raw, args, memory)
         except OSError as e:
-            return self._answer(raw, args, Fail(e.errno), "")
+            return self._answer(raw, "connect", args, Fail(e.errno), "")
         if address is None:
             return None
         where = destination(address)
@@ -377,7 +379,7 @@ class Router:
         here = _netns(copy)
         note = f"{show(where)}: " + (f"route {route.rule.text}={route.where}" if route else "no route")
         if route is not None and isinstance(route.stack, ProxyStack):
-            return self._answer(raw, args, Fail(errno.EOPNOTSUPP),
+            return self._answer(raw, "connect", args, Fail(errno.EOPNOTSUPP),
                                 f"{note}: moving a kernel socket to a userspace stack is not done")
         creds = creds_of(raw)
         if creds is None:
@@ -386,7 +388,7 @@ class Router:
         try:
             resolver = self._resolver_for(where, to, here, kind[0], defaults, creds)
         except OSError as e:
-            return self._answer(raw, args, Fail(e.errno), f"{note}: its stack's resolver: {e}")
+            return self._answer(raw, "connect", args, Fail(e.errno), f"{note}: its stack's resolver: {e}")
         if resolver is not None:        # a name lookup: to the stack's own resolver
             to, note = resolver.private, f"{note}: the name resolution of {self.stacks.name_of(resolver.stack)}"
         try:
@@ -395,18 +397,85 @@ class Router:
                                 for r in routes)
             flags = fd_flags(raw.pid, fd)
         except OSError as e:
-            return self._answer(raw, args, Fail(e.errno), f"{note}: {os.strerror(e.errno)}")
+            return self._answer(raw, "connect", args, Fail(e.errno), f"{note}: {os.strerror(e.errno)}")
         if stays and not anywhere_else and not multiplexed:   # (socketcall's arguments may change)
-            return self._answer(raw, args, CONTINUE, f"{note}: stays")
+            return self._answer(raw, "connect", args, CONTINUE, f"{note}: stays")
         if stays:
-            return self._answer(raw, args, self._connect_here(copy, address, flags), f"{note}: stays")
+            return self._answer(raw, "connect", args, self._connect_here(copy, address, flags), f"{note}: stays")
         try:
             outcome = self._move(raw, copy, fd, kind, here, address, to, flags, creds,
                                  self._stack_at(here, kind[0], defaults, creds))
             note += f": moved to {self.stacks.name_of(to)}" if resolver is None else ""
         except CannotMove as e:
             outcome, note = Fail(e.errno), f"{note}: cannot move: {e}"
-        return self._answer(raw, args, outcome, note)
+        return self._answer(raw, "connect", args, outcome, note)
+
+    def _kernel_bind(self, raw, args, memory, defaults, copy, kind, creds_of, multiplexed):
+        """bind to an address that only one other stack of the session has:
+        the socket moves there (item 4 of routes).  Else the bind is the
+        kernel's, made by vupy with the checked address for socketcall's."""
+        try:
+            address = self._checked_address(raw, args, memory)
+        except OSError as e:
+            return self._answer(raw, "bind", args, Fail(e.errno), "")
+        if address is None:
+            return None
+        where = destination(address)
+        here = _netns(copy)
+        note, owners = show(where), []
+        if where is not None and not (where[0].is_unspecified or where[0].is_loopback
+                                      or where[0].is_multicast):
+            creds = creds_of(raw)
+            if creds is None:
+                return None
+            owners = self._stacks_with(address, kind[0], defaults, creds)
+        if len(owners) != 1 or owners[0][1] == here:
+            if not multiplexed:
+                return self._answer(raw, "bind", args, CONTINUE, "")
+            rc = lib.vupy_sockcall_as(lib.VUPY_SOCKCALL_BIND, copy, 0, 0, address, len(address), ffi.NULL)
+            return self._answer(raw, "bind", args, Fail(-rc) if rc < 0 else Answer(), "")
+        stack, fd = owners[0][0], c_int(args[0])
+        try:
+            flags = fd_flags(raw.pid, fd)
+            new = self._rebuild(copy, kind, here, stack, flags, creds,
+                                self._stack_at(here, kind[0], defaults, creds), bound=False)
+        except CannotMove as e:
+            return self._answer(raw, "bind", args, Fail(e.errno), f"{note}: cannot move: {e}")
+        except OSError as e:
+            return self._answer(raw, "bind", args, Fail(e.errno), f"{note}: {e.strerror}")
+        try:
+            rc = lib.vupy_sockcall_as(lib.VUPY_SOCKCALL_BIND, new, 0, 0, address, len(address), creds)
+            outcome = (Fail(-rc) if rc < 0 else
+                       self._replace(raw, new, fd, os.O_CLOEXEC if flags & O_CLOEXEC else 0, flags))
+        finally:
+            os.close(new)
+        return self._answer(raw, "bind", args, outcome,
+                            f"{note}: only on {self.stacks.name_of(stack)}: moved there")
+
+    def _stacks_with(self, address, family, defaults, creds):
+        """[(stack, its netns)] of the session's kernel stacks that have the
+        local address of sockaddr `address` (a socket of each binds to it),
+        one per namespace."""
+        found, seen = [], set()
+        probe_address = address[:2] + b"\0\0" + address[4:]     # port 0
+        for stack in [default_stack(family, defaults)] + [m.stack for m in self.stacks.mounts()]:
+            if stack is None or isinstance(stack, ProxyStack) or family not in stack.families:
+                continue
+            try:
+                netns = self._netns_of(stack, creds)
+                if netns in seen:
+                    continue
+                seen.add(netns)
+                probe = stack.socket(family, socket.SOCK_DGRAM, 0, creds)
+            except OSError:
+                continue
+            try:
+                if lib.vupy_sockcall_as(lib.VUPY_SOCKCALL_BIND, probe, 0, 0, probe_address,
+                                        len(probe_address), ffi.NULL) == 0:
+                    found.append((stack, netns))
+            finally:
+                os.close(probe)
+        return found
 
     def _resolver_for(self, where, to, here, family, defaults, creds):
         """The Resolver (vupy/_resolver.py) a connect to `where` must go to:
@@ -464,9 +533,10 @@ class Router:
             return Park(os.dup(copy), select.POLLOUT, _so_error)
         return Fail(-rc)
 
-    def _move(self, raw, copy, fd, kind, here, address, stack, flags, creds, old_stack):
-        """Make the socket anew on `stack`, connect it, and put it in place
-        of the caller's `fd` (now, or once connected if the caller waits)."""
+    def _rebuild(self, copy, kind, here, stack, flags, creds, old_stack, bound=True):
+        """A socket like our `copy` of the caller's, made anew on `stack`
+        (non-blocking): its options carried over and, if `bound`, its local
+        address; CannotMove (or the stack's OSError) if it cannot be."""
         family, type_, protocol = kind
         if flags & os.O_ASYNC:
             raise CannotMove(errno.EOPNOTSUPP, "O_ASYNC")
@@ -475,9 +545,19 @@ class Router:
             self._carry_options(copy, new, kind, here, creds, old_stack)
             with socket.socket(fileno=os.dup(copy)) as old:
                 local = old.getsockname()
-            if local[1] or local[0] not in ("0.0.0.0", "::"):
+            if bound and (local[1] or local[0] not in ("0.0.0.0", "::")):
                 self._sockcall(lib.VUPY_SOCKCALL_BIND, new, _sockaddr(family, local), creds,
                                f"bind to {local[0]} port {local[1]}")
+        except BaseException:
+            os.close(new)
+            raise
+        return new
+
+    def _move(self, raw, copy, fd, kind, here, address, stack, flags, creds, old_stack):
+        """Make the socket anew on `stack`, connect it, and put it in place
+        of the caller's `fd` (now, or once connected if the caller waits)."""
+        new = self._rebuild(copy, kind, here, stack, flags, creds, old_stack)
+        try:
             rc = lib.vupy_sockcall_as(lib.VUPY_SOCKCALL_CONNECT, new, 0, 0, address, len(address),
                                       creds)
         except BaseException:
@@ -581,13 +661,13 @@ class Router:
             os.close(ref)
         return values
 
-    def _answer(self, raw, args, outcome, note):
-        """Carry out `outcome` (parked or sent) through the proxy layer,
-        which traces it; the routing decision traced first."""
+    def _answer(self, raw, name, args, outcome, note):
+        """Carry out `outcome` (parked or sent) of call `name` through the
+        proxy layer, which traces it; the routing decision traced first."""
         if self.trace is not None and note:
-            self.trace(f"pid {raw.pid}: connect(fd {c_int(args[0])}) route: {note}")
+            self.trace(f"pid {raw.pid}: {name}(fd {c_int(args[0])}) route: {note}")
         known = self.table.lookup(raw.pid)
-        self.server.carry_out(ProxyCall(raw.id, raw.pid, known[0] if known else raw.pid, "connect",
+        self.server.carry_out(ProxyCall(raw.id, raw.pid, known[0] if known else raw.pid, name,
                                         args), None, outcome)
 
 
