@@ -427,3 +427,36 @@ def test_bind_to_an_address_only_another_stack_has_moves_the_socket_there(two, n
     assert r.stdout.split() == ["bind", "99"]                            # EADDRNOTAVAIL
     r = vupy(*options, "--", PYTHON, "-c", BIND_SERVER, only_b)          # no routes: not trapped
     assert r.stdout.split() == ["bind", "99"]
+
+
+LWIP_CLIENT = textwrap.dedent("""
+    import socket, sys, time
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for _ in range(50):             # lwIP's first ARP may take a moment
+        try:
+            s.connect((sys.argv[1], 8080))
+            break
+        except OSError:
+            s.close()
+            s = socket.socket()
+            time.sleep(0.2)
+    print(s.makefile().readline().strip(), s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+""")
+
+
+def test_three_stacks_two_namespaces_and_lwip(two, vde_lan, server):
+    """A route to a userspace stack: the program's kernel socket is made
+    anew as a proxy of lwIP, connected, and put in place of its own."""
+    from vdenet import LAN_IP
+    options, _a, _b = two
+    server(vde_lan.ns, 8080, "LAN", LAN_IP)
+    routed = options + ["--stack", vde_lan.stack("/dev/net/u"), "--route", "10.9.0.0/24=/dev/net/u",
+                        "--route", f"{THERE}=/dev/net/b"]
+    r = vupy(*routed, "--", PYTHON, "-c", LWIP_CLIENT, LAN_IP)
+    assert (r.returncode, r.stdout.split()) == (0, ["LAN", "1"]), r.stderr
+    r = vupy(*routed, "--", "curl", "-s", "-m", "10", f"telnet://{LAN_IP}:8080", stdin=subprocess.DEVNULL)
+    assert r.stdout.strip() == "LAN", r.stderr
+    assert client(routed, THERE)["line"] == f"B {THERE}"
+    assert client(routed, HERE)["line"] == f"A {HERE}"

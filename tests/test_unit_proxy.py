@@ -320,7 +320,7 @@ def parked_connect(error):
 def test_a_parked_connect_whose_proxy_turns_writable_is_connected_without_asking_the_stack():
     p, program, worker = parked_connect(errno.ECONNREFUSED)
     with program, worker:
-        assert proxy._connected(p, program.fileno()) == Answer()
+        assert proxy.connected(p, program.fileno()) == Answer()
     assert p.stack.calls == []
 
 
@@ -329,7 +329,7 @@ def test_a_parked_connect_whose_proxy_shows_end_of_file_fails_with_the_stacks_so
     p, program, worker = parked_connect(errno.ECONNREFUSED)
     with program, worker:
         worker.shutdown(socket.SHUT_WR) if end == "shutdown" else worker.close()
-        assert proxy._connected(p, program.fileno()) == Fail(errno.ECONNREFUSED)
+        assert proxy.connected(p, program.fileno()) == Fail(errno.ECONNREFUSED)
     assert p.stack.calls == [("getsockopt", socket.SOL_SOCKET, socket.SO_ERROR)]
 
 
@@ -337,4 +337,4 @@ def test_a_parked_connect_whose_peer_closed_at_once_is_connected_if_so_error_say
     p, program, worker = parked_connect(0)
     with program, worker:
         worker.shutdown(socket.SHUT_WR)
-        assert proxy._connected(p, program.fileno()) == Answer()
+        assert proxy.connected(p, program.fileno()) == Answer()

@@ -297,11 +297,11 @@ def connect(call, proxy):
         if not os.get_blocking(fd):
             os.close(fd)
             raise
-        return Park(fd, select.POLLOUT, lambda fd: _connected(proxy, fd))
+        return Park(fd, select.POLLOUT, lambda fd: connected(proxy, fd))
     return Answer()
 
 
-def _connected(proxy, fd):
+def connected(proxy, fd):
     """A parked connect's outcome, its proxy `fd` writable.  A failed connect
     shows end of file on the proxy before it turns writable (ProxyStack.connect),
     so only then is the stack asked for SO_ERROR: a connect that succeeds

@@ -51,7 +51,9 @@ from . import routes as routing
 from ._dispatch import c_int, default_stack
 from ._native import ffi, lib
 from ._reply import CONTINUE, Answer, Fail, Park
-from ._proxy import ProxyCall
+from . import _trapped as trapped
+from ._abi import X86_64
+from ._proxy import ProxyCall, connected
 from ._resolver import DNS_PORT, Resolver, own_creds, parse_hosts
 from ._wire import CallerMemory, read_address
 from .helpers import nameservers
@@ -378,9 +380,10 @@ class Router:
         route = where and routing.choose(routes, protocol, *where)
         here = _netns(copy)
         note = f"{show(where)}: " + (f"route {route.rule.text}={route.where}" if route else "no route")
-        if route is not None and isinstance(route.stack, ProxyStack):
+        if route is not None and isinstance(route.stack, ProxyStack) \
+                and trapped.abi(raw.arch, raw.nr) != X86_64:
             return self._answer(raw, "connect", args, Fail(errno.EOPNOTSUPP),
-                                f"{note}: moving a kernel socket to a userspace stack is not done")
+                                f"{note}: a userspace stack serves x86-64 code only")
         creds = creds_of(raw)
         if creds is None:
             return None
@@ -392,7 +395,7 @@ class Router:
         if resolver is not None:        # a name lookup: to the stack's own resolver
             to, note = resolver.private, f"{note}: the name resolution of {self.stacks.name_of(resolver.stack)}"
         try:
-            stays = to is None or self._netns_of(to, creds) == here
+            stays = to is None or not isinstance(to, ProxyStack) and self._netns_of(to, creds) == here
             anywhere_else = any(isinstance(r.stack, ProxyStack) or self._netns_of(r.stack, creds) != here
                                 for r in routes)
             flags = fd_flags(raw.pid, fd)
@@ -402,9 +405,10 @@ class Router:
             return self._answer(raw, "connect", args, CONTINUE, f"{note}: stays")
         if stays:
             return self._answer(raw, "connect", args, self._connect_here(copy, address, flags), f"{note}: stays")
+        move = self._move_to_proxy if isinstance(to, ProxyStack) else self._move
         try:
-            outcome = self._move(raw, copy, fd, kind, here, address, to, flags, creds,
-                                 self._stack_at(here, kind[0], defaults, creds))
+            outcome = move(raw, copy, fd, kind, here, address, to, flags, creds,
+                           self._stack_at(here, kind[0], defaults, creds))
             note += f": moved to {self.stacks.name_of(to)}" if resolver is None else ""
         except CannotMove as e:
             outcome, note = Fail(e.errno), f"{note}: cannot move: {e}"
@@ -576,6 +580,57 @@ class Router:
         # parked: the proxy layer closes `new` once the call is answered
         return Park(new, select.POLLOUT, lambda sock: self._connected(raw, sock, fd, cloexec, flags))
 
+    def _move_to_proxy(self, raw, copy, fd, kind, here, address, stack, flags, creds, old_stack):
+        """_move for a userspace stack: the new socket is a proxy, its
+        options and binding given through the stack's operations, and a
+        blocking connect waits as the proxy layer's does."""
+        family, type_, protocol = kind
+        if flags & os.O_ASYNC:
+            raise CannotMove(errno.EOPNOTSUPP, "O_ASYNC")
+        self._refuse_unmovable(copy, family)
+        values = CARRIED.read(copy)
+        fresh = self._fresh(copy, kind, here, creds, old_stack)
+        new = stack.socket(family, type_ | socket.SOCK_NONBLOCK, protocol, creds)
+        try:
+            self.server.register(new, stack, family, type_, protocol)
+            proxy = self.server.registry.proxies[os.fstat(new).st_ino]
+            for i in _applicable(family, protocol) if values != fresh else ():
+                level, name, _size, _fam, _proto, what = OPTIONS[i]
+                if values[i] is None or values[i] == fresh[i]:
+                    continue
+                try:
+                    stack.setsockopt(proxy.sock, level, name, _setting(level, name, values[i]))
+                except OSError as e:
+                    raise CannotMove(e.errno, f"{what}: {stack.__class__.__name__}: {e.strerror}") from None
+            with socket.socket(fileno=os.dup(copy)) as old:
+                local = old.getsockname()
+            if local[1] or local[0] not in ("0.0.0.0", "::"):
+                stack.bind(proxy.sock, _sockaddr(family, local))
+            try:
+                stack.connect(proxy.sock, address)
+                pending = False
+            except OSError as e:
+                if e.errno != errno.EINPROGRESS:
+                    os.close(new)
+                    return Fail(e.errno)
+                pending = True
+        except BaseException:
+            os.close(new)
+            raise
+        cloexec = os.O_CLOEXEC if flags & O_CLOEXEC else 0
+        if flags & os.O_NONBLOCK or not pending:
+            try:
+                outcome = self._replace(raw, new, fd, cloexec, flags)
+            finally:
+                os.close(new)
+            return outcome if not pending or type(outcome) is Fail else Fail(errno.EINPROGRESS)
+        return Park(new, select.POLLOUT, lambda sock: self._proxy_connected(raw, proxy, sock, fd,
+                                                                             cloexec, flags))
+
+    def _proxy_connected(self, raw, proxy, sock, fd, cloexec, flags):
+        outcome = connected(proxy, sock)
+        return self._replace(raw, sock, fd, cloexec, flags) if type(outcome) is Answer else outcome
+
     def _connected(self, raw, sock, fd, cloexec, flags):
         outcome = _so_error(sock)
         return self._replace(raw, sock, fd, cloexec, flags) if type(outcome) is Answer else outcome
@@ -591,16 +646,21 @@ class Router:
         if rc < 0:
             raise CannotMove(-rc, f"{what}: {os.strerror(-rc)}")
 
+    @staticmethod
+    def _refuse_unmovable(old, family):
+        """CannotMove if an UNMOVABLE option is set on socket `old`."""
+        fixed = FIXED.read(old)
+        for i, (_level, _name, _size, fam, what) in enumerate(UNMOVABLE):
+            if fam in (None, family) and (fixed[i] or b"").strip(b"\0"):
+                raise CannotMove(errno.EOPNOTSUPP, f"{what} is set")
+
     def _carry_options(self, old, new, kind, here, creds, old_stack):
         """Every option of OPTIONS set on `old` otherwise than on a fresh
         socket of its stack (namespace `here`), set on `new` (read back to
         check); CannotMove for an UNMOVABLE one set, or one `new`'s stack
         refuses or changes."""
         family, _type, protocol = kind
-        fixed = FIXED.read(old)
-        for i, (_level, _name, _size, fam, what) in enumerate(UNMOVABLE):
-            if fam in (None, family) and (fixed[i] or b"").strip(b"\0"):
-                raise CannotMove(errno.EOPNOTSUPP, f"{what} is set")
+        self._refuse_unmovable(old, family)
         values, fresh = CARRIED.read(old), self._fresh(old, kind, here, creds, old_stack)
         if values == fresh:
             return                          # nothing set: the common case
@@ -608,9 +668,7 @@ class Router:
                    if values[i] is not None and values[i] != fresh[i]]
         for i in changed:
             level, name, _size, _fam, _proto, what = OPTIONS[i]
-            setting = values[i]
-            if name in (SO_SNDBUF, SO_RCVBUF) and level == SOL_SOCKET:
-                setting = INT.pack(INT.unpack(setting)[0] // 2)   # the kernel doubles what it is given
+            setting = _setting(level, name, values[i])
             rc = lib.vupy_sockcall_as(lib.VUPY_SOCKCALL_SETSOCKOPT, new, level, name, setting,
                                       len(setting), creds)
             if rc < 0:
@@ -669,6 +727,13 @@ class Router:
         known = self.table.lookup(raw.pid)
         self.server.carry_out(ProxyCall(raw.id, raw.pid, known[0] if known else raw.pid, name,
                                         args), None, outcome)
+
+
+def _setting(level, name, value):
+    """What to give setsockopt for an option that getsockopt read as `value`."""
+    if level == SOL_SOCKET and name in (SO_SNDBUF, SO_RCVBUF):
+        return INT.pack(INT.unpack(value)[0] // 2)      # the kernel doubles what it is given
+    return value
 
 
 def _so_error(sock):
