@@ -320,7 +320,10 @@ class Router:
             if name != "connect" or proxy.family not in ROUTED_FAMILIES \
                     or proxy.protocol not in ROUTED_PROTOCOLS:
                 return False
-            return self._proxy_connect(raw, args, memory, defaults.routes(), proxy)
+            address = self._checked_address(raw, name, args, memory)
+            if address is not None:
+                self._proxy_connect(raw, args, address, defaults.routes(), proxy)
+            return True
         try:
             copy = memory.copy_fd(fd)
         except OSError:
@@ -332,50 +335,43 @@ class Router:
             kind = tuple(INT.unpack(values[i])[0] for i in range(KIND.n))
             if kind[0] not in ROUTED_FAMILIES or kind[2] not in ROUTED_PROTOCOLS:
                 return False
-            serve = self._kernel_connect if name == "connect" else self._kernel_bind
-            serve(raw, args, memory, defaults, copy, kind, creds_of, multiplexed)
+            address = self._checked_address(raw, name, args, memory)
+            if address is not None:
+                serve = self._kernel_connect if name == "connect" else self._kernel_bind
+                serve(raw, args, address, defaults, copy, kind, creds_of, multiplexed)
         finally:
             os.close(copy)
         return True
 
-    def _checked_address(self, raw, args, memory):
-        """The destination, read once; None if the notification went stale
-        meanwhile (the caller is gone: nothing to answer)."""
-        address = read_address(memory, args[1], args[2])
+    def _checked_address(self, raw, name, args, memory):
+        """The call's address, read once; None if it is answered already (it
+        cannot be read: its errno) or the notification went stale meanwhile
+        (the caller is gone)."""
+        try:
+            address = read_address(memory, args[1], args[2])
+        except OSError as e:
+            self._answer(raw, name, args, Fail(e.errno), "")
+            return None
         if lib.vupy_notif_id_valid(self.listener, raw.id) < 0:
             return None
         return address
 
-    def _proxy_connect(self, raw, args, memory, routes, proxy):
+    def _proxy_connect(self, raw, args, address, routes, proxy):
         """A userspace stack's socket: served by the proxy layer with the
         checked address, unless a route sends it elsewhere (not done yet:
         EOPNOTSUPP)."""
-        try:
-            address = self._checked_address(raw, args, memory)
-        except OSError as e:
-            self._answer(raw, "connect", args, Fail(e.errno), "")
-            return True
-        if address is None:
-            return True
         where = destination(address)
         route = where and routing.choose(routes, proxy.protocol, *where)
         if route is not None and route.stack is not proxy.stack:
             self._answer(raw, "connect", args, Fail(errno.EOPNOTSUPP),
                          f"{show(where)}: route {route.rule.text}={route.where}: a userspace "
                          "stack's socket cannot move to another stack")
-            return True
-        self.server.handle(raw, "connect", address)
-        return True
+        else:
+            self.server.handle(raw, "connect", address)
 
-    def _kernel_connect(self, raw, args, memory, defaults, copy, kind, creds_of, multiplexed):
+    def _kernel_connect(self, raw, args, address, defaults, copy, kind, creds_of, multiplexed):
         routes, fd = defaults.routes(), c_int(args[0])
         _family, _type, protocol = kind
-        try:
-            address = self._checked_address(raw, args, memory)
-        except OSError as e:
-            return self._answer(raw, "connect", args, Fail(e.errno), "")
-        if address is None:
-            return None
         where = destination(address)
         route = where and routing.choose(routes, protocol, *where)
         here = _netns(copy)
@@ -414,16 +410,10 @@ class Router:
             outcome, note = Fail(e.errno), f"{note}: cannot move: {e}"
         return self._answer(raw, "connect", args, outcome, note)
 
-    def _kernel_bind(self, raw, args, memory, defaults, copy, kind, creds_of, multiplexed):
+    def _kernel_bind(self, raw, args, address, defaults, copy, kind, creds_of, multiplexed):
         """bind to an address that only one other stack of the session has:
         the socket moves there (item 4 of routes).  Else the bind is the
         kernel's, made by vupy with the checked address for socketcall's."""
-        try:
-            address = self._checked_address(raw, args, memory)
-        except OSError as e:
-            return self._answer(raw, "bind", args, Fail(e.errno), "")
-        if address is None:
-            return None
         where = destination(address)
         here = _netns(copy)
         note, owners = show(where), []
@@ -570,15 +560,26 @@ class Router:
         if rc < 0 and -rc != errno.EINPROGRESS:
             os.close(new)
             return Fail(-rc)
+        return self._finish(raw, new, fd, flags, rc < 0, _so_error)
+
+    def _finish(self, raw, new, fd, flags, pending, outcome_of):
+        """Put our `new` in place of the caller's `fd`: now if its connect is
+        done or the caller does not wait (EINPROGRESS then, as a kernel
+        socket's), else once writable and `outcome_of(new)` says it is
+        connected (the proxy layer parks the call, and closes `new` once
+        it is answered)."""
         cloexec = os.O_CLOEXEC if flags & O_CLOEXEC else 0
-        if flags & os.O_NONBLOCK or rc == 0:
+        if flags & os.O_NONBLOCK or not pending:
             try:
                 outcome = self._replace(raw, new, fd, cloexec, flags)
             finally:
                 os.close(new)
-            return outcome if rc == 0 or type(outcome) is Fail else Fail(errno.EINPROGRESS)
-        # parked: the proxy layer closes `new` once the call is answered
-        return Park(new, select.POLLOUT, lambda sock: self._connected(raw, sock, fd, cloexec, flags))
+            return outcome if not pending or type(outcome) is Fail else Fail(errno.EINPROGRESS)
+
+        def resume(sock):
+            outcome = outcome_of(sock)
+            return self._replace(raw, sock, fd, cloexec, flags) if type(outcome) is Answer else outcome
+        return Park(new, select.POLLOUT, resume)
 
     def _move_to_proxy(self, raw, copy, fd, kind, here, address, stack, flags, creds, old_stack):
         """_move for a userspace stack: the new socket is a proxy, its
@@ -617,23 +618,7 @@ class Router:
         except BaseException:
             os.close(new)
             raise
-        cloexec = os.O_CLOEXEC if flags & O_CLOEXEC else 0
-        if flags & os.O_NONBLOCK or not pending:
-            try:
-                outcome = self._replace(raw, new, fd, cloexec, flags)
-            finally:
-                os.close(new)
-            return outcome if not pending or type(outcome) is Fail else Fail(errno.EINPROGRESS)
-        return Park(new, select.POLLOUT, lambda sock: self._proxy_connected(raw, proxy, sock, fd,
-                                                                             cloexec, flags))
-
-    def _proxy_connected(self, raw, proxy, sock, fd, cloexec, flags):
-        outcome = connected(proxy, sock)
-        return self._replace(raw, sock, fd, cloexec, flags) if type(outcome) is Answer else outcome
-
-    def _connected(self, raw, sock, fd, cloexec, flags):
-        outcome = _so_error(sock)
-        return self._replace(raw, sock, fd, cloexec, flags) if type(outcome) is Answer else outcome
+        return self._finish(raw, new, fd, flags, pending, lambda sock: connected(proxy, sock))
 
     def _replace(self, raw, new, fd, cloexec, flags):
         """Our `new` in place of the caller's `fd`, with its O_NONBLOCK."""
