@@ -208,3 +208,24 @@ def test_unprivileged_a_resolver_inside_the_session(unprivileged):
 def test_bad_resolver_options_are_refused(option, why):
     r = run([VUPY, "run", "--stack", f"/dev/net/a=null,{option}", "--", "true"])
     assert r.returncode == 2 and why in r.stderr, r.stderr
+
+
+def test_a_name_route_looks_names_up_through_its_stack_and_routes_their_addresses(two_resolvers,
+                                                                               host_resolver):
+    """name:test.example=/dev/net/b: the name is resolved by B's nameserver
+    (10.2.0.1, where A's says 10.1.0.1), and the connection to the address
+    it gave goes through B, though the default is A; the same address
+    without the lookup goes through A, where nothing answers."""
+    conf, asked = host_resolver
+    a, b = two_resolvers["A"], two_resolvers["B"]
+    script = (f"curl -s -m 5 telnet://{ANSWERS['B']}:8080 </dev/null || echo unreachable; "
+              "curl -s -m 10 telnet://test.example:8080 </dev/null; "
+              "vustack; getent hosts test.example | cut -d' ' -f1")
+    r = in_session(conf, "--stack", f"/dev/net/a=netns:{a},dns={NS_ADDRESS}",
+                   "--stack", f"/dev/net/b=netns:{b},dns={NS_ADDRESS}", "--default", "/dev/net/a",
+                   "--route", "name:*.example=/dev/net/b", "--", "sh", "-c", script)
+    lines = r.stdout.splitlines()
+    assert lines[:2] == ["unreachable", "B"], (r.stdout, r.stderr)
+    assert "route    name:*.example -> /dev/net/b (session route)" in lines
+    assert lines[-1] == ANSWERS["B"]
+    assert asked() == 0

@@ -46,3 +46,17 @@ def test_a_question_no_nameserver_answers_gets_servfail():
     ident, flags, qd = struct.unpack_from("!HHH", server_failure(query("x.example")))
     assert (ident, flags & 0xF, flags & 0x8000, qd) == (0x1234, 2, 0x8000, 0)
     assert server_failure(b"\1") is None
+
+
+def test_a_replys_addresses_and_ttls_are_found_through_cnames_and_compression():
+    from vupy._resolver import addresses_in, question
+    q = query("www.corp.example")
+    assert question(q)[:3] == ("www.corp.example", 1, 1)
+    # the question, a CNAME to a name partly compressed, and its A record
+    target = b"\x04real" + b"\xc0\x10"                  # "real" + pointer to "corp.example"
+    answers = (struct.pack("!HHHIH", 0xC00C, 5, 1, 60, len(target)) + target
+               + struct.pack("!HHHIH", 0xC000 | (12 + len(q) - 12 + 12), 1, 1, 30, 4) + bytes([10, 2, 0, 1]))
+    reply = struct.pack("!HHHHHH", 0x1234, 0x8180, 1, 2, 0, 0) + q[12:] + answers
+    assert addresses_in(reply) == [(ipaddress.ip_address("10.2.0.1"), 30)]
+    assert addresses_in(reply[:40]) == []
+    assert question(reply) is None                      # a reply is not a question

@@ -88,3 +88,16 @@ def test_the_route_given_last_wins_a_tie_and_added_replaces_the_same_rule():
     mine = added(base, routes(("10.0.0.0/8", "mine")))
     assert [r.stack for r in mine] == ["ssh", "mine"]
     assert pick(mine, TCP, "10.0.0.1", 80) == "mine"
+
+
+def test_name_rules_match_names_and_no_address():
+    below, exact = parse_rule("name:*.Corp.Example."), parse_rule("name:corp.example")
+    assert (below.name, exact.name) == ("*.corp.example", "corp.example")
+    assert below.matches_name("a.b.corp.example") and not below.matches_name("corp.example")
+    assert exact.matches_name("corp.example") and not exact.matches_name("a.corp.example")
+    assert not below.matches_name("xcorp.example")
+    table = routes(("name:*.corp.example", "corp"))
+    assert pick(table, TCP, "10.1.2.3", 80) is None
+    for bad in ("name:", "name:*", "name:a..b", "name:a*b.example", "name:*.*.example"):
+        with pytest.raises(RuleError):
+            parse_rule(bad)

@@ -63,31 +63,84 @@ def parse_hosts(path):
     return names
 
 
+def question(query):
+    """(name, type, class, offset after the question) of a DNS query with
+    one question (the name lower case, without a final dot); None for
+    anything else."""
+    if len(query) < HEADER.size + 5:
+        return None
+    flags, qdcount = HEADER.unpack_from(query)[1:3]
+    if qdcount != 1 or flags & 0x8000 or (flags >> 11) & 0xF:
+        return None
+    name, offset = _name(query, HEADER.size)
+    if name is None or offset + 4 > len(query):
+        return None
+    qtype, qclass = struct.unpack_from("!HH", query, offset)
+    return name, qtype, qclass, offset + 4
+
+
+def _name(message, offset, hops=16):
+    """(the name at `offset` of a DNS message, lower case, following
+    compression pointers; the offset after it where it stands), or
+    (None, None) if malformed."""
+    labels, end = [], None
+    while hops and offset < len(message):
+        length = message[offset]
+        if length & 0xC0 == 0xC0:               # a pointer
+            if offset + 2 > len(message):
+                return None, None
+            end = offset + 2 if end is None else end
+            offset, hops = struct.unpack_from("!H", message, offset)[0] & 0x3FFF, hops - 1
+        elif length & 0xC0 or offset + 1 + length > len(message):
+            return None, None
+        elif length == 0:
+            return ".".join(labels), offset + 1 if end is None else end
+        else:
+            labels.append(message[offset + 1:offset + 1 + length].decode("ascii", "replace").lower())
+            offset += 1 + length
+    return None, None
+
+
+def addresses_in(reply):
+    """[(ip_address, TTL in seconds)] of the A and AAAA records in the
+    answer section of a DNS reply (the question's name and the names its
+    CNAMEs lead to alike); [] if malformed."""
+    if len(reply) < HEADER.size:
+        return []
+    qdcount, ancount = HEADER.unpack_from(reply)[2:4]
+    offset, found = HEADER.size, []
+    for _ in range(qdcount):
+        _n, offset = _name(reply, offset)
+        if offset is None:
+            return []
+        offset += 4
+    for _ in range(ancount):
+        _n, offset = _name(reply, offset)
+        if offset is None or offset + 10 > len(reply):
+            return found
+        rtype, rclass, ttl, length = struct.unpack_from("!HHIH", reply, offset)
+        data = reply[offset + 10:offset + 10 + length]
+        offset += 10 + length
+        if rclass == CLASS_IN and (rtype, len(data)) in ((TYPE_A, 4), (TYPE_AAAA, 16)):
+            found.append((ipaddress.ip_address(data), ttl))
+    return found
+
+
 def answer_from_hosts(query, hosts):
     """The reply to a DNS `query` from `hosts` (parse_hosts), or None if
     the question is not an A or AAAA one for a name there."""
-    if len(query) < HEADER.size + 5:
+    asked = question(query)
+    if asked is None:
         return None
-    ident, flags, qdcount = HEADER.unpack_from(query)[:3]
-    if qdcount != 1 or flags & 0x8000 or (flags >> 11) & 0xF:
-        return None
-    labels, offset = [], HEADER.size
-    while offset < len(query) and query[offset]:
-        length = query[offset]
-        if length & 0xC0 or offset + 1 + length > len(query):
-            return None
-        labels.append(query[offset + 1:offset + 1 + length].decode("ascii", "replace").lower())
-        offset += 1 + length
-    if offset + 5 > len(query):
-        return None
-    qtype, qclass = struct.unpack_from("!HH", query, offset + 1)
-    addresses = hosts.get(".".join(labels))
+    name, qtype, qclass, end = asked
+    addresses = hosts.get(name)
     if addresses is None or qclass != CLASS_IN or qtype not in (TYPE_A, TYPE_AAAA):
         return None
+    ident, flags = HEADER.unpack_from(query)[:2]
     version = 4 if qtype == TYPE_A else 6
     records = [a for a in addresses if a.version == version]
-    question = query[HEADER.size:offset + 5]
-    out = HEADER.pack(ident, 0x8180 | (flags & 0x0100), 1, len(records), 0, 0) + question
+    question_ = query[HEADER.size:end]
+    out = HEADER.pack(ident, 0x8180 | (flags & 0x0100), 1, len(records), 0, 0) + question_
     for address in records:     # the name by a pointer to the question's
         out += struct.pack("!HHHIH", 0xC00C, qtype, CLASS_IN, 0, len(address.packed)) + address.packed
     return out
@@ -107,12 +160,15 @@ def server_failure(query):
 class Resolver:
     """The resolver namespace of one stack, and its forwarder thread."""
 
-    def __init__(self, stack, servers, hosts, host_servers, creds):
-        """`servers`: the stack's nameservers (none: the host's, `host_servers`,
+    def __init__(self, stack, hosts, host_servers, creds, name_routes=(), learn=None):
+        """For `stack`: its nameservers (none: the host's, `host_servers`,
         asked through the stack as `ip netns exec` would); `hosts`:
-        parse_hosts's of its hosts file."""
-        self.stack, self.servers, self.hosts = stack, servers or host_servers, hosts
-        self.creds = creds
+        parse_hosts's of its hosts file.  `name_routes`: routes with name
+        rules (vupy/routes.py), whose names are asked through their route's
+        stack instead, and `learn(route, [(address, ttl)])` told the
+        addresses found."""
+        self.stack, self.hosts, self.host_servers = stack, hosts, host_servers
+        self.creds, self.name_routes, self.learn = creds, name_routes, learn
         self.private = (KernelStack(new_network_namespace()) if capable(CAP_SYS_ADMIN)
                         else UserNamespaceStack("the resolver namespace"))
         self.listeners = []
@@ -181,8 +237,7 @@ class Resolver:
                 threading.Thread(target=worker[0], args=worker[1], daemon=True).start()
 
     def _datagram(self, listener, query, client):
-        reply = (answer_from_hosts(query, self.hosts) or self._ask(query, socket.SOCK_DGRAM)
-                 or server_failure(query))
+        reply = self._answer(query, socket.SOCK_DGRAM)
         if reply:
             try:
                 listener.sendto(reply, client)
@@ -197,21 +252,35 @@ class Resolver:
                     query = _read_framed(connection)
                     if query is None:
                         return
-                    reply = (answer_from_hosts(query, self.hosts) or self._ask(query, socket.SOCK_STREAM)
-                             or server_failure(query))
+                    reply = self._answer(query, socket.SOCK_STREAM)
                     if not reply:
                         return
                     connection.sendall(struct.pack("!H", len(reply)) + reply)
             except OSError:
                 return
 
-    def _ask(self, query, type_):
-        """The stack's nameservers' answer to `query`, each tried in turn,
-        with a socket of the stack; None if none answers."""
-        for server in self.servers:
+    def _answer(self, query, type_):
+        """The reply to `query`: a name of a name route's asked through its
+        stack (its addresses learnt), else from the hosts file or the
+        stack's nameservers; SERVFAIL if none answers."""
+        asked = question(query)
+        route = next((r for r in self.name_routes if asked and r.rule.matches_name(asked[0])), None)
+        if route is not None:
+            reply = self._ask(query, type_, route.stack)
+            if reply and self.learn is not None:
+                self.learn(route, addresses_in(reply))
+        else:
+            reply = answer_from_hosts(query, self.hosts) or self._ask(query, type_, self.stack)
+        return reply or server_failure(query)
+
+    def _ask(self, query, type_, stack):
+        """The answer to `query` of `stack`'s nameservers (or the host's),
+        each tried in turn, with a socket of the stack; None if none
+        answers."""
+        for server in stack.nameservers or self.host_servers:
             family = socket.AF_INET if server.version == 4 else socket.AF_INET6
             try:
-                with self._socket(self.stack, family, type_) as s:
+                with self._socket(stack, family, type_) as s:
                     s.settimeout(UPSTREAM_SECONDS)
                     s.connect((str(server), DNS_PORT))
                     if type_ == socket.SOCK_DGRAM:

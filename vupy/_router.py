@@ -46,6 +46,8 @@ import select
 import socket
 import stat
 import struct
+import threading
+import time
 
 from . import routes as routing
 from ._dispatch import c_int, default_stack
@@ -66,6 +68,7 @@ ROUTED_PROTOCOLS = (socket.IPPROTO_TCP, socket.IPPROTO_UDP)
 INT = struct.Struct("=i")
 SOCKETCALL_ARGS = struct.Struct("=III")     # socketcall(SYS_CONNECT or SYS_BIND, args): fd, addr, addrlen
 NAMED_PURGE = 1024          # remembered named sockets before the dead are purged
+LEARNT_SECONDS = 5          # the least time a name route's answer routes its addresses
 
 SOL_SOCKET, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP = (socket.SOL_SOCKET, socket.IPPROTO_IP,
                                                      socket.IPPROTO_IPV6, socket.IPPROTO_TCP)
@@ -257,7 +260,9 @@ class Router:
         self.named_limit = NAMED_PURGE
         self.fresh = {}                     # (netns, family, type, protocol) -> CARRIED's values
         self.stack_netns = {}               # stack -> its sockets' netns (see _netns_of)
-        self.resolvers = {}                 # stack -> its Resolver, made when first asked
+        self.resolvers = {}                 # (stack, name routes) -> its Resolver, made when first asked
+        self.learnt = {}                    # name route -> {address: until (monotonic)}
+        self.learnt_lock = threading.Lock()
         # Whom programs ask for names: glibc's default without a nameserver line
         self.host_servers = nameservers() or (ipaddress.ip_address("127.0.0.1"),)
 
@@ -373,7 +378,7 @@ class Router:
         routes, fd = defaults.routes(), c_int(args[0])
         _family, _type, protocol = kind
         where = destination(address)
-        route = where and routing.choose(routes, protocol, *where)
+        route = self._learnt(routes, where) or (where and routing.choose(routes, protocol, *where))
         here = _netns(copy)
         note = f"{show(where)}: " + (f"route {route.rule.text}={route.where}" if route else "no route")
         if route is not None and isinstance(route.stack, ProxyStack) \
@@ -474,19 +479,45 @@ class Router:
     def _resolver_for(self, where, to, here, family, defaults, creds):
         """The Resolver (vupy/_resolver.py) a connect to `where` must go to:
         a name lookup (port 53 of a host nameserver) on a stack (`to`, or
-        the one the socket is on) with name resolution of its own; else
-        None.  Made when first needed."""
+        the one the socket is on) with name resolution of its own, or of a
+        process with name routes; else None.  One per stack and set of
+        name routes, made when first needed."""
         if where is None or where[1] != DNS_PORT or where[0] not in self.host_servers:
             return None
+        names = tuple(r for r in defaults.routes() if r.rule.name is not None)
         stack = to if to is not None else self._stack_at(here, family, defaults, creds)
-        if stack is None or not (stack.nameservers or stack.hosts) or isinstance(stack, ProxyStack):
+        if stack is None or isinstance(stack, ProxyStack) or not (stack.nameservers or stack.hosts
+                                                                   or names):
             return None
-        resolver = self.resolvers.get(stack)
+        resolver = self.resolvers.get((stack, names))
         if resolver is None:
             hosts = parse_hosts(stack.hosts) if stack.hosts else {}
-            resolver = self.resolvers[stack] = Resolver(stack, stack.nameservers, hosts,
-                                                        self.host_servers, own_creds())
+            resolver = self.resolvers[stack, names] = Resolver(stack, hosts, self.host_servers,
+                                                               own_creds(), names, self._learn)
         return resolver
+
+    def _learn(self, route, found):
+        """A name route's lookup answered `found` ([(address, TTL)], from a
+        forwarder's thread): connections to those addresses take the route
+        until the TTL runs out (LEARNT_SECONDS at least: the connect that
+        follows a lookup uses its answer, whatever its TTL)."""
+        now = time.monotonic()
+        with self.learnt_lock:
+            table = self.learnt.setdefault(route, {})
+            for address, ttl in found:
+                table[address] = max(table.get(address, 0), now + max(ttl, LEARNT_SECONDS))
+
+    def _learnt(self, routes, where):
+        """The last of `routes` with a name rule whose lookups gave `where`'s
+        address, still within its TTL; None if there is none."""
+        if where is None:
+            return None
+        address, now, found = getattr(where[0], "ipv4_mapped", None) or where[0], time.monotonic(), None
+        with self.learnt_lock:
+            for route in routes:
+                if route.rule.name is not None and self.learnt.get(route, {}).get(address, 0) > now:
+                    found = route
+        return found
 
     def close(self):
         for resolver in self.resolvers.values():

@@ -177,6 +177,9 @@ def apply_routes(routes, scope, key_of, options, may_use=lambda mount: True):
             raise MountError(errno.EINVAL, f"--route {text!r}: {path} is not a stack of this session")
         if not may_use(mount):
             raise MountError(errno.EACCES, f"--route {text!r}: {path}: permission denied")
+        if rule.name is not None and isinstance(mount.stack, ProxyStack):
+            raise MountError(errno.EOPNOTSUPP, f"--route {text!r}: {path} is a userspace stack, "
+                                               "which name routes do not look names up through yet")
         families = {4: {socket.AF_INET}, 6: {socket.AF_INET6}}.get(
             rule.network.version if rule.network is not None else None,
             {socket.AF_INET, socket.AF_INET6})

@@ -9,7 +9,7 @@ is the pure part: parsing a RULE and choosing among routes, with no I/O,
 unit-tested in tests/test_unit_routes.py.
 
     RULE := [PROTO:]PREFIX[:PORTS] | [PROTO:][PREFIX6]:PORTS | [PROTO:]PORTS
-          | PREFIX6 | PROTO
+          | PREFIX6 | PROTO | name:DOMAIN | name:*.DOMAIN
     PROTO := tcp | udp
     PREFIX := an IPv4 address or network (10.0.0.0/8, 192.0.2.7), or IPv6
               in brackets when ports follow ([fd00::/8]:443)
@@ -21,6 +21,10 @@ unit-tested in tests/test_unit_routes.py.
     udp:0.0.0.0/0:53    UDP to port 53 of any IPv4 address
     tcp:[::/0]:8000-8099
     udp                 every UDP destination
+    name:*.corp.example the addresses that names below corp.example
+                        resolve to (see vupy/_resolver.py): such names
+                        are looked up through the route's stack, and
+                        its answers route connections for their TTL
 
 Among the routes that match, the longest prefix wins; then the narrowest
 port range; then a route with a protocol over one without; then the one
@@ -43,19 +47,33 @@ class RuleError(ValueError):
 @dataclass(frozen=True)
 class Rule:
     """What a route matches: a protocol (None: TCP and UDP), a network
-    (None: any address of either family) and a port range."""
+    (None: any address of either family) and a port range; or, for a name
+    rule, the names it matches (`name`: "corp.example", or "*.corp.example"
+    for every name below it), which match no address by themselves."""
     protocol: object
     network: object
     ports: tuple
     text: str
+    name: str = None
 
     def matches(self, protocol, address, port):
+        if self.name is not None:
+            return False
         if self.protocol is not None and self.protocol != protocol:
             return False
         if self.network is not None and (address.version != self.network.version
                                          or address not in self.network):
             return False
         return self.ports[0] <= port <= self.ports[1]
+
+    def matches_name(self, qname):
+        """Whether a looked-up name (lower case, no final dot) is one of
+        this name rule's."""
+        if self.name is None:
+            return False
+        if self.name.startswith("*."):
+            return qname.endswith(self.name[1:])
+        return qname == self.name
 
     def specificity(self):
         """A key: larger is more specific."""
@@ -76,6 +94,8 @@ def parse_rule(text):
     rest = text.strip()
     if not rest:
         raise RuleError("empty RULE")
+    if rest.lower().startswith("name:"):
+        return Rule(None, None, ALL_PORTS, text, _name_pattern(rest[5:]))
     if rest.lower() in PROTOCOLS:       # every connection of the protocol
         return Rule(PROTOCOLS[rest.lower()], None, ALL_PORTS, text)
     protocol = None
@@ -86,6 +106,16 @@ def parse_rule(text):
     if network is None and ports == ALL_PORTS and protocol is None:
         raise RuleError("no address, port or protocol to match")
     return Rule(protocol, network, ports, text)
+
+
+def _name_pattern(text):
+    """A name rule's pattern, lower case without a final dot."""
+    name = text.lower().rstrip(".")
+    labels = name[2:].split(".") if name.startswith("*.") else name.split(".")
+    if not name or not all(label and len(label) <= 63 and "*" not in label
+                           and all(c.isalnum() or c in "-_" for c in label) for label in labels):
+        raise RuleError(f"{text!r} is not a domain name or *.DOMAIN")
+    return name
 
 
 def _address_and_ports(rest):
