@@ -34,6 +34,7 @@ from .stack import KernelStack
 
 DNS_PORT = 53
 UPSTREAM_SECONDS = 5            # for an answer from the stack's nameserver, per try
+MAX_QUERIES = 64                # relayed at once; more are dropped (the program asks again)
 RTM_NEWADDR = 20
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL = 1, 4, 0x400, 0x200
 IFA_ADDRESS, IFA_LOCAL = 1, 2
@@ -169,6 +170,7 @@ class Resolver:
         addresses found."""
         self.stack, self.hosts, self.host_servers = stack, hosts, host_servers
         self.creds, self.name_routes, self.learn = creds, name_routes, learn
+        self.slots = threading.BoundedSemaphore(MAX_QUERIES)
         self.private = (KernelStack(new_network_namespace()) if capable(CAP_SYS_ADMIN)
                         else UserNamespaceStack("the resolver namespace"))
         self.listeners = []
@@ -234,7 +236,17 @@ class Resolver:
                         worker = (self._stream, (connection,))
                 except OSError:
                     continue
-                threading.Thread(target=worker[0], args=worker[1], daemon=True).start()
+                if not self.slots.acquire(blocking=False):
+                    if listener.type == socket.SOCK_STREAM:
+                        worker[1][0].close()
+                    continue                    # too many at once: dropped, as a busy server would
+                threading.Thread(target=self._run, args=worker, daemon=True).start()
+
+    def _run(self, work, args):
+        try:
+            work(*args)
+        finally:
+            self.slots.release()
 
     def _datagram(self, listener, query, client):
         reply = self._answer(query, socket.SOCK_DGRAM)

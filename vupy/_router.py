@@ -504,6 +504,8 @@ class Router:
         now = time.monotonic()
         with self.learnt_lock:
             table = self.learnt.setdefault(route, {})
+            for address in [a for a, until in table.items() if until <= now]:
+                del table[address]              # what ran out goes, as new answers come
             for address, ttl in found:
                 table[address] = max(table.get(address, 0), now + max(ttl, LEARNT_SECONDS))
 
