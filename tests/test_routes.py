@@ -460,3 +460,27 @@ def test_three_stacks_two_namespaces_and_lwip(two, vde_lan, server):
     assert r.stdout.strip() == "LAN", r.stderr
     assert client(routed, THERE)["line"] == f"B {THERE}"
     assert client(routed, HERE)["line"] == f"A {HERE}"
+
+
+TIMED_OUT = textwrap.dedent("""
+    import errno, socket, struct, sys
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 1, 0))
+    try:
+        s.connect((sys.argv[1], 80))
+    except OSError as e:
+        print(errno.errorcode[e.errno], s.getsockname()[1] != 0)
+""")
+
+
+def test_a_moved_connect_that_times_out_leaves_the_caller_the_connecting_socket(two):
+    """SO_SNDTIMEO runs out during a routed blocking connect: EINPROGRESS,
+    and the descriptor is the new socket, still connecting (it has a port),
+    as a kernel socket's connect goes on after its timeout."""
+    options, _a, b = two
+    subprocess.run(["ip", "-n", b, "link", "add", "rt0", "type", "veth", "peer", "name", "rt0p"], check=True)
+    for args in (["addr", "add", "10.55.0.1/24", "dev", "rt0"], ["link", "set", "rt0", "up"],
+                 ["link", "set", "rt0p", "up"]):
+        subprocess.run(["ip", "-n", b, *args], check=True)
+    r = vupy(*options, "--route", "10.55.0.0/24=/dev/net/b", "--", PYTHON, "-c", TIMED_OUT, "10.55.0.9")
+    assert r.stdout.split() == ["EINPROGRESS", "True"], (r.stdout, r.stderr)

@@ -226,18 +226,22 @@ class ProxyServer:
         as for a real socket's wait, and restarts it if the signal went to
         another thread.  Calls whose caller died are dropped."""
         now = time.monotonic()
-        for fd, (call, proxy, _park) in list(self.parked.items()):
+        for fd, (call, proxy, park) in list(self.parked.items()):
             pending = _pending_signals(call.pid)
             timed_out = now >= self.deadlines.get(fd, now + 1)
             if pending is None or pending or timed_out:
                 del self.parked[fd]
                 self.deadlines.pop(fd, None)
-                os.close(fd)
-                if pending:
-                    self.carry_out(call, proxy, Fail(ERESTARTSYS))
-                elif timed_out:
-                    self.carry_out(call, proxy, Fail(errno.EINPROGRESS if call.name == "connect"
-                                                     else errno.EAGAIN))
+                try:
+                    if pending:
+                        self.carry_out(call, proxy, Fail(ERESTARTSYS))
+                    elif timed_out:
+                        if park.timed_out is not None:
+                            park.timed_out(fd)
+                        self.carry_out(call, proxy, Fail(errno.EINPROGRESS if call.name == "connect"
+                                                         else errno.EAGAIN))
+                finally:
+                    os.close(fd)
 
     def close(self):
         for fd in self.parked:

@@ -48,9 +48,10 @@ class Inject(namedtuple("Inject", "fd cloexec writes", defaults=(False, ()))):
     __slots__ = ()
 
 
-class Park(namedtuple("Park", "fd events resume")):
+class Park(namedtuple("Park", "fd events resume timed_out", defaults=(None,))):
     """The call waits until `fd` (ours, kept until then) has `events`;
-    then `resume(fd)` gives its outcome."""
+    then `resume(fd)` gives its outcome.  If its timeout runs out first,
+    `timed_out(fd)`, if given, is done before the call fails."""
     __slots__ = ()
 
 

@@ -612,7 +612,10 @@ class Router:
         def resume(sock):
             outcome = outcome_of(sock)
             return self._replace(raw, sock, fd, cloexec, flags) if type(outcome) is Answer else outcome
-        return Park(new, select.POLLOUT, resume)
+
+        # SO_SNDTIMEO ran out: EINPROGRESS, and the socket, still connecting,
+        # is the caller's, as a kernel socket's connect goes on
+        return Park(new, select.POLLOUT, resume, lambda sock: self._replace(raw, sock, fd, cloexec, flags))
 
     def _move_to_proxy(self, raw, copy, fd, kind, here, address, stack, flags, creds, old_stack):
         """_move for a userspace stack: the new socket is a proxy, its
