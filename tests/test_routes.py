@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from helpers import PYTHON, VUPY, VUSTACK, run, vupy
+from helpers import PYTHON, VUPY, VUSTACK, run, vupy, wait_for
 
 HERE, THERE, PORT = "10.98.0.1", "10.99.0.1", 8080
 
@@ -484,3 +484,30 @@ def test_a_moved_connect_that_times_out_leaves_the_caller_the_connecting_socket(
         subprocess.run(["ip", "-n", b, *args], check=True)
     r = vupy(*options, "--route", "10.55.0.0/24=/dev/net/b", "--", PYTHON, "-c", TIMED_OUT, "10.55.0.9")
     assert r.stdout.split() == ["EINPROGRESS", "True"], (r.stdout, r.stderr)
+
+
+def test_ssh_follows_a_route(two, tmp_path):
+    """ssh, to an sshd that exists only in B, through a route (the sshd's
+    set-up is tests/compat's)."""
+    from compat.checks import SSHD, SSHD_CONFIG
+    options, _a, b = two
+    for key in ("host_key", "user_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / key)], check=True)
+    (tmp_path / "authorized_keys").write_text((tmp_path / "user_key.pub").read_text())
+    config = tmp_path / "sshd_config"
+    config.write_text(SSHD_CONFIG.format(port=2222, host=THERE, dir=tmp_path))
+    sshd = subprocess.Popen(["ip", "netns", "exec", b, "sh", "-c", SSHD, str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: run(["ip", "netns", "exec", b, "ss", "-Htln", "sport = :2222"]).stdout.strip(),
+                 "sshd to listen")
+        ssh = ["ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "BatchMode=yes",
+               "-o", f"UserKnownHostsFile={tmp_path / 'known_hosts'}", "-i", str(tmp_path / "user_key"),
+               "-p", "2222", f"root@{THERE}", "echo", "routed"]
+        r = vupy(*options, "--route", f"{THERE}=/dev/net/b", "--", *ssh, stdin=subprocess.DEVNULL)
+        assert (r.returncode, r.stdout.strip()) == (0, "routed"), r.stderr
+        r = vupy(*options, "--", *ssh, stdin=subprocess.DEVNULL)       # A: no sshd there
+        assert r.returncode != 0 and "routed" not in r.stdout
+    finally:
+        sshd.kill()
+        sshd.wait()
