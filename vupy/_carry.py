@@ -127,7 +127,6 @@ class OptionValues:
 
 KIND = Options(((SOL_SOCKET, socket.SO_DOMAIN, 4), (SOL_SOCKET, socket.SO_TYPE, 4),
                 (SOL_SOCKET, socket.SO_PROTOCOL, 4)))
-CARRIED = Options(OPTIONS)
 FIXED = Options(UNMOVABLE)
 
 
@@ -140,11 +139,11 @@ class CannotMove(Exception):
 
 
 @functools.cache
-def applicable(family, protocol):
-    """The indices of the OPTIONS rows that a socket of `family` and
-    `protocol` has."""
-    return tuple(i for i, (_l, _n, _s, fam, proto, _w) in enumerate(OPTIONS)
-                 if fam in (None, family) and proto in (None, protocol))
+def carried(family, protocol):
+    """(the OPTIONS rows a socket of `family` and `protocol` has, an
+    Options of them): only those are read, half of them for a UDP socket."""
+    rows = tuple(row for row in OPTIONS if row[3] in (None, family) and row[4] in (None, protocol))
+    return rows, Options(rows)
 
 
 def setting(level, name, value):
@@ -155,12 +154,11 @@ def setting(level, name, value):
 
 
 
-
 class Carrier:
     """The options of moved sockets, with the fresh sockets' values kept."""
 
     def __init__(self):
-        self.fresh = {}                     # (netns, family, type, protocol) -> CARRIED's values
+        self.fresh = {}                     # (netns, family, type, protocol) -> carried()'s values
 
     def changed(self, old, kind, here, creds, old_stack):
         """[(OPTIONS row, the value read)] of the options set on socket
@@ -172,10 +170,11 @@ class Carrier:
         for i, (_level, _name, _size, fam, what) in enumerate(UNMOVABLE):
             if fam in (None, family) and (fixed[i] or b"").strip(b"\0"):
                 raise CannotMove(errno.EOPNOTSUPP, f"{what} is set")
-        values, fresh = CARRIED.read(old), self._fresh(old, kind, here, creds, old_stack)
+        rows, options = carried(family, protocol)
+        values, fresh = options.read(old), self._fresh(old, kind, here, creds, old_stack)
         if values == fresh:
             return []                       # nothing set: the common case
-        return [(OPTIONS[i], values[i]) for i in applicable(family, protocol)
+        return [(rows[i], values[i]) for i in range(len(rows))
                 if values[i] is not None and values[i] != fresh[i]]
 
     @staticmethod
@@ -188,10 +187,11 @@ class Carrier:
                                       creds)
             if rc < 0:
                 raise CannotMove(-rc, f"{what}: {os.strerror(-rc)}")
-        now = CARRIED.read(new) if changed else None
-        for row, value in changed:
-            if now[OPTIONS.index(row)] != value:
-                raise CannotMove(errno.EOPNOTSUPP, f"{row[5]}: the other stack sets it otherwise")
+        if changed:
+            now = Options([row for row, _value in changed]).read(new)
+            for i, (row, value) in enumerate(changed):
+                if now[i] != value:
+                    raise CannotMove(errno.EOPNOTSUPP, f"{row[5]}: the other stack sets it otherwise")
 
     @staticmethod
     def give_proxy(changed, stack, sock):
@@ -204,7 +204,7 @@ class Carrier:
                 raise CannotMove(e.errno, f"{what}: {type(stack).__name__}: {e.strerror}") from None
 
     def _fresh(self, sock, kind, here, creds, stack):
-        """CARRIED's values on a fresh socket of `kind` made where `sock`
+        """carried()'s values on a fresh socket of `kind` made where `sock`
         is (namespace `here`: on `stack`, or with setns into it if None),
         read once per namespace and kind."""
         key = (here, *kind)
@@ -225,7 +225,7 @@ class Carrier:
         except OSError as e:
             raise CannotMove(e.errno, f"a fresh socket to compare options with: {e.strerror}") from None
         try:
-            values = self.fresh[key] = CARRIED.read(ref)
+            values = self.fresh[key] = carried(kind[0], kind[2])[1].read(ref)
         finally:
             os.close(ref)
         return values

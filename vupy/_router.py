@@ -111,6 +111,16 @@ def _getsockopt(fd, level, name, size):
             s.detach()
 
 
+def _local_address(fd, kind):
+    """getsockname() of our socket `fd` of `kind` (family, type, protocol),
+    with no probing of what it is."""
+    s = socket.socket(*kind, fileno=fd)
+    try:
+        return s.getsockname()
+    finally:
+        s.detach()
+
+
 def _netns(fd):
     """The network namespace inode of socket `fd` (0 if the kernel will not say)."""
     try:
@@ -275,7 +285,9 @@ class Router:
             stays = to is None or not isinstance(to, ProxyStack) and self._netns_of(to, creds) == here
             anywhere_else = any(isinstance(r.stack, ProxyStack) or self._netns_of(r.stack, creds) != here
                                 for r in routes)
-            flags = fd_flags(raw.pid, fd)
+            # the open file's status flags, ours as the caller's; a move needs
+            # the descriptor's close-on-exec flag too, from fdinfo
+            flags = fcntl.fcntl(copy, fcntl.F_GETFL) if stays else fd_flags(raw.pid, fd)
         except OSError as e:
             return self._answer(raw, "connect", args, Fail(e.errno), f"{note}: {os.strerror(e.errno)}")
         if stays and not anywhere_else and not multiplexed:   # (socketcall's arguments may change)
@@ -446,8 +458,7 @@ class Router:
         new = stack.socket(family, type_ | socket.SOCK_NONBLOCK, protocol, creds)
         try:
             self.carrier.give(self.carrier.changed(copy, kind, here, creds, old_stack), new, creds)
-            with socket.socket(fileno=os.dup(copy)) as old:
-                local = old.getsockname()
+            local = _local_address(copy, kind)
             if bound and (local[1] or local[0] not in ("0.0.0.0", "::")):
                 self._sockcall(lib.VUPY_SOCKCALL_BIND, new, _sockaddr(family, local), creds,
                                f"bind to {local[0]} port {local[1]}")
@@ -506,8 +517,7 @@ class Router:
             self.server.register(new, stack, family, type_, protocol)
             proxy = self.server.registry.proxies[os.fstat(new).st_ino]
             self.carrier.give_proxy(changed, stack, proxy.sock)
-            with socket.socket(fileno=os.dup(copy)) as old:
-                local = old.getsockname()
+            local = _local_address(copy, kind)
             if local[1] or local[0] not in ("0.0.0.0", "::"):
                 stack.bind(proxy.sock, _sockaddr(family, local))
             try:
