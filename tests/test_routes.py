@@ -511,3 +511,34 @@ def test_ssh_follows_a_route(two, tmp_path):
     finally:
         sshd.kill()
         sshd.wait()
+
+
+RECONNECT = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(10)
+    for address in sys.argv[1:]:
+        s.connect((address, 7070))
+        s.send(b"ping")
+        print(s.recv(100).decode())
+""")
+
+
+def test_a_udp_socket_connected_again_goes_where_each_destination_calls_for(two):
+    """Moved to B by a route, then connected to an address no route
+    matches: back on the default, A."""
+    options, a, b = two
+    echoes = [subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-c", UDP_ECHO, address, tag],
+                               stdout=subprocess.PIPE, text=True)
+              for ns, tag in ((a, "A"), (b, "B")) for address in (HERE, THERE)]
+    try:
+        for e in echoes:
+            assert e.stdout.readline().strip() == "ready"
+        r = vupy(*options, "--route", f"{THERE}=/dev/net/b", "--", PYTHON, "-c", RECONNECT,
+                 THERE, HERE, THERE)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split("\n")[:3] == ["B ping", "A ping", "B ping"]
+    finally:
+        for e in echoes:
+            e.kill()
+            e.wait()

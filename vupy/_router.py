@@ -7,8 +7,8 @@ A session started with `--route` traps connect (the filter's
 VUPY_TRAP_ROUTE_CALLS).  For a connect on an AF_INET or AF_INET6 TCP or
 UDP socket of a process that has routes (vupy/routes.py), the router reads
 the destination once, checks that the notification is still valid, and
-chooses the stack with routes.choose; no route means the stack the socket
-is on.  Then:
+chooses the stack with routes.choose; no route means the process's default
+stack for the family, where its sockets are made.  Then:
 
 * If no route of the process could send anywhere else, the call goes on
   (CONTINUE): whatever address the kernel then reads, the stack is right.
@@ -267,14 +267,15 @@ class Router:
         route = self._learnt(routes, where) or (where and routing.choose(routes, protocol, *where))
         here = _netns(copy)
         note = f"{show(where)}: " + (f"route {route.rule.text}={route.where}" if route else "no route")
-        if route is not None and isinstance(route.stack, ProxyStack) \
-                and trapped.abi(raw.arch, raw.nr) != X86_64:
+        # No route: the process's default stack for the family, where its
+        # sockets are made (a UDP socket a route moved goes back there).
+        to = route.stack if route is not None else default_stack(kind[0], defaults)
+        if isinstance(to, ProxyStack) and trapped.abi(raw.arch, raw.nr) != X86_64:
             return self._answer(raw, "connect", args, Fail(errno.EOPNOTSUPP),
                                 f"{note}: a userspace stack serves x86-64 code only")
         creds = creds_of(raw)
         if creds is None:
             return None
-        to = route.stack if route is not None else None
         try:
             resolver = self._resolver_for(where, to, here, kind[0], defaults, creds)
         except OSError as e:
