@@ -81,9 +81,10 @@ def run_example(block, cwd, prefix=(), env=None):
 
 @pytest.fixture
 def made_here():
-    """Removes, at the end, the namespaces and switch that the README's
-    examples make, unless they were there before the test."""
-    namespaces = [n for n in ("red", "blue") if not os.path.exists(f"/run/netns/{n}")]
+    """Removes, at the end, the namespaces, switch and hosts file that the
+    README's examples make, unless they were there before the test."""
+    namespaces = [n for n in ("red", "blue", "corp") if not os.path.exists(f"/run/netns/{n}")]
+    hosts = not os.path.exists("/tmp/corp.hosts")
     switch = not os.path.exists("/tmp/sw")
     yield
     for name in namespaces:
@@ -97,6 +98,8 @@ def made_here():
         shutil.rmtree("/tmp/sw", ignore_errors=True)
         if os.path.exists("/tmp/sw.pid"):
             os.unlink("/tmp/sw.pid")
+    if hosts and os.path.exists("/tmp/corp.hosts"):
+        os.unlink("/tmp/corp.hosts")
 
 
 def session_env():
@@ -115,6 +118,12 @@ def test_readme_two_stack_session(made_here, tmp_path):
     assert re.search(r"/dev/net/red .*\n/dev/net/blue ", out), out
     assert "Directory listing for /" in out and "nothing listens in red" in out, out
     assert "<socket.socket fd=" in out, out
+
+
+def test_readme_routes_and_names_example(made_here, tmp_path):
+    out = run_example(examples("sh")["Routes and names per stack"], tmp_path, env=session_env())
+    assert "Directory listing" in out, out
+    assert "route    name:*.corp.example -> /dev/net/corp (session route)" in out, out
 
 
 def test_readme_example_without_root(unprivileged):

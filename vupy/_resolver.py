@@ -127,6 +127,11 @@ def addresses_in(reply):
     return found
 
 
+def hosts_of(stack):
+    """parse_hosts of `stack`'s hosts file, read afresh ({} if it has none)."""
+    return parse_hosts(stack.hosts) if stack.hosts else {}
+
+
 def answer_from_hosts(query, hosts):
     """The reply to a DNS `query` from `hosts` (parse_hosts), or None if
     the question is not an A or AAAA one for a name there."""
@@ -161,14 +166,14 @@ def server_failure(query):
 class Resolver:
     """The resolver namespace of one stack, and its forwarder thread."""
 
-    def __init__(self, stack, hosts, host_servers, creds, name_routes=(), learn=None):
-        """For `stack`: its nameservers (none: the host's, `host_servers`,
-        asked through the stack as `ip netns exec` would); `hosts`:
-        parse_hosts's of its hosts file.  `name_routes`: routes with name
-        rules (vupy/routes.py), whose names are asked through their route's
-        stack instead, and `learn(route, [(address, ttl)])` told the
-        addresses found."""
-        self.stack, self.hosts, self.host_servers = stack, hosts, host_servers
+    def __init__(self, stack, host_servers, creds, name_routes=(), learn=None):
+        """For `stack`: its hosts file, then its nameservers (none: the
+        host's, `host_servers`, asked through the stack as `ip netns exec`
+        would).  `name_routes`: routes with name rules (vupy/routes.py),
+        whose names are answered by their route's stack instead (its hosts
+        file, its nameservers), and `learn(route, [(address, ttl)])` told
+        the addresses found."""
+        self.stack, self.host_servers = stack, host_servers
         self.creds, self.name_routes, self.learn = creds, name_routes, learn
         self.slots = threading.BoundedSemaphore(MAX_QUERIES)
         self.private = (KernelStack(new_network_namespace()) if capable(CAP_SYS_ADMIN)
@@ -277,12 +282,10 @@ class Resolver:
         stack's nameservers; SERVFAIL if none answers."""
         asked = question(query)
         route = next((r for r in self.name_routes if asked and r.rule.matches_name(asked[0])), None)
-        if route is not None:
-            reply = self._ask(query, type_, route.stack)
-            if reply and self.learn is not None:
-                self.learn(route, addresses_in(reply))
-        else:
-            reply = answer_from_hosts(query, self.hosts) or self._ask(query, type_, self.stack)
+        stack = self.stack if route is None else route.stack
+        reply = answer_from_hosts(query, hosts_of(stack)) or self._ask(query, type_, stack)
+        if route is not None and reply and self.learn is not None:
+            self.learn(route, addresses_in(reply))
         return reply or server_failure(query)
 
     def _ask(self, query, type_, stack):

@@ -56,7 +56,7 @@ from . import _trapped as trapped
 from ._carry import INT, KIND, CannotMove, Carrier
 from ._abi import X86_64
 from ._proxy import ProxyCall, connected
-from ._resolver import DNS_PORT, Resolver, own_creds, parse_hosts
+from ._resolver import DNS_PORT, Resolver, own_creds
 from ._wire import CallerMemory, read_address
 from .helpers import nameservers
 from .stack import KernelStack, ProxyStack
@@ -380,9 +380,8 @@ class Router:
             return None
         resolver = self.resolvers.get((stack, names))
         if resolver is None:
-            hosts = parse_hosts(stack.hosts) if stack.hosts else {}
-            resolver = self.resolvers[stack, names] = Resolver(stack, hosts, self.host_servers,
-                                                               own_creds(), names, self._learn)
+            resolver = self.resolvers[stack, names] = Resolver(stack, self.host_servers, own_creds(),
+                                                               names, self._learn)
         return resolver
 
     def _learn(self, route, found):
