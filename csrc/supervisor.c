@@ -289,6 +289,21 @@ int vupy_respond(int listener, uint64_t id, int64_t val, int error, int cont)
 	return 0;
 }
 
+/* SECCOMP_IOCTL_NOTIF_ADDFD of our `fd` into call `id`'s caller: the new
+ * descriptor's number, or -errno. */
+static int addfd(int listener, uint64_t id, int fd, uint32_t flags, int newfd, uint32_t newfd_flags)
+{
+	struct seccomp_notif_addfd add = {
+		.id = id,
+		.flags = flags,
+		.srcfd = (uint32_t)fd,
+		.newfd = (uint32_t)newfd,
+		.newfd_flags = newfd_flags,
+	};
+	int rc = ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
+	return rc < 0 ? -errno : rc;
+}
+
 /* Put fd into the target's table and complete its call with the new
  * number, atomically (ADDFD_FLAG_SEND, Linux 5.14+); fd is closed.  If the
  * kernel refuses (EMFILE, ...), the call fails with that errno, the
@@ -296,16 +311,8 @@ int vupy_respond(int listener, uint64_t id, int64_t val, int error, int cont)
  * Returns the caller's new descriptor, or the negative errno. */
 int vupy_inject(int listener, uint64_t id, int fd, uint32_t newfd_flags)
 {
-	struct seccomp_notif_addfd addfd = {
-		.id = id,
-		.flags = SECCOMP_ADDFD_FLAG_SEND,
-		.srcfd = (uint32_t)fd,
-		.newfd = 0,
-		.newfd_flags = newfd_flags,
-	};
-	int rc = ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
+	int rc = addfd(listener, id, fd, SECCOMP_ADDFD_FLAG_SEND, 0, newfd_flags);
 
-	rc = rc < 0 ? -errno : rc;
 	close(fd);
 	if (rc < 0 && rc != -ENOENT)
 		vupy_respond(listener, id, 0, -rc, 0);
@@ -317,15 +324,7 @@ int vupy_inject(int listener, uint64_t id, int fd, uint32_t newfd_flags)
  * ours.  The new descriptor's number, or -errno. */
 int vupy_replace_fd(int listener, uint64_t id, int fd, int newfd, uint32_t newfd_flags)
 {
-	struct seccomp_notif_addfd addfd = {
-		.id = id,
-		.flags = SECCOMP_ADDFD_FLAG_SETFD,
-		.srcfd = (uint32_t)fd,
-		.newfd = (uint32_t)newfd,
-		.newfd_flags = newfd_flags,
-	};
-	int rc = ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
-	return rc < 0 ? -errno : rc;
+	return addfd(listener, id, fd, SECCOMP_ADDFD_FLAG_SETFD, newfd, newfd_flags);
 }
 
 ssize_t vupy_read_mem(uint32_t pid, uint64_t addr, void *buf, size_t len)

@@ -153,7 +153,6 @@ def setting(level, name, value):
     return value
 
 
-
 class Carrier:
     """The options of moved sockets, with the fresh sockets' values kept."""
 

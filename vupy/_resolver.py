@@ -3,9 +3,10 @@
 """Each stack's own name resolution.
 
 A program resolves names by asking the nameservers of /etc/resolv.conf,
-the host's, over UDP or TCP port 53.  For a stack with nameservers of its
-own (the `dns=` option of any stack; a `netns:NAME` stack's
-/etc/netns/NAME/resolv.conf, as `ip netns exec` does), the router
+the host's, over UDP or TCP port 53.  For a stack with nameservers or a
+hosts file of its own (the `dns=` and `hosts=` options of any stack; a
+`netns:NAME` stack's /etc/netns/NAME files, as `ip netns exec` takes
+them), and for a process with name routes (vupy/routes.py), the router
 (vupy/_router.py) moves a socket of that stack that connects to port 53
 of a host nameserver into this module's *resolver namespace* for the
 stack: a network namespace of vupy's own whose loopback holds the host
@@ -15,7 +16,10 @@ it (glibc drops a reply whose source is not the nameserver it asked), and
 the forwarder asks the stack's nameservers with sockets of the stack: no
 query is sent to the host's resolver on the stack's behalf.  A name in the
 stack's hosts file (/etc/netns/NAME/hosts, or `hosts=FILE`) is answered
-from it for A and AAAA questions.
+from it for A and AAAA questions.  A name of a process's name route is
+answered by the route's stack instead (its hosts file, its nameservers),
+and the addresses found are told to the router, which routes connections
+to them.
 
 Limits, in docs/routing.md: programs that send queries without connecting
 (musl's resolver, sendto) or that ask a local daemon over AF_UNIX
@@ -199,8 +203,7 @@ class Resolver:
         """The host nameservers' addresses on the resolver namespace's lo."""
         with self._socket(self.private, socket.AF_NETLINK, socket.SOCK_RAW) as nl:
             for seq, address in enumerate(addresses, 1):
-                family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-                body = (rtnetlink.IFADDRMSG.pack(family, address.max_prefixlen, 0, 0xFE,
+                body = (rtnetlink.IFADDRMSG.pack(_family(address), address.max_prefixlen, 0, 0xFE,
                                                  LOOPBACK_INDEX)
                         + rtnetlink.attribute(IFA_LOCAL, address.packed)
                         + rtnetlink.attribute(IFA_ADDRESS, address.packed))
@@ -213,9 +216,8 @@ class Resolver:
                                         f"{os.strerror(-err)}")
 
     def _listen(self, address):
-        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
         for type_ in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-            s = self._socket(self.private, family, type_)
+            s = self._socket(self.private, _family(address), type_)
             self.listeners.append(s)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((str(address), DNS_PORT))
@@ -272,7 +274,7 @@ class Resolver:
                     reply = self._answer(query, socket.SOCK_STREAM)
                     if not reply:
                         return
-                    connection.sendall(struct.pack("!H", len(reply)) + reply)
+                    connection.sendall(_framed(reply))
             except OSError:
                 return
 
@@ -293,15 +295,14 @@ class Resolver:
         each tried in turn, with a socket of the stack; None if none
         answers."""
         for server in stack.nameservers or self.host_servers:
-            family = socket.AF_INET if server.version == 4 else socket.AF_INET6
             try:
-                with self._socket(stack, family, type_) as s:
+                with self._socket(stack, _family(server), type_) as s:
                     s.settimeout(UPSTREAM_SECONDS)
                     s.connect((str(server), DNS_PORT))
                     if type_ == socket.SOCK_DGRAM:
                         s.send(query)
                         return s.recv(65535)
-                    s.sendall(struct.pack("!H", len(query)) + query)
+                    s.sendall(_framed(query))
                     return _read_framed(s)
             except OSError:
                 continue
@@ -318,6 +319,16 @@ class Resolver:
         os.close(self.wake_r)
         os.close(self.wake_w)
         self.private.close()
+
+
+def _family(address):
+    """AF_INET or AF_INET6, for an ipaddress address."""
+    return socket.AF_INET if address.version == 4 else socket.AF_INET6
+
+
+def _framed(message):
+    """A DNS message as TCP carries it: its length first."""
+    return struct.pack("!H", len(message)) + message
 
 
 def _read_framed(s):

@@ -53,7 +53,7 @@ from ._dispatch import c_int, default_stack
 from ._native import ffi, lib
 from ._reply import CONTINUE, Answer, Fail, Park
 from . import _trapped as trapped
-from ._carry import INT, KIND, CannotMove, Carrier
+from ._carry import INT, KIND, SIOCGSKNS, CannotMove, Carrier
 from ._abi import X86_64
 from ._proxy import ProxyCall, connected
 from ._resolver import DNS_PORT, Resolver, own_creds
@@ -61,8 +61,6 @@ from ._wire import CallerMemory, read_address
 from .helpers import nameservers
 from .stack import KernelStack, ProxyStack
 
-SIOCGSKNS = 0x894C                          # linux/sockios.h
-O_CLOEXEC = 0o2000000
 ROUTED_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 ROUTED_PROTOCOLS = (socket.IPPROTO_TCP, socket.IPPROTO_UDP)
 SOCKETCALL_ARGS = struct.Struct("=III")     # socketcall(SYS_CONNECT or SYS_BIND, args): fd, addr, addrlen
@@ -262,14 +260,14 @@ class Router:
 
     def _kernel_connect(self, raw, args, address, defaults, copy, kind, creds_of, multiplexed):
         routes, fd = defaults.routes(), c_int(args[0])
-        _family, _type, protocol = kind
+        family, _type, protocol = kind
         where = destination(address)
         route = self._learnt(routes, where) or (where and routing.choose(routes, protocol, *where))
         here = _netns(copy)
         note = f"{show(where)}: " + (f"route {route.rule.text}={route.where}" if route else "no route")
         # No route: the process's default stack for the family, where its
         # sockets are made (a UDP socket a route moved goes back there).
-        to = route.stack if route is not None else default_stack(kind[0], defaults)
+        to = route.stack if route is not None else default_stack(family, defaults)
         if isinstance(to, ProxyStack) and trapped.abi(raw.arch, raw.nr) != X86_64:
             return self._answer(raw, "connect", args, Fail(errno.EOPNOTSUPP),
                                 f"{note}: a userspace stack serves x86-64 code only")
@@ -277,7 +275,7 @@ class Router:
         if creds is None:
             return None
         try:
-            resolver = self._resolver_for(where, to, here, kind[0], defaults, creds)
+            resolver = self._resolver_for(where, to, here, family, defaults, creds)
         except OSError as e:
             return self._answer(raw, "connect", args, Fail(e.errno), f"{note}: its stack's resolver: {e}")
         if resolver is not None:        # a name lookup: to the stack's own resolver
@@ -298,7 +296,7 @@ class Router:
         move = self._move_to_proxy if isinstance(to, ProxyStack) else self._move
         try:
             outcome = move(raw, copy, fd, kind, here, address, to, flags, creds,
-                           self._stack_at(here, kind[0], defaults, creds))
+                           self._stack_at(here, family, defaults, creds))
             note += f": moved to {self.stacks.name_of(to)}" if resolver is None else ""
         except CannotMove as e:
             outcome, note = Fail(e.errno), f"{note}: cannot move: {e}"
@@ -320,7 +318,7 @@ class Router:
         if len(owners) != 1 or owners[0][1] == here:
             if not multiplexed:
                 return self._answer(raw, "bind", args, CONTINUE, "")
-            rc = lib.vupy_sockcall_as(lib.VUPY_SOCKCALL_BIND, copy, 0, 0, address, len(address), ffi.NULL)
+            rc = _sockcall(lib.VUPY_SOCKCALL_BIND, copy, address)
             return self._answer(raw, "bind", args, Fail(-rc) if rc < 0 else Answer(), "")
         stack, fd = owners[0][0], c_int(args[0])
         try:
@@ -332,9 +330,8 @@ class Router:
         except OSError as e:
             return self._answer(raw, "bind", args, Fail(e.errno), f"{note}: {e.strerror}")
         try:
-            rc = lib.vupy_sockcall_as(lib.VUPY_SOCKCALL_BIND, new, 0, 0, address, len(address), creds)
-            outcome = (Fail(-rc) if rc < 0 else
-                       self._replace(raw, new, fd, os.O_CLOEXEC if flags & O_CLOEXEC else 0, flags))
+            rc = _sockcall(lib.VUPY_SOCKCALL_BIND, new, address, creds)
+            outcome = Fail(-rc) if rc < 0 else self._replace(raw, new, fd, flags)
         finally:
             os.close(new)
         return self._answer(raw, "bind", args, outcome,
@@ -358,8 +355,7 @@ class Router:
             except OSError:
                 continue
             try:
-                if lib.vupy_sockcall_as(lib.VUPY_SOCKCALL_BIND, probe, 0, 0, probe_address,
-                                        len(probe_address), ffi.NULL) == 0:
+                if _sockcall(lib.VUPY_SOCKCALL_BIND, probe, probe_address) == 0:
                     found.append((stack, netns))
             finally:
                 os.close(probe)
@@ -437,8 +433,7 @@ class Router:
         if blocking:
             os.set_blocking(copy, False)
         try:
-            rc = lib.vupy_sockcall_as(lib.VUPY_SOCKCALL_CONNECT, copy, 0, 0, address, len(address),
-                                      ffi.NULL)
+            rc = _sockcall(lib.VUPY_SOCKCALL_CONNECT, copy, address)
         finally:
             if blocking:
                 os.set_blocking(copy, True)
@@ -448,20 +443,31 @@ class Router:
             return Park(os.dup(copy), select.POLLOUT, _so_error)
         return Fail(-rc)
 
+    def _movable(self, copy, kind, here, flags, creds, old_stack):
+        """What our `copy` of the caller's socket takes with it to another
+        stack: the options to carry (Carrier.changed), and the address it
+        is bound to (a sockaddr, None if it is not bound); CannotMove if it
+        cannot move."""
+        if flags & os.O_ASYNC:
+            raise CannotMove(errno.EOPNOTSUPP, "O_ASYNC")
+        changed = self.carrier.changed(copy, kind, here, creds, old_stack)
+        local = _local_address(copy, kind)
+        bound = local[1] or local[0] not in ("0.0.0.0", "::")
+        return changed, _sockaddr(kind[0], local) if bound else None
+
     def _rebuild(self, copy, kind, here, stack, flags, creds, old_stack, bound=True):
         """A socket like our `copy` of the caller's, made anew on `stack`
         (non-blocking): its options carried over and, if `bound`, its local
         address; CannotMove (or the stack's OSError) if it cannot be."""
         family, type_, protocol = kind
-        if flags & os.O_ASYNC:
-            raise CannotMove(errno.EOPNOTSUPP, "O_ASYNC")
+        changed, local = self._movable(copy, kind, here, flags, creds, old_stack)
         new = stack.socket(family, type_ | socket.SOCK_NONBLOCK, protocol, creds)
         try:
-            self.carrier.give(self.carrier.changed(copy, kind, here, creds, old_stack), new, creds)
-            local = _local_address(copy, kind)
-            if bound and (local[1] or local[0] not in ("0.0.0.0", "::")):
-                self._sockcall(lib.VUPY_SOCKCALL_BIND, new, _sockaddr(family, local), creds,
-                               f"bind to {local[0]} port {local[1]}")
+            self.carrier.give(changed, new, creds)
+            if bound and local is not None:
+                rc = _sockcall(lib.VUPY_SOCKCALL_BIND, new, local, creds)
+                if rc < 0:
+                    raise CannotMove(-rc, f"bind to {show(destination(local))}: {os.strerror(-rc)}")
         except BaseException:
             os.close(new)
             raise
@@ -472,8 +478,7 @@ class Router:
         of the caller's `fd` (now, or once connected if the caller waits)."""
         new = self._rebuild(copy, kind, here, stack, flags, creds, old_stack)
         try:
-            rc = lib.vupy_sockcall_as(lib.VUPY_SOCKCALL_CONNECT, new, 0, 0, address, len(address),
-                                      creds)
+            rc = _sockcall(lib.VUPY_SOCKCALL_CONNECT, new, address, creds)
         except BaseException:
             os.close(new)
             raise
@@ -488,38 +493,34 @@ class Router:
         socket's), else once writable and `outcome_of(new)` says it is
         connected (the proxy layer parks the call, and closes `new` once
         it is answered)."""
-        cloexec = os.O_CLOEXEC if flags & O_CLOEXEC else 0
         if flags & os.O_NONBLOCK or not pending:
             try:
-                outcome = self._replace(raw, new, fd, cloexec, flags)
+                outcome = self._replace(raw, new, fd, flags)
             finally:
                 os.close(new)
             return outcome if not pending or type(outcome) is Fail else Fail(errno.EINPROGRESS)
 
         def resume(sock):
             outcome = outcome_of(sock)
-            return self._replace(raw, sock, fd, cloexec, flags) if type(outcome) is Answer else outcome
+            return self._replace(raw, sock, fd, flags) if type(outcome) is Answer else outcome
 
         # SO_SNDTIMEO ran out: EINPROGRESS, and the socket, still connecting,
         # is the caller's, as a kernel socket's connect goes on
-        return Park(new, select.POLLOUT, resume, lambda sock: self._replace(raw, sock, fd, cloexec, flags))
+        return Park(new, select.POLLOUT, resume, lambda sock: self._replace(raw, sock, fd, flags))
 
     def _move_to_proxy(self, raw, copy, fd, kind, here, address, stack, flags, creds, old_stack):
         """_move for a userspace stack: the new socket is a proxy, its
         options and binding given through the stack's operations, and a
         blocking connect waits as the proxy layer's does."""
         family, type_, protocol = kind
-        if flags & os.O_ASYNC:
-            raise CannotMove(errno.EOPNOTSUPP, "O_ASYNC")
-        changed = self.carrier.changed(copy, kind, here, creds, old_stack)
+        changed, local = self._movable(copy, kind, here, flags, creds, old_stack)
         new = stack.socket(family, type_ | socket.SOCK_NONBLOCK, protocol, creds)
         try:
             self.server.register(new, stack, family, type_, protocol)
             proxy = self.server.registry.proxies[os.fstat(new).st_ino]
             self.carrier.give_proxy(changed, stack, proxy.sock)
-            local = _local_address(copy, kind)
-            if local[1] or local[0] not in ("0.0.0.0", "::"):
-                stack.bind(proxy.sock, _sockaddr(family, local))
+            if local is not None:
+                stack.bind(proxy.sock, local)
             try:
                 stack.connect(proxy.sock, address)
                 pending = False
@@ -533,16 +534,13 @@ class Router:
             raise
         return self._finish(raw, new, fd, flags, pending, lambda sock: connected(proxy, sock))
 
-    def _replace(self, raw, new, fd, cloexec, flags):
-        """Our `new` in place of the caller's `fd`, with its O_NONBLOCK."""
+    def _replace(self, raw, new, fd, flags):
+        """Our `new` in place of the caller's `fd`, with its O_NONBLOCK and
+        close-on-exec flag (`flags`: fd_flags's, where O_CLOEXEC is the
+        descriptor's)."""
         os.set_blocking(new, not flags & os.O_NONBLOCK)
-        rc = lib.vupy_replace_fd(self.listener, raw.id, new, fd, cloexec)
+        rc = lib.vupy_replace_fd(self.listener, raw.id, new, fd, flags & os.O_CLOEXEC)
         return Answer() if rc >= 0 else Fail(-rc)
-
-    def _sockcall(self, op, fd, data, creds, what):
-        rc = lib.vupy_sockcall_as(op, fd, 0, 0, data, len(data), creds)
-        if rc < 0:
-            raise CannotMove(-rc, f"{what}: {os.strerror(-rc)}")
 
     def _stack_at(self, here, family, defaults, creds):
         """The stack whose sockets are in namespace `here`: the caller's
@@ -566,6 +564,12 @@ class Router:
         known = self.table.lookup(raw.pid)
         self.server.carry_out(ProxyCall(raw.id, raw.pid, known[0] if known else raw.pid, name,
                                         args), None, outcome)
+
+
+def _sockcall(op, fd, address, creds=ffi.NULL):
+    """bind or connect (`op`) our socket `fd` to sockaddr `address`, with
+    the caller's `creds` (NULL: ours): 0 or -errno."""
+    return lib.vupy_sockcall_as(op, fd, 0, 0, address, len(address), creds)
 
 
 def _so_error(sock):

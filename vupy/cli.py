@@ -70,15 +70,13 @@ def parse_default_option(text):
     return None, stack_path(text), text
 
 
-def parse_route_option(text, option="--route"):
+def parse_route_option(text):
     """'RULE=PATH' -> (routes.Rule, absolute PATH, text)."""
-    rule, eq, path = text.partition("=")
-    if not eq or not rule or not path:
-        raise UsageError(f"{option} {text!r}: expected RULE=PATH")
     try:
-        return routes.parse_rule(rule), stack_path(path), text
+        rule, path = routes.parse_route(text)
     except routes.RuleError as e:
-        raise UsageError(f"{option} {text!r}: {e}") from None
+        raise UsageError(f"--route {text!r}: {e}") from None
+    return rule, stack_path(path), text
 
 
 def _tracer(destination):

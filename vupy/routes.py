@@ -108,6 +108,15 @@ def parse_rule(text):
     return Rule(protocol, network, ports, text)
 
 
+def parse_route(text):
+    """'RULE=PATH' (an option's value) -> (Rule, PATH); RuleError naming
+    what is wrong."""
+    rule, eq, path = text.partition("=")
+    if not eq or not rule or not path:
+        raise RuleError("expected RULE=PATH")
+    return parse_rule(rule), path
+
+
 def _name_pattern(text):
     """A name rule's pattern, lower case without a final dot."""
     name = text.lower().rstrip(".")

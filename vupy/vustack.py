@@ -64,14 +64,11 @@ def parse(argv):
                 if i == len(argv):
                     raise ValueError("--route needs RULE=PATH")
                 value = argv[i]
-            rule, eq, path = value.partition("=")
-            if not eq or not rule or not path:
-                raise ValueError(f"--route {value!r}: expected RULE=PATH")
             try:
-                routes.parse_rule(rule)
+                rule, path = routes.parse_route(value)
             except routes.RuleError as e:
                 raise ValueError(f"--route {value!r}: {e}") from None
-            opts["routes"].append([rule, path])
+            opts["routes"].append([rule.text, path])
             i += 1
             continue
         if arg.startswith("--"):
