@@ -297,6 +297,23 @@ class Mode(NamedTuple):
     under: tuple = ()       # another command to run it under, instead of vupy
 
 
+class Elsewhere:
+    """Mode.netns for sockets of a namespace of vupy's own: equal to any
+    inode but `inodes`'."""
+
+    def __init__(self, *inodes):
+        self.inodes = inodes
+
+    def __eq__(self, inode):
+        return inode not in self.inodes
+
+    def __hash__(self):
+        return hash(self.inodes)
+
+    def __str__(self):
+        return f"a namespace other than {', '.join(map(str, self.inodes))}"
+
+
 def native_mode():
     return Mode(None, netns_inode(), 0)
 

@@ -8,6 +8,7 @@
  *     loops ITERATIONS WARMUP stat    PATH
  *     loops ITERATIONS WARMUP fanout  PROCESSES
  *     loops ITERATIONS WARMUP connect IPV4 PORT
+ *     loops ITERATIONS WARMUP sendto  IPV4 PORT
  *
  * socket   socket(FAMILY, TYPE, 0) + close()
  * msocket  syscall(-5, PATH, FAMILY, TYPE, 0) + close(): VUOS's msocket,
@@ -17,6 +18,8 @@
  * connect  socket(AF_INET, SOCK_DGRAM, 0) + connect(IPV4:PORT) + close():
  *          a UDP connect needs no peer, so this is the connect itself
  *          (where routes act, bench/routed_connect.py)
+ * sendto   sendto(IPV4:PORT) of one byte, from one UDP socket made before
+ *          the loop: where routes choose each datagram's stack
  * fanout   PROCESSES children, forked first and held at a pipe, then
  *          released at once; each makes ITERATIONS sockets (socket(AF_INET,
  *          SOCK_STREAM, 0) + close()) and exits.  Timed from the release to
@@ -34,7 +37,7 @@
  * NETNS_INODE is the network namespace (SIOCGSKNS, 0 if the kernel will not
  * say) of a socket made after the loop: by the loop's own call for socket
  * and msocket, connected by the loop's own calls for connect, by
- * socket(AF_INET, SOCK_DGRAM, 0) otherwise.  SECCOMP_MODE
+ * the loop's own socket for sendto, socket(AF_INET, SOCK_DGRAM, 0) otherwise.  SECCOMP_MODE
  * is the Seccomp: field of /proc/self/status (2: under a filter).  With
  * these the benchmark checks that the loop ran where it claims.  Any failing
  * call ends the run with status 1: fast failures must never be reported as
@@ -52,19 +55,20 @@
 
 #define NR_MSOCKET (-5)
 
-enum workload { SOCKET, MSOCKET, GETPID, STAT, FANOUT, CONNECT };
+enum workload { SOCKET, MSOCKET, GETPID, STAT, FANOUT, CONNECT, SENDTO };
 
 static enum workload workload;
 static const char *path;
 static int family = AF_INET, type = SOCK_DGRAM;
 static struct sockaddr_in destination = { .sin_family = AF_INET };
+static int sender = -1;         /* sendto's socket */
 
 static void usage(void)
 {
 	fprintf(stderr, "usage: loops ITERATIONS WARMUP socket inet|unix stream|dgram\n"
 			"       loops ITERATIONS WARMUP msocket PATH inet|unix stream|dgram\n"
 			"       loops ITERATIONS WARMUP getpid | stat PATH | fanout PROCESSES\n"
-			"       loops ITERATIONS WARMUP connect IPV4 PORT\n");
+			"       loops ITERATIONS WARMUP connect|sendto IPV4 PORT\n");
 	exit(2);
 }
 
@@ -96,6 +100,10 @@ static void once(void)
 		break;
 	case GETPID:
 		syscall(SYS_getpid);
+		break;
+	case SENDTO:
+		if (sendto(sender, "x", 1, 0, (struct sockaddr *)&destination, sizeof destination) != 1)
+			die("sendto");
 		break;
 	case STAT:
 		if (stat(path, &st) < 0)
@@ -186,8 +194,10 @@ int main(int argc, char **argv)
 		workload = STAT, path = args[0];
 	else if (!strcmp(name, "fanout") && rest == 1 && (processes = atol(args[0])) > 0)
 		workload = FANOUT;
-	else if (!strcmp(name, "connect") && rest == 2 && inet_pton(AF_INET, args[0], &destination.sin_addr) == 1)
-		workload = CONNECT, destination.sin_port = htons((unsigned short)atoi(args[1]));
+	else if ((!strcmp(name, "connect") || !strcmp(name, "sendto")) && rest == 2
+		 && inet_pton(AF_INET, args[0], &destination.sin_addr) == 1)
+		workload = name[0] == 'c' ? CONNECT : SENDTO,
+		destination.sin_port = htons((unsigned short)atoi(args[1]));
 	else
 		usage();
 	if (n <= 0 || warmup < 0) {
@@ -203,6 +213,8 @@ int main(int argc, char **argv)
 		elapsed = fanout(processes, n, netns);
 		n *= processes;
 	} else {
+		if (workload == SENDTO)
+			sender = make_socket();
 		for (long i = 0; i < warmup; i++)
 			once();
 		long long t0 = now_ns();
@@ -211,7 +223,7 @@ int main(int argc, char **argv)
 		elapsed = now_ns() - t0;
 	}
 
-	int fd = make_socket();
+	int fd = workload == SENDTO ? sender : make_socket();
 	unsigned long long inode = netns_of(fd);
 	close(fd);
 	printf("%.1f %llu %d\n", (double)elapsed / (double)n, inode, seccomp_mode());

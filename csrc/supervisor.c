@@ -149,12 +149,14 @@ const struct vupy_trap vupy_traps[] = {
 	TRAP("getpeername", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
 	TRAP("getsockopt", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
 	TRAP("setsockopt", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
-	TRAP("sendmsg", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	/* The sends that may give an address are where routes choose each
+	 * datagram's stack (see vupy/_span.py). */
+	TRAP("sendmsg", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS | VUPY_TRAP_ROUTE_CALLS),
 	TRAP("recvmsg", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
-	TRAP("sendmmsg", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
+	TRAP("sendmmsg", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS | VUPY_TRAP_ROUTE_CALLS),
 	TRAP("recvmmsg", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS),
 	/* Without an address, send and receive go straight to the proxy. */
-	TRAP_IF("sendto", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_NE, 4, 1, 0),
+	TRAP_IF("sendto", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS | VUPY_TRAP_ROUTE_CALLS, VUPY_ARG_NE, 4, 1, 0),
 	TRAP_IF("recvfrom", VUPY_TRAP_PROXY, VUPY_TRAP_PROXY_CALLS, VUPY_ARG_NE, 4, 1, 0),
 	/* FIONREAD on a datagram proxy, and glibc's if_nametoindex and
 	 * if_indextoname, whose answers come from a userspace stack. */

@@ -229,3 +229,29 @@ def test_a_name_route_looks_names_up_through_its_stack_and_routes_their_addresse
     assert "route    name:*.example -> /dev/net/b (session route)" in lines
     assert lines[-1] == ANSWERS["B"]
     assert asked() == 0
+
+
+UNCONNECTED_QUERY = textwrap.dedent("""
+    import socket, struct, sys
+    # A query for test.example, type A, sent without connecting, as musl's
+    # resolver sends its queries
+    query = (struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
+             + b"".join(bytes([len(p)]) + p for p in b"test.example".split(b".")) + b"\\0"
+             + struct.pack("!HH", 1, 1))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(10)
+    s.sendto(query, (sys.argv[1], 53))
+    reply, peer = s.recvfrom(4096)
+    print(socket.inet_ntoa(reply[-4:]), peer[0], peer[1])
+""")
+
+
+def test_a_query_sent_without_connecting_goes_to_its_stacks_resolver(two_resolvers, host_resolver):
+    """sendto to the host's nameserver from a stack with its own: the
+    stack's resolver answers, from the address the program asked."""
+    conf, asked = host_resolver
+    r = in_session(conf, "--stack", f"/dev/net/b=netns:{two_resolvers['B']},dns={NS_ADDRESS}",
+                   "--default", "/dev/net/b", "--", PYTHON, "-c", UNCONNECTED_QUERY, HOST_RESOLVER)
+    assert (r.returncode, r.stdout.split()) == (0, [ANSWERS["B"], HOST_RESOLVER, "53"]), r.stderr
+    assert asked() == 0
+

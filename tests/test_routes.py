@@ -542,3 +542,202 @@ def test_a_udp_socket_connected_again_goes_where_each_destination_calls_for(two)
         for e in echoes:
             e.kill()
             e.wait()
+
+
+# Per datagram (item 3): one unconnected UDP socket, datagrams to two stacks.
+
+UDP_ECHO_ANY = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((sys.argv[1], 7070))
+    print("ready", flush=True)
+    while True:
+        data, peer = s.recvfrom(100)
+        s.sendto(sys.argv[2].encode() + b" " + data, peer)
+""")
+
+SPANNING = textwrap.dedent("""
+    import json, socket, sys
+    family = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.settimeout(10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 47124))
+    fd, out = s.fileno(), []
+    for i, host in enumerate(sys.argv[2:]):
+        if i % 2:
+            s.sendmsg([b"pi", b"ng"], [], 0, (host, 7070))
+        else:
+            s.sendto(b"ping", (host, 7070))
+        data, peer = s.recvfrom(100)
+        out.append([data.decode(), peer[0], peer[1]])
+    print(json.dumps({"replies": out, "fd": s.fileno() == fd, "port": s.getsockname()[1],
+                      "rcvbuf": s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)}))
+""")
+
+
+@pytest.fixture
+def echoes(two):
+    """UDP echo servers on port 7070 naming their stack: on HERE, THERE,
+    127.0.0.1, fd98::1 and fd99::1 in A and B alike (each address on both)."""
+    options, a, b = two
+    procs = []
+    for ns in (a, b):
+        for address in ("fd98::1", "fd99::1"):
+            subprocess.run(["ip", "-n", ns, "addr", "add", f"{address}/128", "dev", "lo", "nodad"], check=True)
+    try:
+        for ns, tag in ((a, "A"), (b, "B")):
+            for address in (HERE, THERE, "127.0.0.1", "fd98::1", "fd99::1"):
+                p = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-c", UDP_ECHO_ANY, address, tag],
+                                     stdout=subprocess.PIPE, text=True)
+                procs.append(p)
+                assert p.stdout.readline().strip() == "ready"
+        yield options, a, b
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.parametrize("family", ["4", "6"])
+def test_an_unconnected_udp_socket_reaches_each_stack_datagram_by_datagram(echoes, family):
+    """sendto and sendmsg to destinations of A (the default) and of B (by a
+    route): each datagram reaches its own stack, every reply comes back to
+    the one descriptor with its sender's address, and the socket keeps its
+    number, port and options; 127.0.0.1 is the default stack's."""
+    options, _a, _b = echoes
+    mapped = "::ffff:" if family == "6" else ""
+    hosts = [mapped + HERE, mapped + THERE, mapped + "127.0.0.1", mapped + THERE]
+    if family == "6":
+        hosts += ["fd99::1", "fd98::1"]
+    r = vupy(*options, "--route", "10.99.0.0/24=/dev/net/b", "--route", "fd99::/16=/dev/net/b", "--",
+             PYTHON, "-c", SPANNING, family, *hosts)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    tags = {HERE: "A", THERE: "B", "127.0.0.1": "A", "fd98::1": "A", "fd99::1": "B"}
+    assert out["replies"] == [[f"{tags[h.removeprefix(mapped) if '.' in h else h]} ping", h, 7070]
+                              for h in hosts]
+    assert (out["fd"], out["port"], out["rcvbuf"]) == (True, 47124, 131072)
+
+
+SENDMMSG = r"""
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+/* sendmmsg: one datagram to each address given, then every reply with its
+ * sender. */
+int main(int argc, char **argv)
+{
+	struct sockaddr_in to[4], from;
+	struct iovec iov[4];
+	struct mmsghdr msgs[4];
+	struct timeval tv = {10, 0};
+	char buf[100];
+	int n = argc - 1, s = socket(AF_INET, SOCK_DGRAM, 0);
+
+	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	memset(msgs, 0, sizeof(msgs));
+	for (int i = 0; i < n && i < 4; i++) {
+		memset(&to[i], 0, sizeof(to[i]));
+		to[i].sin_family = AF_INET;
+		to[i].sin_port = htons(7070);
+		inet_pton(AF_INET, argv[i + 1], &to[i].sin_addr);
+		iov[i].iov_base = "ping";
+		iov[i].iov_len = 4;
+		msgs[i].msg_hdr.msg_name = &to[i];
+		msgs[i].msg_hdr.msg_namelen = sizeof(to[i]);
+		msgs[i].msg_hdr.msg_iov = &iov[i];
+		msgs[i].msg_hdr.msg_iovlen = 1;
+	}
+	if (sendmmsg(s, msgs, n, 0) != n) {
+		perror("sendmmsg");
+		return 1;
+	}
+	for (int i = 0; i < n; i++) {
+		socklen_t len = sizeof(from);
+		ssize_t got = recvfrom(s, buf, sizeof(buf) - 1, 0, (struct sockaddr *)&from, &len);
+		if (got < 0) {
+			perror("recvfrom");
+			return 1;
+		}
+		buf[got] = 0;
+		printf("%s from %s\n", buf, inet_ntoa(from.sin_addr));
+	}
+	return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("bits", ["64", "32"])
+def test_a_static_client_with_sendmmsg_reaches_two_stacks(echoes, tmp_path, bits):
+    """One sendmmsg with datagrams for A and B from a static binary, x86-64
+    and i386 (socketcall's arguments and compat msghdr in memory)."""
+    options, _a, _b = echoes
+    source, exe = tmp_path / "mm.c", tmp_path / f"mm{bits}"
+    source.write_text(SENDMMSG)
+    subprocess.run(["gcc", f"-m{bits}", "-static", "-O2", "-o", str(exe), str(source)], check=True)
+    r = vupy(*options, "--route", f"udp:{THERE}=/dev/net/b", "--", str(exe), HERE, THERE)
+    assert r.returncode == 0, r.stderr
+    assert sorted(r.stdout.splitlines()) == [f"A ping from {HERE}", f"B ping from {THERE}"]
+
+
+def test_a_udp_socket_that_stays_on_its_stack_is_not_relayed(echoes):
+    """Datagrams whose routes keep them on the socket's stack go on from
+    it (the kernel sends them), and a spanning socket's relays end once the
+    program closes it."""
+    options, _a, b = echoes
+    r = vupy(*options, "--trace", "--route", "10.99.0.0/24=/dev/net/b", "--",
+             PYTHON, "-c", SPANNING, "4", HERE, HERE)
+    assert r.returncode == 0, r.stderr
+    assert "route: 10.98.0.1:7070: no route: stays" in r.stderr and "spans" not in r.stderr
+    program = textwrap.dedent("""
+        import socket, subprocess, sys, time
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", 47125))
+        s.settimeout(10)
+        s.sendto(b"ping", (sys.argv[1], 7070))
+        print(s.recvfrom(100)[0].decode(), flush=True)
+        s.close()
+        sys.stdin.readline()
+    """)
+    with subprocess.Popen([VUPY, "run", *options, "--route", "10.99.0.0/24=/dev/net/b", "--",
+                           PYTHON, "-c", program, THERE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as p:
+        try:
+            assert p.stdout.readline().strip() == "B ping"
+            # B's relay socket, on the program's port, is gone within a sweep
+            wait_for(lambda: ":47125 " not in run(["ip", "netns", "exec", b, "ss", "-uan"]).stdout,
+                     "the relay socket to close", seconds=20)
+        finally:
+            p.communicate("\n", timeout=10)
+    assert p.returncode == 0
+
+
+def test_per_datagram_routes_as_an_unprivileged_user(unprivileged):
+    """As uid 65534, two fresh namespaces of vupy's own with an echo
+    server on 127.0.0.1 in each (started with vustack), and one socket that
+    sends to both: the span namespace is made without root too."""
+    echo = ("import socket,sys\n"
+            "s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', int(sys.argv[2])))\n"
+            "open(sys.argv[3], 'w').close()\n"
+            "while True:\n d,p=s.recvfrom(100); s.sendto(sys.argv[1].encode()+b' '+d, p)\n")
+    client = ("import socket\n"
+              "s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(10)\n"
+              "for port in (7070, 7071, 7070):\n"
+              " s.sendto(b'ping', ('127.0.0.1', port)); d,p=s.recvfrom(100); print(d.decode(), p[1])\n")
+    script = ("vustack /dev/net/a python3 -c \"$E\" A 7070 /tmp/vupyt-span-a.$$ & "
+              "vustack /dev/net/b python3 -c \"$E\" B 7071 /tmp/vupyt-span-b.$$ & "
+              "while [ ! -e /tmp/vupyt-span-a.$$ ] || [ ! -e /tmp/vupyt-span-b.$$ ]; do sleep 0.1; done; "
+              "rm -f /tmp/vupyt-span-a.$$ /tmp/vupyt-span-b.$$; "
+              "python3 -c \"$C\"; kill %1 %2")
+    env = dict(unprivileged["env"], E=echo, C=client)
+    r = run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", unprivileged["vupy"],
+             "run", "--stack", "/dev/net/a=netns:new", "--stack", "/dev/net/b=netns:new",
+             "--default", "/dev/net/a", "--route", "udp:127.0.0.1:7071=/dev/net/b", "--",
+             "sh", "-c", script], env=env, cwd="/tmp")
+    assert r.stdout.splitlines() == ["A ping 7070", "B ping 7071", "A ping 7070"], (r.stdout, r.stderr)

@@ -228,3 +228,18 @@ class Carrier:
         finally:
             os.close(ref)
         return values
+
+
+def sockcall(op, fd, address, creds=ffi.NULL):
+    """bind or connect (`op`) our socket `fd` to sockaddr `address`, with
+    the caller's `creds` (NULL: ours): 0 or -errno."""
+    return lib.vupy_sockcall_as(op, fd, 0, 0, address, len(address), creds)
+
+
+def sockaddr(family, local):
+    """The sockaddr of a getsockname() tuple."""
+    if family == socket.AF_INET:
+        return struct.pack("=H", family) + struct.pack("!H", local[1]) + \
+            socket.inet_pton(family, local[0]) + bytes(8)
+    return (struct.pack("=H", family) + struct.pack("!H", local[1]) + struct.pack("=I", local[2])
+            + socket.inet_pton(family, local[0]) + struct.pack("=I", local[3]))

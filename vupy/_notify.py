@@ -38,14 +38,14 @@ from ._families import family_symbol, protocol_symbol, type_symbol
 from ._native import ffi, lib
 from ._paths import PATH_MAX, Resolver
 from ._proxy import ProxyServer
-from ._router import Router
+from ._router import ROUTED_CALLS, Router
 from ._reply import CONTINUE, Answer, Fail, Inject
 from ._wire import CallerMemory
 from .stack import KernelStack, ProxyStack
 
 SOCKETCALL_ARGS = struct.Struct("=iii")     # socketcall(SYS_SOCKET, args): domain, type, protocol
 SYS_SOCKET = 1                              # socketcall's calls (linux/net.h) ...
-MULTIPLEXED = {2: "bind", 3: "connect"}     # ... that the router serves
+MULTIPLEXED = {2: "bind", 3: "connect", 11: "sendto", 16: "sendmsg", 20: "sendmmsg"}  # ... the router serves
 PARKED_CHECK_MS = 50      # how often waiting proxy calls look for signals
 
 
@@ -178,7 +178,7 @@ class Supervisor:
         if kind == trapped.CONTROL:
             return self.control(call)
         if kind == trapped.PROXY:
-            if name in ("connect", "bind") and self.router is not None \
+            if name in ROUTED_CALLS and self.router is not None \
                     and self.router.handle(call, name, self.creds_of):
                 return None
             if self.proxy is not None and trapped.abi(call.arch, call.nr) == X86_64:
@@ -197,8 +197,8 @@ class Supervisor:
             return self.reply(call, CONTINUE)
         if kind == trapped.SOCKETCALL and call.args[0] & 0xFFFFFFFF != SYS_SOCKET:
             # libseccomp traps i386's multiplexed forms of the calls trapped
-            # by name (connect, bind, ...) as socketcall too.  Only connect
-            # and bind matter, to routes; an i386 program holds no proxies.
+            # by name (connect, bind, ...) as socketcall too.  Only those
+            # routes serve matter; an i386 program holds no proxies.
             which = MULTIPLEXED.get(call.args[0] & 0xFFFFFFFF)
             if which is not None and self.router is not None \
                     and self.router.handle(call, which, self.creds_of, multiplexed=True):

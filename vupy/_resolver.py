@@ -21,8 +21,10 @@ answered by the route's stack instead (its hosts file, its nameservers),
 and the addresses found are told to the router, which routes connections
 to them.
 
-Limits, in docs/routing.md: programs that send queries without connecting
-(musl's resolver, sendto) or that ask a local daemon over AF_UNIX
+A query sent without connecting (musl's resolver: sendto) reaches the
+resolver namespace as a datagram of a spanning socket (vupy/_span.py),
+whose relay socket there sends it to the forwarder.  Limits, in
+docs/routing.md: programs that ask a local daemon over AF_UNIX
 (nss-resolve) are not served; the search domains are the host's.
 """
 import ipaddress
@@ -33,15 +35,11 @@ import struct
 import threading
 
 from . import _native, rtnetlink
-from .helpers import CAP_SYS_ADMIN, UserNamespaceStack, capable, new_network_namespace
-from .stack import KernelStack
+from .helpers import own_creds, private_namespace
 
 DNS_PORT = 53
 UPSTREAM_SECONDS = 5            # for an answer from the stack's nameserver, per try
 MAX_QUERIES = 64                # relayed at once; more are dropped (the program asks again)
-RTM_NEWADDR = 20
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL = 1, 4, 0x400, 0x200
-IFA_ADDRESS, IFA_LOCAL = 1, 2
 HEADER = struct.Struct("!HHHHHH")   # id flags qdcount ancount nscount arcount
 TYPE_A, TYPE_AAAA, CLASS_IN = 1, 28, 1
 LOOPBACK_INDEX = 1              # lo's, in a new namespace
@@ -180,8 +178,7 @@ class Resolver:
         self.stack, self.host_servers = stack, host_servers
         self.creds, self.name_routes, self.learn = creds, name_routes, learn
         self.slots = threading.BoundedSemaphore(MAX_QUERIES)
-        self.private = (KernelStack(new_network_namespace()) if capable(CAP_SYS_ADMIN)
-                        else UserNamespaceStack("the resolver namespace"))
+        self.private = private_namespace("the resolver namespace")
         self.listeners = []
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC)
@@ -202,18 +199,9 @@ class Resolver:
     def _add_addresses(self, addresses):
         """The host nameservers' addresses on the resolver namespace's lo."""
         with self._socket(self.private, socket.AF_NETLINK, socket.SOCK_RAW) as nl:
-            for seq, address in enumerate(addresses, 1):
-                body = (rtnetlink.IFADDRMSG.pack(_family(address), address.max_prefixlen, 0, 0xFE,
-                                                 LOOPBACK_INDEX)
-                        + rtnetlink.attribute(IFA_LOCAL, address.packed)
-                        + rtnetlink.attribute(IFA_ADDRESS, address.packed))
-                nl.sendto(rtnetlink.message(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-                                            seq, 0, body), (0, 0))
-                reply = nl.recv(4096)
-                err = struct.unpack_from("=i", reply, rtnetlink.NLMSG.size)[0]
-                if err:
-                    raise OSError(-err, f"cannot add {address} to the resolver namespace: "
-                                        f"{os.strerror(-err)}")
+            for address in addresses:
+                rtnetlink.add_address(nl, LOOPBACK_INDEX, address, "the resolver namespace",
+                                      rtnetlink.RT_SCOPE_HOST)
 
     def _listen(self, address):
         for type_ in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
@@ -345,10 +333,3 @@ def _read_exactly(s, n):
             return None
         data += chunk
     return data
-
-
-def own_creds():
-    """vupy's own credentials, for the sockets the forwarder makes."""
-    creds = _native.ffi.new("struct vupy_creds *")
-    _native.lib.vupy_read_creds(os.getpid(), creds)
-    return creds

@@ -53,17 +53,27 @@ from ._dispatch import c_int, default_stack
 from ._native import ffi, lib
 from ._reply import CONTINUE, Answer, Fail, Park
 from . import _trapped as trapped
-from ._carry import INT, KIND, SIOCGSKNS, CannotMove, Carrier
+from ._carry import INT, KIND, SIOCGSKNS, CannotMove, Carrier, sockaddr, sockcall
 from ._abi import X86_64
 from ._proxy import ProxyCall, connected
-from ._resolver import DNS_PORT, Resolver, own_creds
+from ._resolver import DNS_PORT, Resolver
+from ._span import SpanNamespace
 from ._wire import CallerMemory, read_address
-from .helpers import nameservers
+from .helpers import nameservers, own_creds
 from .stack import KernelStack, ProxyStack
 
 ROUTED_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 ROUTED_PROTOCOLS = (socket.IPPROTO_TCP, socket.IPPROTO_UDP)
-SOCKETCALL_ARGS = struct.Struct("=III")     # socketcall(SYS_CONNECT or SYS_BIND, args): fd, addr, addrlen
+SENDS = ("sendto", "sendmsg", "sendmmsg")
+ROUTED_CALLS = ("connect", "bind") + SENDS
+# socketcall(SYS_CONNECT, ..., args): the call's arguments, as i386 has them
+SOCKETCALL_ARGS = {"connect": struct.Struct("=III"), "bind": struct.Struct("=III"),
+                   "sendto": struct.Struct("=6I"), "sendmsg": struct.Struct("=III"),
+                   "sendmmsg": struct.Struct("=4I")}
+# (msg_name, msg_namelen) at the start of a struct msghdr, and the size of a
+# struct mmsghdr: x86-64's, and i386's and x32's
+MSG_NAME = {False: (struct.Struct("=QI"), 64), True: (struct.Struct("=II"), 32)}
+UIO_MAXIOV = 1024           # the most messages a sendmmsg sends
 NAMED_PURGE = 1024          # remembered named sockets before the dead are purged
 LEARNT_SECONDS = 5          # the least time a name route's answer routes its addresses
 
@@ -77,6 +87,26 @@ def destination(address):
     if family == socket.AF_INET6 and len(address) >= 24:
         return ipaddress.IPv6Address(address[8:24]), struct.unpack_from("!H", address, 2)[0]
     return None
+
+
+def send_addresses(name, args, memory, compat):
+    """The destination sockaddrs that a sendto, sendmsg or sendmmsg gives
+    (those of its messages that give one), read from the caller's memory;
+    `compat`: i386's or x32's layouts."""
+    width = 0xFFFFFFFF if compat else (1 << 64) - 1
+    if name == "sendto":
+        return [read_address(memory, args[4] & width, args[5] & 0xFFFFFFFF)] if args[4] & width else []
+    head, size = MSG_NAME[compat]
+    count = 1 if name == "sendmsg" else min(args[2] & 0xFFFFFFFF, UIO_MAXIOV)
+    if not count:
+        return []
+    data = memory.read(args[1] & width, size * (count - 1) + head.size)
+    found = []
+    for i in range(count):
+        pointer, length = head.unpack_from(data, i * size)
+        if pointer and length:
+            found.append(read_address(memory, pointer, length))
+    return found
 
 
 def show(where):
@@ -109,12 +139,17 @@ def _getsockopt(fd, level, name, size):
             s.detach()
 
 
-def _local_address(fd, kind):
+def _address_of(fd, kind, peer=False):
     """getsockname() of our socket `fd` of `kind` (family, type, protocol),
-    with no probing of what it is."""
+    with no probing of what it is; getpeername() if `peer` (None if it has
+    no peer)."""
     s = socket.socket(*kind, fileno=fd)
     try:
-        return s.getsockname()
+        return s.getpeername() if peer else s.getsockname()
+    except OSError as e:
+        if peer and e.errno == errno.ENOTCONN:
+            return None
+        raise
     finally:
         s.detach()
 
@@ -147,6 +182,8 @@ class Router:
         self.resolvers = {}                 # (stack, name routes) -> its Resolver, made when first asked
         self.learnt = {}                    # name route -> {address: until (monotonic)}
         self.learnt_lock = threading.Lock()
+        self.resolvers_lock = threading.Lock()  # the span namespace's thread asks for resolvers too
+        self.span = None                    # the SpanNamespace (vupy/_span.py), made when first needed
         # Whom programs ask for names: glibc's default without a nameserver line
         self.host_servers = nameservers() or (ipaddress.ip_address("127.0.0.1"),)
 
@@ -178,22 +215,24 @@ class Router:
     # One connect or bind ---------------------------------------------------------
 
     def handle(self, raw, name, creds_of, multiplexed=False):
-        """Serve a trapped connect or bind (`name`) if the router has
-        something to do with it (True), or leave it to the proxy layer
-        (False).  `creds_of(raw)` gives the caller's credentials (None: the
-        call is answered already).  `multiplexed`: i386's socketcall(SYS_CONNECT
-        or SYS_BIND, args), its arguments in memory."""
+        """Serve a trapped connect, bind or send with addresses (`name`, one
+        of ROUTED_CALLS) if the router has something to do with it (True),
+        or leave it to the proxy layer (False).  `creds_of(raw)` gives the
+        caller's credentials (None: the call is answered already).
+        `multiplexed`: i386's socketcall(SYS_CONNECT, SYS_BIND, ..., args),
+        its arguments in memory."""
         known = self.table.lookup(raw.pid)
         if known is None:
             return False
         tgid, defaults = known
-        if name == "connect" and not defaults.routes() and not self.stacks.resolves():
+        if name != "bind" and not defaults.routes() and not self.stacks.resolves():
             return False
         memory = CallerMemory(raw.pid, tgid)
         args = raw.args
         if multiplexed:
             try:
-                args = SOCKETCALL_ARGS.unpack(memory.read(raw.args[1] & 0xFFFFFFFF, SOCKETCALL_ARGS.size))
+                layout = SOCKETCALL_ARGS[name]
+                args = layout.unpack(memory.read(raw.args[1] & 0xFFFFFFFF, layout.size))
             except OSError as e:
                 self._answer(raw, name, args, Fail(e.errno), "")
                 return True
@@ -213,6 +252,16 @@ class Router:
             if address is not None:
                 self._proxy_connect(raw, args, address, defaults.routes(), proxy)
             return True
+        addresses = None
+        if name in SENDS:
+            try:
+                addresses = send_addresses(name, args, memory, multiplexed
+                                           or trapped.abi(raw.arch, raw.nr) != X86_64)
+            except OSError as e:
+                self._answer(raw, name, args, Fail(e.errno), "")
+                return True
+            if not addresses:
+                return False
         try:
             copy = memory.copy_fd(fd)
         except OSError:
@@ -224,6 +273,11 @@ class Router:
             kind = tuple(INT.unpack(values[i])[0] for i in range(KIND.n))
             if kind[0] not in ROUTED_FAMILIES or kind[2] not in ROUTED_PROTOCOLS:
                 return False
+            if addresses is not None:
+                if kind[2] != socket.IPPROTO_UDP:
+                    return False
+                self._send(raw, name, args, addresses, defaults, copy, kind, creds_of)
+                return True
             address = self._checked_address(raw, name, args, memory)
             if address is not None:
                 serve = self._kernel_connect if name == "connect" else self._kernel_bind
@@ -258,32 +312,51 @@ class Router:
         else:
             self.server.handle(raw, "connect", address)
 
+    def _target(self, where, protocol, family, here, defaults, creds):
+        """(the stack a connection or datagram to `where` goes to, the trace
+        note, its resolver or None): the route's stack, else the process's
+        default for the family, where its sockets are made (None: the
+        caller's own namespace); a name lookup on a stack with name
+        resolution of its own goes to its resolver's namespace instead.
+        OSError if that resolver cannot be made."""
+        routes = defaults.routes()
+        route = self._learnt(routes, where) or (where and routing.choose(routes, protocol, *where))
+        note = f"{show(where)}: " + (f"route {route.rule.text}={route.where}" if route else "no route")
+        # No route: the process's default stack for the family (a UDP socket
+        # a route moved goes back there).
+        to = route.stack if route is not None else default_stack(family, defaults)
+        try:
+            with self.resolvers_lock:
+                resolver = self._resolver_for(where, to, here, family, defaults, creds)
+        except OSError as e:
+            raise OSError(e.errno, f"{note}: its stack's resolver: {e}") from None
+        if resolver is not None:
+            return resolver.private, f"{note}: the name resolution of {self.stacks.name_of(resolver.stack)}", \
+                resolver
+        return to, note, None
+
+    def _elsewhere(self, routes, here, creds):
+        """Whether any of `routes` leads away from namespace `here`."""
+        return any(isinstance(r.stack, ProxyStack) or self._netns_of(r.stack, creds) != here for r in routes)
+
     def _kernel_connect(self, raw, args, address, defaults, copy, kind, creds_of, multiplexed):
         routes, fd = defaults.routes(), c_int(args[0])
         family, _type, protocol = kind
         where = destination(address)
-        route = self._learnt(routes, where) or (where and routing.choose(routes, protocol, *where))
         here = _netns(copy)
-        note = f"{show(where)}: " + (f"route {route.rule.text}={route.where}" if route else "no route")
-        # No route: the process's default stack for the family, where its
-        # sockets are made (a UDP socket a route moved goes back there).
-        to = route.stack if route is not None else default_stack(family, defaults)
-        if isinstance(to, ProxyStack) and trapped.abi(raw.arch, raw.nr) != X86_64:
-            return self._answer(raw, "connect", args, Fail(errno.EOPNOTSUPP),
-                                f"{note}: a userspace stack serves x86-64 code only")
         creds = creds_of(raw)
         if creds is None:
             return None
         try:
-            resolver = self._resolver_for(where, to, here, family, defaults, creds)
+            to, note, resolver = self._target(where, protocol, family, here, defaults, creds)
         except OSError as e:
-            return self._answer(raw, "connect", args, Fail(e.errno), f"{note}: its stack's resolver: {e}")
-        if resolver is not None:        # a name lookup: to the stack's own resolver
-            to, note = resolver.private, f"{note}: the name resolution of {self.stacks.name_of(resolver.stack)}"
+            return self._answer(raw, "connect", args, Fail(e.errno), e.strerror)
+        if isinstance(to, ProxyStack) and trapped.abi(raw.arch, raw.nr) != X86_64:
+            return self._answer(raw, "connect", args, Fail(errno.EOPNOTSUPP),
+                                f"{note}: a userspace stack serves x86-64 code only")
         try:
             stays = to is None or not isinstance(to, ProxyStack) and self._netns_of(to, creds) == here
-            anywhere_else = any(isinstance(r.stack, ProxyStack) or self._netns_of(r.stack, creds) != here
-                                for r in routes)
+            anywhere_else = self._elsewhere(routes, here, creds)
             # the open file's status flags, ours as the caller's; a move needs
             # the descriptor's close-on-exec flag too, from fdinfo
             flags = fcntl.fcntl(copy, fcntl.F_GETFL) if stays else fd_flags(raw.pid, fd)
@@ -302,6 +375,66 @@ class Router:
             outcome, note = Fail(e.errno), f"{note}: cannot move: {e}"
         return self._answer(raw, "connect", args, outcome, note)
 
+    def _send(self, raw, name, args, addresses, defaults, copy, kind, creds_of):
+        """Datagrams with destination `addresses` from a UDP socket (our
+        `copy`): if a route sends one to a stack other than the socket's,
+        the socket spans stacks (vupy/_span.py) and the call goes on from
+        its new socket, routed datagram by datagram; else the call goes on
+        from where it is."""
+        here = _netns(copy)
+        if self.span is not None and here == self.span_netns:
+            return self._answer(raw, name, args, CONTINUE, "")      # spanning already
+        creds = creds_of(raw)
+        if creds is None:
+            return None
+        try:
+            chosen = [self._target(destination(a), socket.IPPROTO_UDP, kind[0], here, defaults, creds)[:2]
+                      for a in addresses]
+            away = [(to, note) for to, note in chosen
+                    if to is not None and (isinstance(to, ProxyStack) or self._netns_of(to, creds) != here)]
+        except OSError as e:
+            return self._answer(raw, name, args, Fail(e.errno), e.strerror)
+        if not away:
+            return self._answer(raw, name, args, CONTINUE, f"{chosen[0][1]}: stays")
+        to, note = away[0]
+        if isinstance(to, ProxyStack):
+            return self._answer(raw, name, args, Fail(errno.EOPNOTSUPP),
+                                f"{note}: datagrams are not relayed to a userspace stack")
+        fd = c_int(args[0])
+        try:
+            flags = fd_flags(raw.pid, fd)
+            changed, _bound = self._movable(copy, kind, here, flags, creds,
+                                            self._stack_at(here, kind[0], defaults, creds))
+            new = self._span_namespace().adopt(copy, kind, here, _address_of(copy, kind),
+                                               _address_of(copy, kind, peer=True), changed, creds, defaults)
+        except CannotMove as e:
+            return self._answer(raw, name, args, Fail(e.errno), f"{note}: cannot span stacks: {e}")
+        except OSError as e:
+            return self._answer(raw, name, args, Fail(e.errno), f"{note}: cannot span stacks: {e.strerror}")
+        try:
+            outcome = self._replace(raw, new, fd, flags)
+        finally:
+            os.close(new)
+        return self._answer(raw, name, args, CONTINUE if type(outcome) is Answer else outcome,
+                            f"{note}: the socket spans stacks from now on, each datagram to its own")
+
+    def _span_namespace(self):
+        if self.span is None:
+            self.span = SpanNamespace(self._span_choice, self.carrier, self.trace)
+            self.span_netns = self._netns_of(self.span.private, own_creds())
+        return self.span
+
+    def _span_choice(self, span, where):
+        """(stack, its netns, the trace note) for a datagram of spanning
+        socket `span` to `where` (SpanNamespace's `choose`)."""
+        to, note, _resolver = self._target(where, socket.IPPROTO_UDP, span.family, span.home, span.defaults,
+                                           span.creds)
+        if to is None:
+            return None, span.home, note
+        if isinstance(to, ProxyStack):
+            raise OSError(errno.EOPNOTSUPP, f"{note}: not relayed to a userspace stack")
+        return to, self._netns_of(to, span.creds), note
+
     def _kernel_bind(self, raw, args, address, defaults, copy, kind, creds_of, multiplexed):
         """bind to an address that only one other stack of the session has:
         the socket moves there (item 4 of routes).  Else the bind is the
@@ -318,7 +451,7 @@ class Router:
         if len(owners) != 1 or owners[0][1] == here:
             if not multiplexed:
                 return self._answer(raw, "bind", args, CONTINUE, "")
-            rc = _sockcall(lib.VUPY_SOCKCALL_BIND, copy, address)
+            rc = sockcall(lib.VUPY_SOCKCALL_BIND, copy, address)
             return self._answer(raw, "bind", args, Fail(-rc) if rc < 0 else Answer(), "")
         stack, fd = owners[0][0], c_int(args[0])
         try:
@@ -330,7 +463,7 @@ class Router:
         except OSError as e:
             return self._answer(raw, "bind", args, Fail(e.errno), f"{note}: {e.strerror}")
         try:
-            rc = _sockcall(lib.VUPY_SOCKCALL_BIND, new, address, creds)
+            rc = sockcall(lib.VUPY_SOCKCALL_BIND, new, address, creds)
             outcome = Fail(-rc) if rc < 0 else self._replace(raw, new, fd, flags)
         finally:
             os.close(new)
@@ -355,7 +488,7 @@ class Router:
             except OSError:
                 continue
             try:
-                if _sockcall(lib.VUPY_SOCKCALL_BIND, probe, probe_address) == 0:
+                if sockcall(lib.VUPY_SOCKCALL_BIND, probe, probe_address) == 0:
                     found.append((stack, netns))
             finally:
                 os.close(probe)
@@ -406,6 +539,8 @@ class Router:
         return found
 
     def close(self):
+        if self.span is not None:
+            self.span.close()
         for resolver in self.resolvers.values():
             resolver.close()
         self.resolvers.clear()
@@ -433,7 +568,7 @@ class Router:
         if blocking:
             os.set_blocking(copy, False)
         try:
-            rc = _sockcall(lib.VUPY_SOCKCALL_CONNECT, copy, address)
+            rc = sockcall(lib.VUPY_SOCKCALL_CONNECT, copy, address)
         finally:
             if blocking:
                 os.set_blocking(copy, True)
@@ -451,9 +586,9 @@ class Router:
         if flags & os.O_ASYNC:
             raise CannotMove(errno.EOPNOTSUPP, "O_ASYNC")
         changed = self.carrier.changed(copy, kind, here, creds, old_stack)
-        local = _local_address(copy, kind)
+        local = _address_of(copy, kind)
         bound = local[1] or local[0] not in ("0.0.0.0", "::")
-        return changed, _sockaddr(kind[0], local) if bound else None
+        return changed, sockaddr(kind[0], local) if bound else None
 
     def _rebuild(self, copy, kind, here, stack, flags, creds, old_stack, bound=True):
         """A socket like our `copy` of the caller's, made anew on `stack`
@@ -465,7 +600,7 @@ class Router:
         try:
             self.carrier.give(changed, new, creds)
             if bound and local is not None:
-                rc = _sockcall(lib.VUPY_SOCKCALL_BIND, new, local, creds)
+                rc = sockcall(lib.VUPY_SOCKCALL_BIND, new, local, creds)
                 if rc < 0:
                     raise CannotMove(-rc, f"bind to {show(destination(local))}: {os.strerror(-rc)}")
         except BaseException:
@@ -478,7 +613,7 @@ class Router:
         of the caller's `fd` (now, or once connected if the caller waits)."""
         new = self._rebuild(copy, kind, here, stack, flags, creds, old_stack)
         try:
-            rc = _sockcall(lib.VUPY_SOCKCALL_CONNECT, new, address, creds)
+            rc = sockcall(lib.VUPY_SOCKCALL_CONNECT, new, address, creds)
         except BaseException:
             os.close(new)
             raise
@@ -566,21 +701,6 @@ class Router:
                                         args), None, outcome)
 
 
-def _sockcall(op, fd, address, creds=ffi.NULL):
-    """bind or connect (`op`) our socket `fd` to sockaddr `address`, with
-    the caller's `creds` (NULL: ours): 0 or -errno."""
-    return lib.vupy_sockcall_as(op, fd, 0, 0, address, len(address), creds)
-
-
 def _so_error(sock):
     err = INT.unpack(_getsockopt(sock, socket.SOL_SOCKET, socket.SO_ERROR, 4))[0]
     return Fail(err) if err else Answer()
-
-
-def _sockaddr(family, local):
-    """The sockaddr of a getsockname() tuple."""
-    if family == socket.AF_INET:
-        return struct.pack("=H", family) + struct.pack("!H", local[1]) + \
-            socket.inet_pton(family, local[0]) + bytes(8)
-    return (struct.pack("=H", family) + struct.pack("!H", local[1]) + struct.pack("=I", local[2])
-            + socket.inet_pton(family, local[0]) + struct.pack("=I", local[3]))

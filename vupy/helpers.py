@@ -37,7 +37,7 @@ import threading
 from . import _native
 from ._abi import CAP_SYS_ADMIN
 from ._procs import status
-from .stack import KERNEL_FAMILIES, Stack, StackError
+from .stack import KERNEL_FAMILIES, KernelStack, Stack, StackError
 
 __all__ = ["start_helper", "end_helper", "open_netns", "is_netns", "network_namespace", "host_namespace",
            "loopback_up", "UserNamespaceStack", "capable", "CAP_SYS_ADMIN"]
@@ -149,6 +149,23 @@ def new_network_namespace():
         fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         loopback_up()
     return fd
+
+
+def private_namespace(what):
+    """A kernel stack of a new network namespace of vupy's own, with `lo`
+    up: a KernelStack as root, else a UserNamespaceStack (`what` names it
+    in errors)."""
+    if capable(CAP_SYS_ADMIN):
+        return KernelStack(new_network_namespace())
+    return UserNamespaceStack(what)
+
+
+def own_creds():
+    """vupy's own credentials, for the sockets it makes for itself (those
+    of the resolver and span namespaces)."""
+    creds = _native.ffi.new("struct vupy_creds *")
+    _native.lib.vupy_read_creds(os.getpid(), creds)
+    return creds
 
 
 RESOLV_CONF = "/etc/resolv.conf"

@@ -121,6 +121,28 @@ def message(kind, flags, seq, pid, body):
     return NLMSG.pack(NLMSG.size + len(body), kind, flags, seq, pid) + body
 
 
+def ask(nl, kind, flags, body, what):
+    """Send request `kind` (NLM_F_REQUEST and NLM_F_ACK added to `flags`)
+    on the kernel's NETLINK_ROUTE socket `nl` and read its ack; OSError
+    naming `what` if the kernel refuses it."""
+    nl.send(message(kind, NLM_F_REQUEST | NLM_F_ACK | flags, 0, 0, body))
+    reply = nl.recv(4096)
+    err = -struct.unpack_from("=i", reply, NLMSG.size)[0] \
+        if NLMSG.unpack_from(reply)[1] == NLMSG_ERROR else 0
+    if err:
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def add_address(nl, index, address, what, scope=RT_SCOPE_UNIVERSE, flags=0):
+    """Put `address` (an ipaddress address, alone in its prefix) on link
+    `index` of `what` (named in errors) with `scope` and IFA_F_ `flags`,
+    through `nl` (see ask)."""
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    body = (IFADDRMSG.pack(family, address.max_prefixlen, flags, scope, index)
+            + attribute(IFA_LOCAL, address.packed) + attribute(IFA_ADDRESS, address.packed))
+    ask(nl, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"cannot add {address} to {what}")
+
+
 def link_flags(link):
     """The IFF_ flags of a link, as netlink and SIOCGIFFLAGS give them."""
     kind = IFF_LOOPBACK if link.loopback else IFF_BROADCAST | IFF_MULTICAST
