@@ -11,7 +11,7 @@ import errno
 import os
 
 from vupy.helpers import (CAP_SYS_ADMIN, UserNamespaceStack, capable, nameservers, network_namespace,
-                          new_network_namespace, open_netns)
+                          new_network_namespace, open_netns, search_domains)
 from vupy.stack import KERNEL_FAMILIES, KernelStack, StackError, StackModule
 
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` puts its files (iproute2)
@@ -64,6 +64,7 @@ class NetnsModule(StackModule):
         if "/" not in source:       # a named namespace: its name resolution, as `ip netns exec`'s
             etc = os.path.join(NETNS_ETC_DIR, source)
             stack.nameservers = nameservers(os.path.join(etc, "resolv.conf"))
+            stack.search = search_domains(os.path.join(etc, "resolv.conf"))
             if os.path.exists(os.path.join(etc, "hosts")):
                 stack.hosts = os.path.join(etc, "hosts")
         return stack

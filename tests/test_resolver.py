@@ -133,9 +133,10 @@ def test_lookups_on_a_stack_without_a_resolver_of_its_own_go_where_they_would(tw
 
 @pytest.fixture
 def etc_netns(two_resolvers):
-    """/etc/netns/NAME/resolv.conf for A and a hosts file for B, removed at the end."""
+    """/etc/netns/NAME/resolv.conf for A (with a search domain) and a hosts
+    file for B, removed at the end."""
     made = []
-    for tag, files in (("A", {"resolv.conf": f"nameserver {NS_ADDRESS}\n"}),
+    for tag, files in (("A", {"resolv.conf": f"nameserver {NS_ADDRESS}\nsearch example\n"}),
                        ("B", {"resolv.conf": f"nameserver {NS_ADDRESS}\n",
                               "hosts": "10.9.9.9 only-b.example\n"})):
         directory = os.path.join("/etc/netns", two_resolvers[tag])
@@ -154,11 +155,11 @@ def etc_netns(two_resolvers):
 def test_a_named_namespace_takes_its_etc_netns_files_as_ip_netns_exec_does(etc_netns, host_resolver):
     conf, asked = host_resolver
     a, b = etc_netns["A"], etc_netns["B"]
-    script = ("getent hosts test.example only-b.example | cut -d' ' -f1; "
+    script = ("getent hosts test.example only-b.example test | cut -d' ' -f1; "
               "vustack /dev/net/b getent hosts test.example only-b.example | cut -d' ' -f1")
     r = in_session(conf, "--stack", f"/dev/net/a=netns:{a}", "--stack", f"/dev/net/b=netns:{b}",
                    "--default", "/dev/net/a", "--", "sh", "-c", script)
-    assert r.stdout.split() == [ANSWERS["A"], ANSWERS["B"], "10.9.9.9"], (r.stdout, r.stderr)
+    assert r.stdout.split() == [ANSWERS["A"]] * 2 + [ANSWERS["B"], "10.9.9.9"], (r.stdout, r.stderr)
     assert asked() == 0
 
 
@@ -255,3 +256,20 @@ def test_a_query_sent_without_connecting_goes_to_its_stacks_resolver(two_resolve
     assert (r.returncode, r.stdout.split()) == (0, [ANSWERS["B"], HOST_RESOLVER, "53"]), r.stderr
     assert asked() == 0
 
+
+def test_search_domains_of_a_stack_complete_bare_names(two_resolvers, host_resolver, tmp_path):
+    """search=: `test` is looked up as test.example on B (an alias of it),
+    as a bare name and as one below the host's search domain; a stack
+    without search domains leaves bare names alone; /etc/netns/NAME's
+    resolv.conf gives them too."""
+    conf, asked = host_resolver
+    conf.write_text(f"nameserver {HOST_RESOLVER}\nsearch host.invalid\noptions timeout:2 attempts:1\n")
+    b = two_resolvers["B"]
+    script = ("getent hosts test | cut -d' ' -f1; "
+              "python3 -c 'import socket; print(socket.gethostbyname_ex(\"test\")[0])'; "
+              "vustack /dev/net/a getent hosts test || echo none")
+    r = in_session(conf, "--stack", f"/dev/net/b=netns:{b},dns={NS_ADDRESS},search=nowhere.invalid+example",
+                   "--stack", f"/dev/net/a=netns:{two_resolvers['A']},dns={NS_ADDRESS}",
+                   "--default", "/dev/net/b", "--", "sh", "-c", script)
+    assert r.stdout.split() == [ANSWERS["B"], "test.example", "none"], (r.stdout, r.stderr)
+    assert asked() == 0

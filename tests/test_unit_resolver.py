@@ -60,3 +60,34 @@ def test_a_replys_addresses_and_ttls_are_found_through_cnames_and_compression():
     assert addresses_in(reply) == [(ipaddress.ip_address("10.2.0.1"), 30)]
     assert addresses_in(reply[:40]) == []
     assert question(reply) is None                      # a reply is not a question
+
+
+def test_search_domains_are_read_and_tried_as_the_c_library_would(tmp_path):
+    from vupy._resolver import searched
+    from vupy.helpers import search_domains
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("domain old.example\nsearch Corp.Example. lab.example\nnameserver 10.0.0.53\n")
+    assert search_domains(conf) == ("corp.example", "lab.example")     # the last line wins
+    assert search_domains(tmp_path / "none") == ()
+    stack = ("corp.example", "lab.example")
+    assert searched("wiki", (), stack) == ("wiki.corp.example", "wiki.lab.example")
+    assert searched("wiki.host.example", ("host.example",), stack) == ("wiki.corp.example",
+                                                                        "wiki.lab.example")
+    assert searched("wiki.corp.example", ("corp.example",), stack) == ("wiki.lab.example",)
+    assert searched("www.other.example", ("host.example",), stack) == ()   # asked as it is only
+    assert searched("wiki", (), ()) == ()
+
+
+def test_a_search_domains_answer_is_given_as_an_alias_of_the_name_asked():
+    from vupy._resolver import _name, addresses_in, aliased, question, renamed
+    q = query("wiki", ident=0x4321) + b"\0\0\x29\x10\0\0\0\0\0\0\0"     # with an EDNS record after
+    asked = renamed(q, "wiki.corp.example")
+    assert question(asked)[:3] == ("wiki.corp.example", 1, 1) and asked.endswith(q[-11:])
+    found = struct.pack("!HHHHHH", 0x4321, 0x8180, 1, 1, 0, 0) + asked[12:asked.index(b"\0\0\x29")] \
+        + struct.pack("!HHHIH", 0xC00C, 1, 1, 300, 4) + bytes([10, 2, 0, 1])
+    reply = aliased(q, "wiki.corp.example", found)
+    ident, flags, qd, an = struct.unpack_from("!HHHH", reply)
+    assert (ident, flags, qd, an) == (0x4321, 0x8180 | 0x0100, 1, 2)
+    assert _name(reply, 12)[0] == "wiki"                   # the question the program asked
+    assert addresses_in(reply) == [(ipaddress.ip_address("10.2.0.1"), 300)]
+    assert b"\x04wiki\x04corp\x07example\x00" in reply      # the CNAME's target

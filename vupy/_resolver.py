@@ -4,7 +4,7 @@
 
 A program resolves names by asking the nameservers of /etc/resolv.conf,
 the host's, over UDP or TCP port 53.  For a stack with nameservers or a
-hosts file of its own (the `dns=` and `hosts=` options of any stack; a
+hosts file of its own (the `dns=`, `search=` and `hosts=` options of any stack; a
 `netns:NAME` stack's /etc/netns/NAME files, as `ip netns exec` takes
 them), and for a process with name routes (vupy/routes.py), the router
 (vupy/_router.py) moves a socket of that stack that connects to port 53
@@ -21,11 +21,15 @@ answered by the route's stack instead (its hosts file, its nameservers),
 and the addresses found are told to the router, which routes connections
 to them.
 
+A name with no answer that the program asked bare, or below one of the
+host's search domains, is looked up below the stack's search domains
+(`search=`) and answered as an alias of the first found.
+
 A query sent without connecting (musl's resolver: sendto) reaches the
 resolver namespace as a datagram of a spanning socket (vupy/_span.py),
 whose relay socket there sends it to the forwarder.  Limits, in
 docs/routing.md: programs that ask a local daemon over AF_UNIX
-(nss-resolve) are not served; the search domains are the host's.
+(nss-resolve) are not served.
 """
 import ipaddress
 import os
@@ -41,7 +45,7 @@ DNS_PORT = 53
 UPSTREAM_SECONDS = 5            # for an answer from the stack's nameserver, per try
 MAX_QUERIES = 64                # relayed at once; more are dropped (the program asks again)
 HEADER = struct.Struct("!HHHHHH")   # id flags qdcount ancount nscount arcount
-TYPE_A, TYPE_AAAA, CLASS_IN = 1, 28, 1
+TYPE_A, TYPE_CNAME, TYPE_AAAA, CLASS_IN = 1, 5, 28, 1
 LOOPBACK_INDEX = 1              # lo's, in a new namespace
 
 
@@ -154,6 +158,49 @@ def answer_from_hosts(query, hosts):
     return out
 
 
+def answered(reply):
+    """Whether a DNS reply has answers."""
+    return bool(reply) and len(reply) >= HEADER.size and HEADER.unpack_from(reply)[3] > 0
+
+
+def searched(name, host_search, search):
+    """The names to look `name` up as below the stack's `search` domains:
+    a bare name (no dot), or one below one of the host's search domains
+    (`host_search`: the program tried it there first), under each of
+    them; () for any other name."""
+    base = next((name[:-len(d) - 1] for d in host_search if name.endswith("." + d)), None)
+    if base is None and "." not in name:
+        base = name
+    return tuple(f"{base}.{d}" for d in search if base and f"{base}.{d}" != name)
+
+
+def encoded(name):
+    """A name in a DNS message's form: its labels, each after its length."""
+    return b"".join(bytes([len(p)]) + p for p in name.encode("ascii").split(b".") if p) + b"\0"
+
+
+def renamed(query, name):
+    """`query` asking the same about `name` instead."""
+    _asked, qtype, qclass, end = question(query)
+    return query[:HEADER.size] + encoded(name) + struct.pack("!HH", qtype, qclass) + query[end:]
+
+
+def aliased(query, name, found):
+    """The reply to `query` from `found`, the reply for `name` (a search
+    domain's): its name an alias (CNAME) of `name`, whose A and AAAA
+    records follow."""
+    ident, flags = HEADER.unpack_from(query)[:2]
+    _asked, qtype, _qclass, end = question(query)
+    records = [(a, ttl) for a, ttl in addresses_in(found) if a.version == (4 if qtype == TYPE_A else 6)]
+    target, ttl = encoded(name), min((t for _a, t in records), default=0)
+    out = HEADER.pack(ident, 0x8180 | (flags & 0x0100), 1, 1 + len(records), 0, 0) + query[HEADER.size:end]
+    at = len(out) + 12                  # where the CNAME's target name will be
+    out += struct.pack("!HHHIH", 0xC00C, TYPE_CNAME, CLASS_IN, ttl, len(target)) + target
+    for address, ttl in records:
+        out += struct.pack("!HHHIH", 0xC000 | at, qtype, CLASS_IN, ttl, len(address.packed)) + address.packed
+    return out
+
+
 def server_failure(query):
     """SERVFAIL for `query` (no nameserver answered), so that the program
     need not wait for its own timeout; None for what is not a query."""
@@ -168,14 +215,15 @@ def server_failure(query):
 class Resolver:
     """The resolver namespace of one stack, and its forwarder thread."""
 
-    def __init__(self, stack, host_servers, creds, name_routes=(), learn=None):
+    def __init__(self, stack, host_servers, host_search, creds, name_routes=(), learn=None):
         """For `stack`: its hosts file, then its nameservers (none: the
         host's, `host_servers`, asked through the stack as `ip netns exec`
-        would).  `name_routes`: routes with name rules (vupy/routes.py),
-        whose names are answered by their route's stack instead (its hosts
-        file, its nameservers), and `learn(route, [(address, ttl)])` told
-        the addresses found."""
-        self.stack, self.host_servers = stack, host_servers
+        would), below its search domains too for a name asked bare or
+        below one of `host_search`, the host's.  `name_routes`: routes
+        with name rules (vupy/routes.py), whose names are answered by
+        their route's stack instead (its hosts file, its nameservers), and
+        `learn(route, [(address, ttl)])` told the addresses found."""
+        self.stack, self.host_servers, self.host_search = stack, host_servers, host_search
         self.creds, self.name_routes, self.learn = creds, name_routes, learn
         self.slots = threading.BoundedSemaphore(MAX_QUERIES)
         self.private = private_namespace("the resolver namespace")
@@ -273,10 +321,21 @@ class Resolver:
         asked = question(query)
         route = next((r for r in self.name_routes if asked and r.rule.matches_name(asked[0])), None)
         stack = self.stack if route is None else route.stack
-        reply = answer_from_hosts(query, hosts_of(stack)) or self._ask(query, type_, stack)
+        reply = self._look_up(query, type_, stack)
+        if asked and not answered(reply):
+            for name in searched(asked[0], self.host_search, stack.search):
+                found = self._look_up(renamed(query, name), type_, stack)
+                if answered(found):
+                    reply = aliased(query, name, found)
+                    break
         if route is not None and reply and self.learn is not None:
             self.learn(route, addresses_in(reply))
         return reply or server_failure(query)
+
+    def _look_up(self, query, type_, stack):
+        """`stack`'s answer to `query`: its hosts file's, else its
+        nameservers' (None if none answers)."""
+        return answer_from_hosts(query, hosts_of(stack)) or self._ask(query, type_, stack)
 
     def _ask(self, query, type_, stack):
         """The answer to `query` of `stack`'s nameservers (or the host's),

@@ -59,7 +59,7 @@ from ._proxy import ProxyCall, connected
 from ._resolver import DNS_PORT, Resolver
 from ._span import SpanNamespace
 from ._wire import CallerMemory, read_address
-from .helpers import nameservers, own_creds
+from .helpers import nameservers, own_creds, search_domains
 from .stack import KernelStack, ProxyStack
 
 ROUTED_FAMILIES = (socket.AF_INET, socket.AF_INET6)
@@ -186,6 +186,7 @@ class Router:
         self.span = None                    # the SpanNamespace (vupy/_span.py), made when first needed
         # Whom programs ask for names: glibc's default without a nameserver line
         self.host_servers = nameservers() or (ipaddress.ip_address("127.0.0.1"),)
+        self.host_search = search_domains()
 
     # What the supervisor tells it ------------------------------------------
 
@@ -504,13 +505,12 @@ class Router:
             return None
         names = tuple(r for r in defaults.routes() if r.rule.name is not None)
         stack = to if to is not None else self._stack_at(here, family, defaults, creds)
-        if stack is None or isinstance(stack, ProxyStack) or not (stack.nameservers or stack.hosts
-                                                                   or names):
+        if stack is None or isinstance(stack, ProxyStack) or not (stack.resolves_names or names):
             return None
         resolver = self.resolvers.get((stack, names))
         if resolver is None:
-            resolver = self.resolvers[stack, names] = Resolver(stack, self.host_servers, own_creds(),
-                                                               names, self._learn)
+            resolver = self.resolvers[stack, names] = Resolver(stack, self.host_servers, self.host_search,
+                                                               own_creds(), names, self._learn)
         return resolver
 
     def _learn(self, route, found):

@@ -38,7 +38,7 @@ from .stack import ProxyStack, StackError
 
 GROUP = "vupy.stacks"
 FILE_OPTIONS = ("mode", "uid", "gid")   # what msocket checks, as for a file: not the module's
-RESOLVER_OPTIONS = ("dns", "hosts")     # any stack's own name resolution (vupy/_resolver.py)
+RESOLVER_OPTIONS = ("dns", "hosts", "search")   # any stack's own name resolution (vupy/_resolver.py)
 DEFAULT_MODE = 0o644
 
 
@@ -129,8 +129,9 @@ def file_attributes(options, owner):
 
 
 def resolver_attributes(options):
-    """Split the stack's resolver options (dns=ADDR[+ADDR...], hosts=FILE)
-    off `options`: returns (nameservers, hosts file or None, the rest)."""
+    """Split the stack's resolver options (dns=ADDR[+ADDR...], hosts=FILE,
+    search=DOMAIN[+DOMAIN...]) off `options`: returns (nameservers, hosts
+    file or None, search domains, the rest)."""
     rest = {k: v for k, v in options.items() if k not in RESOLVER_OPTIONS}
     servers = []
     for text in options.get("dns", "").split("+") if "dns" in options else ():
@@ -142,7 +143,10 @@ def resolver_attributes(options):
     hosts = options.get("hosts")
     if hosts is not None and not os.path.isfile(hosts):
         raise MountError(errno.EINVAL, f"hosts={hosts}: not a file")
-    return tuple(servers), hosts, rest
+    search = tuple(d.lower().rstrip(".") for d in options.get("search", "").split("+") if d.rstrip("."))
+    if "search" in options and not search:
+        raise MountError(errno.EINVAL, "search=: no domain (as in search=corp.example+lab.example)")
+    return tuple(servers), hosts, search, rest
 
 
 def apply_defaults(defaults, scope, key_of, options):
@@ -290,7 +294,7 @@ class StackTable:
 
     def resolves(self):
         """Whether a stack has name resolution of its own."""
-        return any(m.stack.nameservers or m.stack.hosts for m in self.mounts())
+        return any(m.stack.resolves_names for m in self.mounts())
 
     def scopes(self):
         return [self.session] + self.nested
@@ -310,13 +314,14 @@ class StackTable:
         module's options and the name's own (mode, uid, gid).  MountError,
         with nothing changed, on failure."""
         mode, uid, gid, module_options = file_attributes(options, self.owner)
-        servers, hosts, module_options = resolver_attributes(module_options)
+        servers, hosts, search, module_options = resolver_attributes(module_options)
         if key in scope.mounts:
             raise MountError(errno.EBUSY, f"{path}: a stack is mounted there already")
         stack = make_stack(type_, source, module_options, modules)
         stack.nameservers = servers or stack.nameservers
         stack.hosts = hosts or stack.hosts
-        if (stack.nameservers or stack.hosts) and self.routes_connects is False:
+        stack.search = search or stack.search
+        if stack.resolves_names and self.routes_connects is False:
             stack.close()
             raise MountError(errno.EOPNOTSUPP, f"{path}: a stack with its own name resolution, and "
                                                "this session does not trap connect: start it with "

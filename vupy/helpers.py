@@ -171,6 +171,22 @@ def own_creds():
 RESOLV_CONF = "/etc/resolv.conf"
 
 
+def search_domains(path=RESOLV_CONF):
+    """The search domains of a resolv.conf (its last `search` or `domain`
+    line, as the C library takes it: lower case, without a final dot);
+    () if there are none."""
+    found = ()
+    try:
+        with open(path) as f:
+            for line in f:
+                words = line.split()
+                if len(words) >= 2 and words[0] in ("search", "domain"):
+                    found = tuple(w.lower().rstrip(".") for w in words[1:] if w.rstrip("."))
+    except OSError:
+        return ()
+    return found
+
+
 def nameservers(path=RESOLV_CONF):
     """The nameserver addresses of a resolv.conf (ipaddress objects, in
     order); () if it cannot be read."""

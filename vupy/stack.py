@@ -105,10 +105,20 @@ class Stack(abc.ABC):
     (vupy/_resolver.py).  The `dns=` option of any stack sets them; the
     netns module takes a named namespace's /etc/netns/NAME/resolv.conf."""
 
+    search: tuple = ()
+    """Its own search domains (`search=`; the netns module's
+    /etc/netns/NAME/resolv.conf): a name the program asks for bare, or with
+    one of the host's search domains, is looked up below them too."""
+
     hosts: str = None
     """A hosts file of its own (a path; None: none), answered for A and
     AAAA lookups of programs on the stack (`hosts=`; the netns module's
     /etc/netns/NAME/hosts)."""
+
+    @property
+    def resolves_names(self) -> bool:
+        """Whether it has name resolution of its own."""
+        return bool(self.nameservers or self.hosts or self.search)
 
     def socket(self, domain: int, type: int, protocol: int, creds: object) -> int:
         """A new socket, as socket(2) would make it: a descriptor that vupy
