@@ -2,7 +2,7 @@
 # Copyright (C) 2026 the vupy authors
 """Per-datagram routes, the pure parts: the UDP packets of the span
 namespace (vupy/_span.py) and the destinations a send gives
-(vupy/_router.send_addresses)."""
+(vupy/_wire.send_addresses)."""
 import errno
 import ipaddress
 import socket
@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from vupy._router import send_addresses
+from vupy._wire import send_addresses
 from vupy._span import ETH_P_IP, ETH_P_IPV6, checksum, datagram, packet
 
 V4 = (ipaddress.ip_address("10.99.0.1"), ipaddress.ip_address("192.0.0.8"))

@@ -58,7 +58,7 @@ from ._abi import X86_64
 from ._proxy import ProxyCall, connected
 from ._resolver import DNS_PORT, Resolver
 from ._span import SpanNamespace
-from ._wire import CallerMemory, read_address
+from ._wire import CallerMemory, read_address, send_addresses
 from .helpers import nameservers, own_creds, search_domains
 from .stack import KernelStack, ProxyStack
 
@@ -70,10 +70,6 @@ ROUTED_CALLS = ("connect", "bind") + SENDS
 SOCKETCALL_ARGS = {"connect": struct.Struct("=III"), "bind": struct.Struct("=III"),
                    "sendto": struct.Struct("=6I"), "sendmsg": struct.Struct("=III"),
                    "sendmmsg": struct.Struct("=4I")}
-# (msg_name, msg_namelen) at the start of a struct msghdr, and the size of a
-# struct mmsghdr: x86-64's, and i386's and x32's
-MSG_NAME = {False: (struct.Struct("=QI"), 64), True: (struct.Struct("=II"), 32)}
-UIO_MAXIOV = 1024           # the most messages a sendmmsg sends
 NAMED_PURGE = 1024          # remembered named sockets before the dead are purged
 LEARNT_SECONDS = 5          # the least time a name route's answer routes its addresses
 
@@ -87,26 +83,6 @@ def destination(address):
     if family == socket.AF_INET6 and len(address) >= 24:
         return ipaddress.IPv6Address(address[8:24]), struct.unpack_from("!H", address, 2)[0]
     return None
-
-
-def send_addresses(name, args, memory, compat):
-    """The destination sockaddrs that a sendto, sendmsg or sendmmsg gives
-    (those of its messages that give one), read from the caller's memory;
-    `compat`: i386's or x32's layouts."""
-    width = 0xFFFFFFFF if compat else (1 << 64) - 1
-    if name == "sendto":
-        return [read_address(memory, args[4] & width, args[5] & 0xFFFFFFFF)] if args[4] & width else []
-    head, size = MSG_NAME[compat]
-    count = 1 if name == "sendmsg" else min(args[2] & 0xFFFFFFFF, UIO_MAXIOV)
-    if not count:
-        return []
-    data = memory.read(args[1] & width, size * (count - 1) + head.size)
-    found = []
-    for i in range(count):
-        pointer, length = head.unpack_from(data, i * size)
-        if pointer and length:
-            found.append(read_address(memory, pointer, length))
-    return found
 
 
 def show(where):

@@ -21,7 +21,10 @@ from collections import namedtuple
 from ._native import ffi, lib
 
 SOCKADDR_MAX = 128              # sizeof(struct sockaddr_storage)
-IOV_MAX = 1024
+IOV_MAX = 1024                  # UIO_MAXIOV: the most iovecs, and the most messages of a sendmmsg
+# (msg_name, msg_namelen) at the start of a struct msghdr, and the size of a
+# struct mmsghdr: x86-64's, and i386's and x32's
+MSG_NAME = {False: (struct.Struct("=QI"), 64), True: (struct.Struct("=II"), 32)}
 
 
 class Layout:
@@ -126,3 +129,23 @@ def iovecs(memory, iov, iovlen, limit):
         limit -= length
         out.append((vec.iov_base, length))
     return out
+
+
+def send_addresses(name, args, memory, compat):
+    """The destination sockaddrs that a sendto, sendmsg or sendmmsg gives
+    (those of its messages that give one), read from the caller's memory;
+    `compat`: i386's or x32's layouts."""
+    width = 0xFFFFFFFF if compat else (1 << 64) - 1
+    if name == "sendto":
+        return [read_address(memory, args[4] & width, args[5] & 0xFFFFFFFF)] if args[4] & width else []
+    head, size = MSG_NAME[compat]
+    count = 1 if name == "sendmsg" else min(args[2] & 0xFFFFFFFF, IOV_MAX)
+    if not count:
+        return []
+    data = memory.read(args[1] & width, size * (count - 1) + head.size)
+    found = []
+    for i in range(count):
+        pointer, length = head.unpack_from(data, i * size)
+        if pointer and length:
+            found.append(read_address(memory, pointer, length))
+    return found
