@@ -25,7 +25,8 @@ msocket      msocket("/dev/net/a", AF_INET, SOCK_DGRAM) + close() under
              `vupy run --stack /dev/net/a=netns:NS -- LOOP` (no --default:
              the path alone must route it); in C syscall(-5, ...), in Python
              vupy.msocket().  Against native socket(AF_INET, SOCK_DGRAM) +
-             close().
+             close(), and against a routed socket(AF_INET, SOCK_DGRAM) +
+             close() (the fast path serves both after the first).
 
 Every loop runs pinned to one CPU (`taskset -c CPU` in front of the whole
 command, so that vupy's supervisor and the program take turns on that CPU,
@@ -57,11 +58,15 @@ ROWS = (
      ("socket", "inet", "stream"), ("socket", "inet", "stream")),
     ("msocket(path)+close AF_INET dgram vs socket+close", "msocket",
      ("msocket", STACK_PATH, "inet", "dgram"), ("socket", "inet", "dgram")),
+    ("msocket(path)+close vs a routed socket+close, AF_INET dgram", "msocket by path",
+     ("msocket", STACK_PATH, "inet", "dgram"), ("socket", "inet", "dgram"), "routed"),
 )
 # The issue's goals: (mode, language, pinned) -> goal.
 GOALS = {
     ("routed", "Python", True): Goal("<= 3x", "ratio", 3),
     ("routed", "Python", False): Goal("<= 5x", "ratio", 5),
+    # issue 17, item 2: msocket with a path at most 1.2x a routed socket()
+    ("msocket by path", "C", True): Goal("<= 1.2x", "ratio", 1.2),
 }
 
 
@@ -79,6 +84,7 @@ def run(args):
             "filter-only": Mode([], netns_inode(), SECCOMP_FILTER),
             "routed": Mode(netns_stack(ns), stack, SECCOMP_FILTER),
             "msocket": Mode(netns_stack(ns, default=False), stack, SECCOMP_FILTER),
+            "msocket by path": Mode(netns_stack(ns, default=False), stack, SECCOMP_FILTER),
         }
         variants = [(language, cpus) for language in ("C", "Python") for cpus in (cpu, None)]
         results = loop_benchmark(NAME, ROWS, variants, modes, args,

@@ -14,10 +14,23 @@
  * those credentials and injects it (ADDFD+SEND), as the dispatcher would.
  * Everything else goes back to Python.
  *
+ * msocket with a path is repeated the same way, per thread and per stack
+ * *key* (vupy/_paths.py): after the dispatcher made a socket for T on the
+ * mounted kernel stack that T's absolute PATH names, it records (T, the
+ * key of PATH: the device and inode of its directory and its last name) ->
+ * the stack's namespace.  Here the key is found anew for each call, as the
+ * dispatcher finds it (a stat of "DIR/." from T's root, with T's
+ * credentials, so search permission is checked and a changed directory or
+ * root is seen), and only a key recorded for T is served; any other path
+ * (relative, under /proc, ending in ".", "..", "/", or unknown) goes to
+ * Python.
+ *
  * A route stays true only while the dispatcher's view does, so:
  *  - the dispatcher forgets T's routes whenever it forgets T's credentials
- *    or T ends (process events), and every route when a default changes or
- *    a stack is closed;
+ *    or T ends (process events), and every route when a default changes,
+ *    a stack is mounted or unmounted, or a stack is closed; T's routes by
+ *    key belong to its generation of routes, which a new thread with T's
+ *    id, or T with new credentials, does not have;
  *  - a call is served here only if no process event is waiting after it
  *    was received: the event that would invalidate a route (T's end before
  *    its tid was reused, T's exec or setuid) always comes before the
@@ -29,6 +42,8 @@
 #include "supervisor.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -40,6 +55,8 @@
 #include <sys/syscall.h>
 
 #define ROUTE_SLOTS 1024          /* threads remembered, by tid modulo */
+#define KEY_SLOTS 1024            /* (thread, key) pairs remembered, by hash */
+#define NAME_SIZE 256             /* a path's last name, NUL included (NAME_MAX + 1) */
 
 /* The families of kernel stacks (vupy/_abi.py KERNEL_FAMILIES). */
 static const int families[] = { VUPY_KERNEL_FAMILIES };
@@ -47,12 +64,24 @@ static const int families[] = { VUPY_KERNEL_FAMILIES };
 
 struct route {
 	uint32_t tid;             /* 0: a free slot */
+	uint32_t generation;      /* what routes by key must have been learnt in */
 	int nsfd[NFAMILIES];      /* -1: no route for the family */
 	uint64_t nsino[NFAMILIES];
 	struct vupy_creds creds;
 };
 
 static struct route routes[ROUTE_SLOTS];
+static uint32_t generations;
+
+struct key_route {
+	uint32_t tid, generation; /* the thread's, when learnt */
+	uint64_t dev, ino;        /* the key: the directory ... */
+	char name[NAME_SIZE];     /* ... and the name in it */
+	int nsfd;
+	uint64_t nsino;
+};
+
+static struct key_route key_routes[KEY_SLOTS];
 
 static int family_index(int domain)
 {
@@ -62,22 +91,53 @@ static int family_index(int domain)
 	return -1;
 }
 
-void vupy_route_learn(uint32_t tid, int domain, int nsfd, uint64_t nsino,
-		      const struct vupy_creds *creds)
+/* Thread tid's slot, begun anew (no routes, a new generation) unless it
+ * is tid's already with the same credentials. */
+static struct route *slot(uint32_t tid, const struct vupy_creds *creds)
 {
 	struct route *r = &routes[tid % ROUTE_SLOTS];
-	int i = family_index(domain);
 
-	if (i < 0 || tid == 0)
-		return;
 	if (r->tid != tid || memcmp(&r->creds, creds, sizeof(*creds)) != 0) {
 		r->tid = tid;
+		r->generation = ++generations;
 		for (unsigned j = 0; j < NFAMILIES; j++)
 			r->nsfd[j] = -1;
 		r->creds = *creds;
 	}
+	return r;
+}
+
+void vupy_route_learn(uint32_t tid, int domain, int nsfd, uint64_t nsino,
+		      const struct vupy_creds *creds)
+{
+	int i = family_index(domain);
+
+	if (i < 0 || tid == 0)
+		return;
+	struct route *r = slot(tid, creds);
 	r->nsfd[i] = nsfd;
 	r->nsino[i] = nsino;
+}
+
+static struct key_route *key_slot(uint32_t tid, uint64_t dev, uint64_t ino, const char *name)
+{
+	uint64_t h = (uint64_t)tid * 0x9E3779B97F4A7C15ULL ^ dev * 0xC2B2AE3D27D4EB4FULL ^ ino;
+
+	for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+		h = (h ^ *c) * 0x100000001B3ULL;
+	return &key_routes[h % KEY_SLOTS];
+}
+
+void vupy_key_route_learn(uint32_t tid, uint64_t dev, uint64_t ino, const char *name, int nsfd,
+			  uint64_t nsino, const struct vupy_creds *creds)
+{
+	if (tid == 0 || strlen(name) >= NAME_SIZE)
+		return;
+	struct route *r = slot(tid, creds);
+	struct key_route *k = key_slot(tid, dev, ino, name);
+	*k = (struct key_route){ .tid = tid, .generation = r->generation, .dev = dev, .ino = ino,
+				 .nsfd = nsfd, .nsino = nsino };
+	strcpy(k->name, name);
 }
 
 void vupy_route_forget(uint32_t tid)
@@ -92,6 +152,8 @@ void vupy_route_forget_all(void)
 {
 	for (unsigned i = 0; i < ROUTE_SLOTS; i++)
 		routes[i].tid = 0;
+	for (unsigned i = 0; i < KEY_SLOTS; i++)
+		key_routes[i].tid = 0;
 }
 
 static int readable(int fd)
@@ -101,11 +163,48 @@ static int readable(int fd)
 	return fd >= 0 && poll(&p, 1, 0) > 0;
 }
 
+/* The namespace (nsfd, and its inode in *nsino) of the stack that the
+ * absolute path at `addr` names for thread r->tid, from a route by key;
+ * -1 if there is none or the path is not one served here. */
+static int key_route(const struct route *r, uint64_t addr, uint64_t *nsino)
+{
+	char path[PATH_MAX], dir[PATH_MAX];
+	const char *relative, *last, *name;
+	struct vupy_stat st;
+	int length, room;
+
+	if (vupy_read_cstring(r->tid, addr, path, sizeof(path)) < 0 || path[0] != '/')
+		return -1;
+	for (relative = path; *relative == '/'; relative++)
+		;
+	if (!strncmp(relative, "proc", 4) && (relative[4] == '/' || !relative[4]))
+		return -1;              /* /proc/self names the caller: Python's */
+	last = strrchr(relative, '/');
+	name = last ? last + 1 : relative;
+	if (!*name || !strcmp(name, ".") || !strcmp(name, "..") || strlen(name) >= NAME_SIZE)
+		return -1;
+	/* "DIR/." from the caller's root (DIR "." for a name in the root
+	 * itself), as _paths.Resolver._key, so that search permission is
+	 * checked; in one walk through /proc/TID/root (a path too long for
+	 * that goes to Python) */
+	length = last ? (int)(last - relative) : 1;
+	room = snprintf(dir, sizeof(dir), "/proc/%u/root/%.*s/.", r->tid, length, last ? relative : ".");
+	if (room < 0 || room >= (int)sizeof(dir) || vupy_stat_as(AT_FDCWD, dir, 0, &r->creds, &st) < 0)
+		return -1;
+	const struct key_route *k = key_slot(r->tid, st.dev, st.ino, name);
+	if (k->tid != r->tid || k->generation != r->generation || k->dev != st.dev
+	    || k->ino != st.ino || strcmp(k->name, name) != 0)
+		return -1;
+	*nsino = k->nsino;
+	return k->nsfd;
+}
+
 /* Serve `call` if a route says how; 0 if it must go to Python. */
 static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 {
 	const struct route *r = &routes[call->pid % ROUTE_SLOTS];
-	int domain, type, protocol, i, fd;
+	int domain, type, protocol, i, fd, nsfd;
+	uint64_t nsino;
 
 	if (r->tid != call->pid || call->arch != AUDIT_ARCH_X86_64)
 		return 0;
@@ -113,7 +212,7 @@ static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 		domain = (int)call->args[0];
 		type = (int)call->args[1];
 		protocol = (int)call->args[2];
-	} else if (call->nr == VUPY_NR_MSOCKET && call->args[0] == 0) {
+	} else if (call->nr == VUPY_NR_MSOCKET) {
 		domain = (int)call->args[1];
 		type = (int)call->args[2];
 		protocol = (int)call->args[3];
@@ -122,11 +221,18 @@ static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 	} else {
 		return 0;
 	}
-	i = family_index(domain);
-	if (i < 0 || r->nsfd[i] < 0 || type == VUPY_SOCK_PROBE || readable(events_fd))
+	if (type == VUPY_SOCK_PROBE || family_index(domain) < 0 || readable(events_fd))
 		return 0;
-	fd = vupy_make_socket(r->nsfd[i], r->nsino[i], domain, type & ~SOCK_CLOEXEC,
-			      protocol, &r->creds);
+	if (call->nr == VUPY_NR_MSOCKET && call->args[0] != 0) {
+		nsfd = key_route(r, call->args[0], &nsino);
+	} else {
+		i = family_index(domain);
+		nsfd = r->nsfd[i];
+		nsino = r->nsino[i];
+	}
+	if (nsfd < 0)
+		return 0;
+	fd = vupy_make_socket(nsfd, nsino, domain, type & ~SOCK_CLOEXEC, protocol, &r->creds);
 	if (fd < 0) {
 		vupy_respond(listener, call->id, 0, -fd, 0);
 		return 1;

@@ -118,6 +118,8 @@ int vupy_syscall4(long nr, long a, long b, long c, long d);
 #define VUPY_SERVE_HANGUP 3
 void vupy_route_learn(uint32_t tid, int domain, int nsfd, uint64_t nsino,
 		      const struct vupy_creds *creds);
+void vupy_key_route_learn(uint32_t tid, uint64_t dev, uint64_t ino, const char *name, int nsfd,
+			  uint64_t nsino, const struct vupy_creds *creds);
 void vupy_route_forget(uint32_t tid);
 void vupy_route_forget_all(void);
 int vupy_serve(int listener, int events_fd, const int *fds, const short *events, int nfds,

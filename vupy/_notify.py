@@ -346,8 +346,7 @@ class Supervisor:
                 self._trace(call, request, f"{self._name(decision.stack)}: {errno.errorcode.get(e.errno)}")
                 return self.fail(call, self._own_error(call, e.errno))
             self.inject(call, request, fd, decision.cloexec, self._name(decision.stack))
-            if request.path is None and not via_memory:
-                self._learn(call, request, decision, creds)
+            self._learn(call, tgid, request, decision, creds, defaults.scope)
         elif request.msocket or via_memory:
             # Left to the caller's own namespace, but there is no system call
             # to continue (msocket) or its arguments are in memory that may
@@ -373,16 +372,28 @@ class Supervisor:
             self._trace(call, request, "native")
             self.reply(call, CONTINUE)
 
-    def _learn(self, call, request, decision, creds):
+    def _learn(self, call, tgid, request, decision, creds, scope):
         """Let the fast path (csrc/fastpath.c) repeat this decision for the
-        thread's next socket(2) calls of the family: only where it would be
-        the same, a kernel stack's plain socket(), with credentials kept
-        exact by process events, and with nothing to trace."""
+        thread's next socket(2) calls of the family, or msocket calls with
+        a path of the same key: only where it would be the same, a kernel
+        stack's plain socket(), with credentials kept exact by process
+        events, and with nothing to trace (x86-64 code: never i386's
+        socketcall, whose arguments are in memory).  By path, only an absolute one
+        that names a mount by its own key (not through a link), and not in
+        a session that routes (the router must see such sockets:
+        Router.named_socket)."""
         stack = decision.stack
-        if (self.events is not None and not self.events.lost and self.trace is None
+        if not (self.events is not None and not self.events.lost and self.trace is None
                 and request.abi == X86_64 and isinstance(stack, KernelStack)
                 and type(stack).socket is KernelStack.socket and stack.nsfd >= 0):
+            return
+        if request.path is None:
             lib.vupy_route_learn(call.pid, decision.domain, stack.nsfd, stack.nsino, creds)
+        elif self.router is None and request.path[:1] == b"/":
+            key = self.paths.key(call.pid, tgid, request.path, creds)
+            mount = None if isinstance(key, int) else scope.lookup(key)
+            if mount is not None and mount.stack is stack:
+                lib.vupy_key_route_learn(call.pid, key[0], key[1], key[2], stack.nsfd, stack.nsino, creds)
 
     def inject(self, call, request, fd, cloexec, where):
         got = self.reply(call, Inject(fd, cloexec))

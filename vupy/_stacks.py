@@ -32,7 +32,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from . import _families
+from . import _families, _native
 from . import routes as routing
 from .stack import ProxyStack, StackError
 
@@ -194,6 +194,12 @@ def apply_routes(routes, scope, key_of, options, may_use=lambda mount: True):
     return routing.added(routes, new)
 
 
+def _names_changed():
+    """What a path names has changed: the fast path (csrc/fastpath.c)
+    forgets the stacks it learnt by path."""
+    _native.lib.vupy_route_forget_all()
+
+
 def make_stack(module_name, source, options, modules=None):
     """A stack made by module `module_name`; MountError naming the problem."""
     module = load_module(module_name, modules)
@@ -333,6 +339,7 @@ class StackTable:
                                                "start it with `vupy run --userspace`")
         mount = Mount(path, key, type_, source, module_options, stack, mode, uid, gid)
         scope.mounts[key] = mount
+        _names_changed()
         return mount
 
     def unmount(self, scope, mount, users, lazy, sockets=0):
@@ -346,6 +353,7 @@ class StackTable:
             raise MountError(errno.EBUSY, f"{mount.path}: in use {' and '.join(what)} "
                                           f"(vuumount -l detaches it now, frees it later)")
         del scope.mounts[mount.key]
+        _names_changed()
         self._release(mount, users or sockets)
         return mount
 
@@ -371,6 +379,7 @@ class StackTable:
         self.nested.remove(scope)
         os.close(scope.owner)
         mounts, scope.mounts = list(scope.mounts.values()), {}
+        _names_changed()
         for mount in mounts:
             self._release(mount, keeps_alive(mount.stack))
         return mounts
