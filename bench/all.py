@@ -21,6 +21,7 @@ import signal
 import sys
 
 import benchlib
+import busy_servers
 import kernel_calls
 import kernel_stack
 import plain_calls
@@ -31,7 +32,7 @@ import socket_create
 import userspace_stack
 
 MODULES = (socket_create, reply_floor, plain_calls, kernel_calls, kernel_stack, processes,
-           routed_connect, userspace_stack)
+           busy_servers, routed_connect, userspace_stack)
 NAMES = [m.NAME for m in MODULES]
 
 

@@ -7,6 +7,7 @@
  *     loops ITERATIONS WARMUP getpid
  *     loops ITERATIONS WARMUP stat    PATH
  *     loops ITERATIONS WARMUP fanout  PROCESSES
+ *     loops ITERATIONS WARMUP conns   PROCESSES IPV4 PORT
  *     loops ITERATIONS WARMUP connect IPV4 PORT
  *     loops ITERATIONS WARMUP sendto  IPV4 PORT
  *
@@ -29,6 +30,10 @@
  *          After printing, the program waits for EOF on stdin, so that
  *          whoever runs it can look at the session (the supervisor's memory)
  *          before it ends.
+ * conns    as fanout, but each child's ITERATIONS are TCP connections to
+ *          IPV4:PORT: socket(AF_INET, SOCK_STREAM) + connect() + read() of
+ *          the byte the server sends + close() (bench/acceptor.c serves
+ *          them); the time printed is per connection.
  *
  * Prints one line: "NS_PER_ITERATION NETNS_INODE SECCOMP_MODE".  The time
  * is the mean wall-clock time (CLOCK_MONOTONIC, so that a trapped call's
@@ -55,7 +60,7 @@
 
 #define NR_MSOCKET (-5)
 
-enum workload { SOCKET, MSOCKET, GETPID, STAT, FANOUT, CONNECT, SENDTO };
+enum workload { SOCKET, MSOCKET, GETPID, STAT, FANOUT, CONNECT, SENDTO, CONNS };
 
 static enum workload workload;
 static const char *path;
@@ -68,6 +73,7 @@ static void usage(void)
 	fprintf(stderr, "usage: loops ITERATIONS WARMUP socket inet|unix stream|dgram\n"
 			"       loops ITERATIONS WARMUP msocket PATH inet|unix stream|dgram\n"
 			"       loops ITERATIONS WARMUP getpid | stat PATH | fanout PROCESSES\n"
+			"       loops ITERATIONS WARMUP conns PROCESSES IPV4 PORT\n"
 			"       loops ITERATIONS WARMUP connect|sendto IPV4 PORT\n");
 	exit(2);
 }
@@ -81,11 +87,15 @@ static int make_socket(void)
 	else if (workload == SOCKET)
 		fd = socket(family, type, 0);
 	else
-		fd = socket(AF_INET, workload == FANOUT ? SOCK_STREAM : SOCK_DGRAM, 0);
+		fd = socket(AF_INET, workload == FANOUT || workload == CONNS ? SOCK_STREAM : SOCK_DGRAM, 0);
 	if (fd < 0)
 		die(workload == MSOCKET ? "msocket" : "socket");
-	if (workload == CONNECT && connect(fd, (struct sockaddr *)&destination, sizeof destination) < 0)
+	if ((workload == CONNECT || workload == CONNS)
+	    && connect(fd, (struct sockaddr *)&destination, sizeof destination) < 0)
 		die("connect");
+	char byte;
+	if (workload == CONNS && read(fd, &byte, 1) != 1)
+		die("read");
 	return fd;
 }
 
@@ -110,6 +120,7 @@ static void once(void)
 			die(path);
 		break;
 	case FANOUT:
+	case CONNS:
 		break;
 	}
 }
@@ -194,6 +205,9 @@ int main(int argc, char **argv)
 		workload = STAT, path = args[0];
 	else if (!strcmp(name, "fanout") && rest == 1 && (processes = atol(args[0])) > 0)
 		workload = FANOUT;
+	else if (!strcmp(name, "conns") && rest == 3 && (processes = atol(args[0])) > 0
+		 && inet_pton(AF_INET, args[1], &destination.sin_addr) == 1)
+		workload = CONNS, destination.sin_port = htons((unsigned short)atoi(args[2]));
 	else if ((!strcmp(name, "connect") || !strcmp(name, "sendto")) && rest == 2
 		 && inet_pton(AF_INET, args[0], &destination.sin_addr) == 1)
 		workload = name[0] == 'c' ? CONNECT : SENDTO,
@@ -206,7 +220,7 @@ int main(int argc, char **argv)
 	}
 
 	long long elapsed;
-	if (workload == FANOUT) {
+	if (workload == FANOUT || workload == CONNS) {
 		int fd = make_socket();
 		unsigned long long netns = netns_of(fd);
 		close(fd);
@@ -228,7 +242,7 @@ int main(int argc, char **argv)
 	close(fd);
 	printf("%.1f %llu %d\n", (double)elapsed / (double)n, inode, seccomp_mode());
 	fflush(stdout);
-	if (workload == FANOUT) {
+	if (workload == FANOUT || workload == CONNS) {
 		char buf[64];
 		while (read(0, buf, sizeof buf) > 0)
 			;
