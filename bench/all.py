@@ -30,8 +30,9 @@ import routed_connect
 import reply_floor
 import socket_create
 import userspace_stack
+import wakeup
 
-MODULES = (socket_create, reply_floor, plain_calls, kernel_calls, kernel_stack, processes,
+MODULES = (socket_create, reply_floor, wakeup, plain_calls, kernel_calls, kernel_stack, processes,
            busy_servers, routed_connect, userspace_stack)
 NAMES = [m.NAME for m in MODULES]
 
