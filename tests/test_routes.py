@@ -741,3 +741,38 @@ def test_per_datagram_routes_as_an_unprivileged_user(unprivileged):
              "--default", "/dev/net/a", "--route", "udp:127.0.0.1:7071=/dev/net/b", "--",
              "sh", "-c", script], env=env, cwd="/tmp")
     assert r.stdout.splitlines() == ["A ping 7070", "B ping 7071", "A ping 7070"], (r.stdout, r.stderr)
+
+
+SPANNING_SERVER = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 5353))
+    print("ready", flush=True)
+    for i in range(4):
+        data, peer = s.recvfrom(100)
+        if data == b"ask b":            # a question for B's server first: the socket spans
+            s.sendto(b"ping", (sys.argv[1], 7070))
+            got, source = s.recvfrom(100)
+            data = got + (" from %s:%d" % source).encode()
+        s.sendto(b"served " + data, peer)
+""")
+
+
+def test_a_udp_server_that_spans_keeps_serving_its_own_stacks_clients(echoes):
+    """A server on A (its default) asks B's server something for a client:
+    its socket spans, and A's clients still reach it at the same address
+    and port, and get their replies from it."""
+    options, a, _b = echoes
+    with subprocess.Popen([VUPY, "run", *options, "--route", "10.99.0.0/24=/dev/net/b", "--",
+                           PYTHON, "-c", SPANNING_SERVER, THERE], stdout=subprocess.PIPE, text=True) as server:
+        try:
+            assert server.stdout.readline().strip() == "ready"
+            client = ("import socket\n"
+                      "c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(10)\n"
+                      "for m in (b'one', b'ask b', b'two', b'three'):\n"
+                      " c.sendto(m, ('%s', 5353)); d, p = c.recvfrom(200); print(d.decode(), p[1])\n" % HERE)
+            r = run(["ip", "netns", "exec", a, PYTHON, "-c", client])
+        finally:
+            server.kill()
+    assert r.stdout.splitlines() == ["served one 5353", f"served B ping from {THERE}:7070 5353",
+                                     "served two 5353", "served three 5353"], (r.stdout, r.stderr)
