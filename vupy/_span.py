@@ -26,9 +26,9 @@ to the program's socket, so recvfrom reports each sender's address and the
 program reads natively: of its calls, only the sends with an address are
 trapped.
 
-Loopback destinations (127.0.0.0/8) reach the stack of the program's old
-socket: the span namespace keeps `lo` down, so they too leave by the veth,
-and its `route_localnet` lets their answers in.  The namespace's own
+Loopback destinations (127.0.0.0/8) are routed as any other: the span
+namespace keeps `lo` down, so they too leave by the veth, and its
+`route_localnet` lets their answers in.  The namespace's own
 addresses are the IPv4 dummy address (RFC 7600) and one of IPv6's
 discard-only prefix (RFC 6666), which no stack serves.
 
