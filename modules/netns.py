@@ -10,8 +10,8 @@ that exists as long as the session uses it.
 import errno
 import os
 
-from vupy.helpers import (CAP_SYS_ADMIN, UserNamespaceStack, capable, nameservers, network_namespace,
-                          new_network_namespace, open_netns, search_domains)
+from vupy.helpers import (CAP_SYS_ADMIN, UserNamespaceStack, capable, network_namespace,
+                          new_network_namespace, open_netns, resolv_conf)
 from vupy.stack import KERNEL_FAMILIES, KernelStack, StackError, StackModule
 
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` puts its files (iproute2)
@@ -63,8 +63,7 @@ class NetnsModule(StackModule):
         stack = KernelStack(usable(open_netns(path), f"netns:{source}"))
         if "/" not in source:       # a named namespace: its name resolution, as `ip netns exec`'s
             etc = os.path.join(NETNS_ETC_DIR, source)
-            stack.nameservers = nameservers(os.path.join(etc, "resolv.conf"))
-            stack.search = search_domains(os.path.join(etc, "resolv.conf"))
+            stack.nameservers, stack.search = resolv_conf(os.path.join(etc, "resolv.conf"))
             if os.path.exists(os.path.join(etc, "hosts")):
                 stack.hosts = os.path.join(etc, "hosts")
         return stack

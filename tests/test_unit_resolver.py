@@ -6,7 +6,7 @@ import ipaddress
 import struct
 
 from vupy._resolver import answer_from_hosts, parse_hosts, server_failure
-from vupy.helpers import nameservers
+from vupy.helpers import resolv_conf
 
 
 def query(name, qtype=1, ident=0x1234, flags=0x0100):
@@ -24,8 +24,8 @@ def test_hosts_and_resolv_conf_are_read_as_the_c_library_reads_them(tmp_path):
     assert parse_hosts(tmp_path / "none") == {}
     conf = tmp_path / "resolv.conf"
     conf.write_text("search corp\nnameserver 10.0.0.53\nnameserver fe80::1%eth0\nnameserver bad\n")
-    assert nameservers(conf) == (ipaddress.ip_address("10.0.0.53"), ipaddress.ip_address("fe80::1"))
-    assert nameservers(tmp_path / "none") == ()
+    assert resolv_conf(conf)[0] == (ipaddress.ip_address("10.0.0.53"), ipaddress.ip_address("fe80::1"))
+    assert resolv_conf(tmp_path / "none")[0] == ()
 
 
 def test_an_a_and_an_aaaa_question_are_answered_from_the_hosts_file():
@@ -64,11 +64,10 @@ def test_a_replys_addresses_and_ttls_are_found_through_cnames_and_compression():
 
 def test_search_domains_are_read_and_tried_as_the_c_library_would(tmp_path):
     from vupy._resolver import searched
-    from vupy.helpers import search_domains
     conf = tmp_path / "resolv.conf"
     conf.write_text("domain old.example\nsearch Corp.Example. lab.example\nnameserver 10.0.0.53\n")
-    assert search_domains(conf) == ("corp.example", "lab.example")     # the last line wins
-    assert search_domains(tmp_path / "none") == ()
+    assert resolv_conf(conf)[1] == ("corp.example", "lab.example")     # the last line wins
+    assert resolv_conf(tmp_path / "none")[1] == ()
     stack = ("corp.example", "lab.example")
     assert searched("wiki", (), stack) == ("wiki.corp.example", "wiki.lab.example")
     assert searched("wiki.host.example", ("host.example",), stack) == ("wiki.corp.example",

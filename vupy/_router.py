@@ -59,7 +59,7 @@ from ._proxy import ProxyCall, connected
 from ._resolver import DNS_PORT, Resolver
 from ._span import SpanNamespace
 from ._wire import CallerMemory, read_address, send_addresses
-from .helpers import nameservers, own_creds, search_domains
+from .helpers import own_creds, resolv_conf
 from .stack import KernelStack, ProxyStack
 
 ROUTED_FAMILIES = (socket.AF_INET, socket.AF_INET6)
@@ -161,8 +161,8 @@ class Router:
         self.resolvers_lock = threading.Lock()  # the span namespace's thread asks for resolvers too
         self.span = None                    # the SpanNamespace (vupy/_span.py), made when first needed
         # Whom programs ask for names: glibc's default without a nameserver line
-        self.host_servers = nameservers() or (ipaddress.ip_address("127.0.0.1"),)
-        self.host_search = search_domains()
+        servers, self.host_search = resolv_conf()
+        self.host_servers = servers or (ipaddress.ip_address("127.0.0.1"),)
 
     # What the supervisor tells it ------------------------------------------
 

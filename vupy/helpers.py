@@ -171,38 +171,28 @@ def own_creds():
 RESOLV_CONF = "/etc/resolv.conf"
 
 
-def search_domains(path=RESOLV_CONF):
-    """The search domains of a resolv.conf (its last `search` or `domain`
-    line, as the C library takes it: lower case, without a final dot);
-    () if there are none."""
-    found = ()
+def resolv_conf(path=RESOLV_CONF):
+    """(the nameserver addresses, ipaddress objects in order; the search
+    domains, from the last `search` or `domain` line as the C library takes
+    it, lower case and without a final dot) of a resolv.conf, read once;
+    ((), ()) if it cannot be read."""
+    servers, search = [], ()
     try:
         with open(path) as f:
             for line in f:
                 words = line.split()
-                if len(words) >= 2 and words[0] in ("search", "domain"):
-                    found = tuple(w.lower().rstrip(".") for w in words[1:] if w.rstrip("."))
-    except OSError:
-        return ()
-    return found
-
-
-def nameservers(path=RESOLV_CONF):
-    """The nameserver addresses of a resolv.conf (ipaddress objects, in
-    order); () if it cannot be read."""
-    found = []
-    try:
-        with open(path) as f:
-            for line in f:
-                words = line.split()
-                if len(words) >= 2 and words[0] == "nameserver":
+                if len(words) < 2:
+                    continue
+                if words[0] == "nameserver":
                     try:
-                        found.append(ipaddress.ip_address(words[1].split("%")[0]))
+                        servers.append(ipaddress.ip_address(words[1].split("%")[0]))
                     except ValueError:
                         pass
+                elif words[0] in ("search", "domain"):
+                    search = tuple(w.lower().rstrip(".") for w in words[1:] if w.rstrip("."))
     except OSError:
-        return ()
-    return tuple(found)
+        return (), ()
+    return tuple(servers), search
 
 
 def loopback_up():
