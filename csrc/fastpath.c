@@ -221,12 +221,12 @@ static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 	} else {
 		return 0;
 	}
-	if (type == VUPY_SOCK_PROBE || family_index(domain) < 0 || readable(events_fd))
+	i = family_index(domain);
+	if (type == VUPY_SOCK_PROBE || i < 0 || readable(events_fd))
 		return 0;
 	if (call->nr == VUPY_NR_MSOCKET && call->args[0] != 0) {
 		nsfd = key_route(r, call->args[0], &nsino);
 	} else {
-		i = family_index(domain);
 		nsfd = r->nsfd[i];
 		nsino = r->nsino[i];
 	}

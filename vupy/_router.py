@@ -130,6 +130,12 @@ def _address_of(fd, kind, peer=False):
         s.detach()
 
 
+def _binding(family, local):
+    """The sockaddr a socket bound to `local` (getsockname()'s) binds to
+    anew on another stack; None if it was not bound."""
+    return sockaddr(family, local) if local[1] or local[0] not in ("0.0.0.0", "::") else None
+
+
 def _netns(fd):
     """The network namespace inode of socket `fd` (0 if the kernel will not say)."""
     try:
@@ -380,10 +386,10 @@ class Router:
         fd = c_int(args[0])
         try:
             flags = fd_flags(raw.pid, fd)
-            changed, _bound = self._movable(copy, kind, here, flags, creds,
-                                            self._stack_at(here, kind[0], defaults, creds))
-            new = self._span_namespace().adopt(copy, kind, here, _address_of(copy, kind),
-                                               _address_of(copy, kind, peer=True), changed, creds, defaults)
+            changed, local = self._movable(copy, kind, here, flags, creds,
+                                           self._stack_at(here, kind[0], defaults, creds))
+            new = self._span_namespace().adopt(copy, kind, here, local, _address_of(copy, kind, peer=True),
+                                               changed, creds, defaults)
         except CannotMove as e:
             return self._answer(raw, name, args, Fail(e.errno), f"{note}: cannot span stacks: {e}")
         except OSError as e:
@@ -556,15 +562,12 @@ class Router:
 
     def _movable(self, copy, kind, here, flags, creds, old_stack):
         """What our `copy` of the caller's socket takes with it to another
-        stack: the options to carry (Carrier.changed), and the address it
-        is bound to (a sockaddr, None if it is not bound); CannotMove if it
-        cannot move."""
+        stack: the options to carry (Carrier.changed), and its local
+        address (getsockname()'s; see _binding); CannotMove if it cannot
+        move."""
         if flags & os.O_ASYNC:
             raise CannotMove(errno.EOPNOTSUPP, "O_ASYNC")
-        changed = self.carrier.changed(copy, kind, here, creds, old_stack)
-        local = _address_of(copy, kind)
-        bound = local[1] or local[0] not in ("0.0.0.0", "::")
-        return changed, sockaddr(kind[0], local) if bound else None
+        return self.carrier.changed(copy, kind, here, creds, old_stack), _address_of(copy, kind)
 
     def _rebuild(self, copy, kind, here, stack, flags, creds, old_stack, bound=True):
         """A socket like our `copy` of the caller's, made anew on `stack`
@@ -572,6 +575,7 @@ class Router:
         address; CannotMove (or the stack's OSError) if it cannot be."""
         family, type_, protocol = kind
         changed, local = self._movable(copy, kind, here, flags, creds, old_stack)
+        local = _binding(family, local)
         new = stack.socket(family, type_ | socket.SOCK_NONBLOCK, protocol, creds)
         try:
             self.carrier.give(changed, new, creds)
@@ -625,6 +629,7 @@ class Router:
         blocking connect waits as the proxy layer's does."""
         family, type_, protocol = kind
         changed, local = self._movable(copy, kind, here, flags, creds, old_stack)
+        local = _binding(family, local)
         new = stack.socket(family, type_ | socket.SOCK_NONBLOCK, protocol, creds)
         try:
             self.server.register(new, stack, family, type_, protocol)
