@@ -154,10 +154,15 @@ def new_network_namespace():
 def private_namespace(what):
     """A kernel stack of a new network namespace of vupy's own, with `lo`
     up: a KernelStack as root, else a UserNamespaceStack (`what` names it
-    in errors)."""
+    in errors).  OSError if it cannot be made, with or without root (its
+    users, the router's resolver and span namespaces, fail the call they
+    serve with its errno: ENETDOWN where the namespace holder failed)."""
     if capable(CAP_SYS_ADMIN):
         return KernelStack(new_network_namespace())
-    return UserNamespaceStack(what)
+    try:
+        return UserNamespaceStack(what)
+    except StackError as e:
+        raise OSError(errno.ENETDOWN, str(e)) from None
 
 
 def own_creds():
