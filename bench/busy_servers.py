@@ -17,14 +17,17 @@ conns    bench/acceptor.c (two worker processes) serves in a namespace NS:
          socket + connect + read + close), natively inside NS (`ip netns
          exec`) and in a session whose default stack is NS; connections
          per second from the release to the last client reaped, unpinned.
-         Goal (issue 17): 8 clients at least 0.8x native.
+         Goal (issue 17): 8 clients at least 0.8x native.  The session
+         runs with its serving threads (one per CPU) and, for the previous
+         design, with one thread serving every call (--serving-threads 0).
 sockets  bench/loops.c's fanout: PROCESSES children released at once make
          --sockets sockets between them (socket(AF_INET, SOCK_STREAM) +
          close()), natively and in the session, with the whole command
          pinned to one CPU and to two (`taskset -c 0`, `-c 0,1`); sockets
          per second.  Goals (issue 17): 1,000 processes on two CPUs at
          least 0.3x native, and at least 1.6x the session's rate on one
-         CPU (it scales).
+         CPU (it scales).  On two CPUs, the previous design too (on one,
+         a session has one serving thread anyway).
 
 Checks: every client's and child's last socket is of NS (the run fails if
 not), and the loops ran under a seccomp filter exactly in sessions.
@@ -80,16 +83,18 @@ def run(args):
         raise BenchError("sockets: needs CPUs 0 and 1")
     configs = []
     if "conns" in workloads:
-        configs += [("conns", mode, n, None) for n in clients for mode in ("native", "session")]
+        configs += [("conns", mode, n, None) for n in clients for mode in ("native", "session", "one thread")]
     if "sockets" in workloads:
         configs += [("sockets", mode, n, cpus) for n in processes for cpus in CPU_SETS
-                    for mode in ("native", "session")]
+                    for mode in ("native", "session", "one thread") if cpus != "0" or mode != "one thread"]
     tmpdir = tempfile.mkdtemp(prefix="vupy-bench-")
     try:
         with Namespaces() as namespaces:
             ns = namespaces.add()
             modes = {"native": Mode(None, netns_inode(ns), 0, ("ip", "netns", "exec", ns)),
-                     "session": Mode(netns_stack(ns), netns_inode(ns), SECCOMP_FILTER)}
+                     "session": Mode(netns_stack(ns), netns_inode(ns), SECCOMP_FILTER),
+                     "one thread": Mode([*netns_stack(ns), "--serving-threads", "0"], netns_inode(ns),
+                                        SECCOMP_FILTER)}
             loops = Loops(tmpdir)
             server = None
             if "conns" in workloads:
@@ -123,6 +128,8 @@ def run(args):
                                "C, unpinned", "conn/s", side("native", measured[("conns", "native", n, None)]),
                                side("session", measured[("conns", "session", n, None)]), better="higher",
                                goal=Goal(">= 0.8x", "ratio", 0.8) if n == 8 else None))
+        results.append(_against_one_thread(f"{n} client{'s' if n > 1 else ''} at once", "C, unpinned",
+                                           "conn/s", measured, ("conns", n, None)))
     for n in processes if "sockets" in workloads else ():
         for cpus in CPU_SETS:
             results.append(compare(f"{n} process{'es' if n > 1 else ''} at once, socket+close AF_INET",
@@ -131,6 +138,8 @@ def run(args):
                                    side("session", measured[("sockets", "session", n, cpus)]),
                                    better="higher",
                                    goal=Goal(">= 0.3x", "ratio", 0.3) if n == 1000 and cpus == "0,1" else None))
+        results.append(_against_one_thread(f"{n} process{'es' if n > 1 else ''} at once", "C, CPUs 0,1",
+                                           "sockets/s", measured, ("sockets", n, "0,1")))
         for mode in ("native", "session"):
             results.append(compare(f"{n} process{'es' if n > 1 else ''} at once, socket+close AF_INET: "
                                    "two CPUs against one", mode, "sockets/s",
@@ -141,13 +150,23 @@ def run(args):
     return {
         "title": f"Busy sessions: {args.connections} connections and {args.sockets} sockets per run, "
                  f"{args.rounds} rounds, median",
-        "notes": [f"session: vupy run --stack /dev/net/a=netns:NS --default /dev/net/a -- LOOP; "
+        "notes": [f"session: vupy run --stack /dev/net/a=netns:NS --default /dev/net/a -- LOOP "
+                  "(one serving thread per CPU; one thread: with --serving-threads 0, the previous "
+                  "design); "
                   f"native: ip netns exec NS LOOP; the server: bench/acceptor.c {PORT} {SERVER_WORKERS} "
                   "in NS; sockets pinned with taskset -c on the whole command (vupy included)"],
         "results": results,
         "checked": "every client's and child's last socket came from NS, and the loops ran under a "
                    "seccomp filter exactly in sessions",
     }
+
+
+def _against_one_thread(workload, variant, unit, measured, key):
+    """The session with its serving threads against the previous design."""
+    workload_name, n, cpus = key
+    return compare(f"{workload}: serving threads against one thread", variant, unit,
+                   side("one thread", measured[(workload_name, "one thread", n, cpus)]),
+                   side("per CPU", measured[(workload_name, "session", n, cpus)]), better="higher")
 
 
 if __name__ == "__main__":

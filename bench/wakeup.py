@@ -14,7 +14,9 @@ bench/loops.c's socket(AF_INET)+close() in a routed session (`vupy run
 --stack /dev/net/a=netns:NS --default /dev/net/a`), against the same loop
 natively, placed:
 
-unpinned        as a user runs it
+unpinned        as a user runs it (a serving thread per CPU, each pinned)
+one thread      unpinned, with one thread serving every call
+                (--serving-threads 0: the design before serving threads)
 one CPU         `taskset -c 0` on the whole command (vupy included)
 apart           vupy on CPU 0, the program on CPU 1 (`taskset -c 0 vupy run
                 -- taskset -c 1 LOOP`)
@@ -43,13 +45,15 @@ TOOLS = ("gcc", "taskset", "ip", "chrt", "nice")
 QUICK = ["--rounds", "1", "--iterations", "200", "--warmup", "10"]
 SOCKET = ("socket", "inet", "stream")
 BUSY = ["sh", "-c", "while :; do :; done"]
-# placement -> (taskset CPUs for the whole command, for the program alone, a busy loop's argv)
+# placement -> (taskset CPUs for the whole command, for the program alone, a busy loop's argv,
+# more vupy run options)
 PLACEMENTS = {
-    "unpinned": (None, None, None),
-    "one CPU": ("0", None, None),
-    "apart": ("0", "1", None),
-    "CPU 1 busy": (None, None, ["taskset", "-c", "1", "nice", "-n", "19", *BUSY]),
-    "CPU 1 idle-busy": (None, None, ["taskset", "-c", "1", "chrt", "-i", "0", *BUSY]),
+    "unpinned": (None, None, None, ()),
+    "one thread": (None, None, None, ("--serving-threads", "0")),
+    "one CPU": ("0", None, None, ()),
+    "apart": ("0", "1", None, ()),
+    "CPU 1 busy": (None, None, ["taskset", "-c", "1", "nice", "-n", "19", *BUSY], ()),
+    "CPU 1 idle-busy": (None, None, ["taskset", "-c", "1", "chrt", "-i", "0", *BUSY], ()),
 }
 
 
@@ -75,8 +79,8 @@ def run(args):
                 argv = loops.argv("C", args.iterations, args.warmup, *SOCKET)
                 if placement == "native":
                     return loops.check(benchlib.run_once(argv), native_mode())
-                whole, program, busy = PLACEMENTS[placement]
-                argv = benchlib.pin(session(benchlib.pin(argv, program), *routed.options), whole)
+                whole, program, busy, options = PLACEMENTS[placement]
+                argv = benchlib.pin(session(benchlib.pin(argv, program), *routed.options, *options), whole)
                 load = subprocess.Popen(busy) if busy else None
                 try:
                     return loops.check(benchlib.run_once(argv), routed)

@@ -37,6 +37,20 @@
  *    call, so it is waiting, and the call goes to Python, which takes the
  *    events in first.
  * Routes are learnt only in sessions with process events and no trace.
+ *
+ * Serving threads.  With vupy_servers_start(), a thread per CPU that the
+ * session may use, each pinned to its CPU, receives the notifications
+ * (the kernel hands each to one receiver; with SYNC_WAKE_UP the receiver
+ * on the caller's CPU is woken there, so the call is usually served where
+ * it was made) and serves those a route says how to serve, in parallel.
+ * The others are queued for the Python thread, whose vupy_serve() then
+ * waits on the queue instead of the listener.  The routes are shared: the
+ * servers read them under a read lock, from the check for waiting
+ * process events to the injection; they change only under the write lock
+ * (learn and forget take it, and the Python thread holds it around taking
+ * in the process events, vupy_routes_hold), so a server never serves from
+ * a route that the events it saw no sign of have undone, nor with a
+ * stack's descriptor that was closed (routes are forgotten first).
  */
 #define _GNU_SOURCE
 #include "supervisor.h"
@@ -46,11 +60,15 @@
 #include <stdio.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/audit.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
@@ -83,6 +101,37 @@ struct key_route {
 
 static struct key_route key_routes[KEY_SLOTS];
 
+/* Writers first: a steady stream of served calls must not keep the
+ * Python thread from taking in events. */
+static pthread_rwlock_t routes_lock;
+static pthread_once_t routes_lock_made = PTHREAD_ONCE_INIT;
+static __thread int holding;      /* this thread's depth of vupy_routes_hold */
+
+static void make_routes_lock(void)
+{
+	pthread_rwlockattr_t attr;
+
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&routes_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+}
+
+/* The write lock on the routes; a thread may take it again while it holds
+ * it (forgetting while taking in events, say). */
+void vupy_routes_hold(void)
+{
+	pthread_once(&routes_lock_made, make_routes_lock);
+	if (holding++ == 0)
+		pthread_rwlock_wrlock(&routes_lock);
+}
+
+void vupy_routes_release(void)
+{
+	if (--holding == 0)
+		pthread_rwlock_unlock(&routes_lock);
+}
+
 static int family_index(int domain)
 {
 	for (unsigned i = 0; i < NFAMILIES; i++)
@@ -114,9 +163,11 @@ void vupy_route_learn(uint32_t tid, int domain, int nsfd, uint64_t nsino,
 
 	if (i < 0 || tid == 0)
 		return;
+	vupy_routes_hold();
 	struct route *r = slot(tid, creds);
 	r->nsfd[i] = nsfd;
 	r->nsino[i] = nsino;
+	vupy_routes_release();
 }
 
 static struct key_route *key_slot(uint32_t tid, uint64_t dev, uint64_t ino, const char *name)
@@ -133,27 +184,33 @@ void vupy_key_route_learn(uint32_t tid, uint64_t dev, uint64_t ino, const char *
 {
 	if (tid == 0 || strlen(name) >= NAME_SIZE)
 		return;
+	vupy_routes_hold();
 	struct route *r = slot(tid, creds);
 	struct key_route *k = key_slot(tid, dev, ino, name);
 	*k = (struct key_route){ .tid = tid, .generation = r->generation, .dev = dev, .ino = ino,
 				 .nsfd = nsfd, .nsino = nsino };
 	strcpy(k->name, name);
+	vupy_routes_release();
 }
 
 void vupy_route_forget(uint32_t tid)
 {
 	struct route *r = &routes[tid % ROUTE_SLOTS];
 
+	vupy_routes_hold();
 	if (r->tid == tid)
 		r->tid = 0;
+	vupy_routes_release();
 }
 
 void vupy_route_forget_all(void)
 {
+	vupy_routes_hold();
 	for (unsigned i = 0; i < ROUTE_SLOTS; i++)
 		routes[i].tid = 0;
 	for (unsigned i = 0; i < KEY_SLOTS; i++)
 		key_routes[i].tid = 0;
+	vupy_routes_release();
 }
 
 static int readable(int fd)
@@ -199,7 +256,8 @@ static int key_route(const struct route *r, uint64_t addr, uint64_t *nsino)
 	return k->nsfd;
 }
 
-/* Serve `call` if a route says how; 0 if it must go to Python. */
+/* Serve `call` if a route says how; 0 if it must go to Python.  Under the
+ * read lock on the routes (serve_routed). */
 static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 {
 	const struct route *r = &routes[call->pid % ROUTE_SLOTS];
@@ -241,11 +299,241 @@ static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 	return 1;
 }
 
+/* serve_fast under the read lock on the routes. */
+static int serve_routed(int listener, int events_fd, const struct vupy_call *call)
+{
+	int served;
+
+	pthread_once(&routes_lock_made, make_routes_lock);
+	pthread_rwlock_rdlock(&routes_lock);
+	served = serve_fast(listener, events_fd, call);
+	pthread_rwlock_unlock(&routes_lock);
+	return served;
+}
+
+/* The serving threads, and the queue of the calls they leave to Python. */
+struct waiting {
+	struct waiting *next;
+	struct vupy_call call;
+};
+
+static struct {
+	int listener;
+	int events_fd;
+	int ready;                /* eventfd (semaphore): one count per queued call, or error */
+	int stopping;             /* vupy_servers_stop: end */
+	int error;                /* a server's unexpected errno, for the Python thread */
+	int started, running;     /* threads started, and not ended yet */
+	pthread_t threads[CPU_SETSIZE];
+	pthread_mutex_t mutex;    /* over the queue, `error` and `running` */
+	struct waiting *head, **tail;
+} servers = { .listener = -1, .ready = -1, .mutex = PTHREAD_MUTEX_INITIALIZER };
+
+/* The signal that wakes a serving thread out of NOTIF_RECV (EINTR), for
+ * vupy_servers_stop; unblocked in serving threads only. */
+#define WAKE_SIGNAL (SIGRTMIN + 1)
+
+static void woken(int signo)
+{
+	(void)signo;
+}
+
+static int hung_up(int listener)
+{
+	struct pollfd p = { .fd = listener };
+
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR));
+}
+
+static void signal_ready(void)
+{
+	uint64_t one = 1;
+
+	while (write(servers.ready, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+/* Leave `call` to the Python thread. */
+static void hand_over(const struct vupy_call *call)
+{
+	struct waiting *w = malloc(sizeof(*w));
+
+	if (w == NULL) {
+		vupy_respond(servers.listener, call->id, 0, ENOMEM, 0);
+		return;
+	}
+	w->next = NULL;
+	w->call = *call;
+	pthread_mutex_lock(&servers.mutex);
+	*servers.tail = w;
+	servers.tail = &w->next;
+	pthread_mutex_unlock(&servers.mutex);
+	signal_ready();
+}
+
+/* The queue's first call, in *call: 1, or 0 if the queue is empty. */
+static int take_over(struct vupy_call *call)
+{
+	struct waiting *w;
+
+	pthread_mutex_lock(&servers.mutex);
+	w = servers.head;
+	if (w != NULL) {
+		servers.head = w->next;
+		if (servers.head == NULL)
+			servers.tail = &servers.head;
+	}
+	pthread_mutex_unlock(&servers.mutex);
+	if (w == NULL)
+		return 0;
+	*call = w->call;
+	free(w);
+	return 1;
+}
+
+static void *server(void *arg)
+{
+	struct vupy_call call;
+	cpu_set_t cpu;
+	sigset_t wake;
+	int rc = 0;
+
+	CPU_ZERO(&cpu);
+	CPU_SET((int)(intptr_t)arg, &cpu);
+	pthread_setaffinity_np(pthread_self(), sizeof(cpu), &cpu);
+	pthread_setname_np(pthread_self(), "vupy-serve");
+	sigemptyset(&wake);
+	sigaddset(&wake, WAKE_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
+	while (!__atomic_load_n(&servers.stopping, __ATOMIC_ACQUIRE)) {
+		rc = vupy_notif_recv(servers.listener, &call);
+		if (rc == -EINTR)
+			continue;
+		if (rc == -ENOENT) {      /* the caller is gone, or all are */
+			if (hung_up(servers.listener)) {
+				rc = 0;
+				break;
+			}
+			continue;
+		}
+		if (rc < 0)
+			break;
+		if (!serve_routed(servers.listener, servers.events_fd, &call))
+			hand_over(&call);
+	}
+	pthread_mutex_lock(&servers.mutex);
+	if (rc < 0 && rc != -EINTR && servers.error == 0) {
+		servers.error = -rc;
+		signal_ready();
+	}
+	servers.running--;
+	pthread_mutex_unlock(&servers.mutex);
+	return NULL;
+}
+
+/* Start a serving thread on each of the first `n` CPUs this thread may
+ * run on, receiving from `listener`; once per process.  0, or a negative
+ * errno (no thread started). */
+int vupy_servers_start(int listener, int events_fd, int n)
+{
+	struct sigaction action = { .sa_handler = woken };   /* no SA_RESTART */
+	cpu_set_t allowed;
+	sigset_t all, old;
+	int cpu, rc = 0;
+
+	if (servers.ready >= 0 || servers.started)
+		return -EBUSY;
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
+		return -errno;
+	servers.ready = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
+	if (servers.ready < 0 || sigaction(WAKE_SIGNAL, &action, NULL) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	servers.listener = listener;
+	servers.events_fd = events_fd;
+	servers.tail = &servers.head;
+	/* Signals are the main thread's (vupy/_session.py waits for them). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (cpu = 0; cpu < CPU_SETSIZE && servers.started < n; cpu++) {
+		if (!CPU_ISSET(cpu, &allowed))
+			continue;
+		rc = -pthread_create(&servers.threads[servers.started], NULL, server, (void *)(intptr_t)cpu);
+		if (rc < 0)
+			break;
+		pthread_mutex_lock(&servers.mutex);
+		servers.started++;
+		servers.running++;
+		pthread_mutex_unlock(&servers.mutex);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (servers.started > 0)
+		return 0;
+fail:
+	if (servers.ready >= 0)
+		close(servers.ready);
+	servers.ready = -1;
+	return rc ? rc : -EINVAL;
+}
+
+/* End the serving threads (before the listener is closed: the kernel then
+ * fails every call received and not answered, the queued ones too, and
+ * every later one, with ENOSYS). */
+void vupy_servers_stop(void)
+{
+	struct vupy_call call;
+	int running;
+
+	if (servers.started == 0)
+		return;
+	__atomic_store_n(&servers.stopping, 1, __ATOMIC_RELEASE);
+	for (;;) {
+		pthread_mutex_lock(&servers.mutex);
+		running = servers.running;
+		pthread_mutex_unlock(&servers.mutex);
+		if (running == 0)
+			break;
+		/* Again and again: one may have been between its look at
+		 * `stopping` and NOTIF_RECV when it was signalled. */
+		for (int i = 0; i < servers.started; i++)
+			pthread_kill(servers.threads[i], WAKE_SIGNAL);
+		usleep(1000);
+	}
+	for (int i = 0; i < servers.started; i++)
+		pthread_join(servers.threads[i], NULL);
+	servers.started = 0;
+	while (take_over(&call))
+		;
+	close(servers.ready);
+	servers.ready = -1;
+}
+
+/* The next call the servers left to Python, in *call: 1; 0 if there is
+ * none yet; or a server's unexpected negative errno.  When p[0] (the
+ * queue's eventfd) was readable. */
+static int queued(struct vupy_call *call)
+{
+	uint64_t count;
+	int error;
+
+	if (read(servers.ready, &count, sizeof(count)) < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	if (take_over(call))
+		return 1;
+	pthread_mutex_lock(&servers.mutex);
+	error = servers.error;
+	pthread_mutex_unlock(&servers.mutex);
+	return -error;
+}
+
+/* p[0] is the listener, or with servers the queue's eventfd (and then
+ * p[1 + nfds] the listener, for its hangup). */
 static int serve(int listener, int events_fd, struct pollfd *p, int nfds, int timeout_ms,
 		 struct vupy_call *call)
 {
 	struct timespec now, end;
-	int n, rc, wait_ms = timeout_ms;
+	int n, rc, wait_ms = timeout_ms, with_servers = servers.ready >= 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &end);
 	end.tv_sec += timeout_ms / 1000;
@@ -259,7 +547,7 @@ static int serve(int listener, int events_fd, struct pollfd *p, int nfds, int ti
 			if (wait_ms < 0)
 				wait_ms = 0;
 		}
-		n = poll(p, (nfds_t)(1 + nfds), wait_ms);
+		n = poll(p, (nfds_t)(1 + nfds + with_servers), wait_ms);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -270,13 +558,21 @@ static int serve(int listener, int events_fd, struct pollfd *p, int nfds, int ti
 		for (int i = 1; i <= nfds; i++)
 			if (p[i].revents)
 				return VUPY_SERVE_READY;
-		if (p[0].revents & POLLIN) {
+		if (with_servers) {
+			if (p[0].revents & POLLIN) {
+				rc = queued(call);
+				if (rc != 0)
+					return rc > 0 ? VUPY_SERVE_CALL : rc;
+			} else if (p[1 + nfds].revents & (POLLHUP | POLLERR)) {
+				return VUPY_SERVE_HANGUP;
+			}
+		} else if (p[0].revents & POLLIN) {
 			rc = vupy_notif_recv(listener, call);
 			if (rc == -EINTR || rc == -ENOENT)
 				continue;  /* the caller was interrupted, or is gone */
 			if (rc < 0)
 				return rc;
-			if (!serve_fast(listener, events_fd, call))
+			if (!serve_routed(listener, events_fd, call))
 				return VUPY_SERVE_CALL;
 		} else if (p[0].revents & (POLLHUP | POLLERR)) {
 			return VUPY_SERVE_HANGUP;
@@ -284,21 +580,27 @@ static int serve(int listener, int events_fd, struct pollfd *p, int nfds, int ti
 	}
 }
 
-/* Wait for the next trapped call that needs Python, serving the others.
- * Polls the listener and `fds` (with `events`); returns VUPY_SERVE_CALL
- * with `call` filled, VUPY_SERVE_READY when one of `fds` is ready (the
- * caller polls them itself), VUPY_SERVE_HANGUP when the last process under
- * the filter is gone, VUPY_SERVE_TIMEOUT after timeout_ms (-1: never), or
- * a negative errno. */
+/* Wait for the next trapped call that needs Python, serving the others
+ * (or, with servers, taking the calls they leave to Python).  Polls the
+ * listener and `fds` (with `events`); returns VUPY_SERVE_CALL with `call`
+ * filled, VUPY_SERVE_READY when one of `fds` is ready (the caller polls
+ * them itself), VUPY_SERVE_HANGUP when the last process under the filter
+ * is gone, VUPY_SERVE_TIMEOUT after timeout_ms (-1: never), or a negative
+ * errno. */
 int vupy_serve(int listener, int events_fd, const int *fds, const short *events, int nfds,
 	       int timeout_ms, struct vupy_call *call)
 {
-	struct pollfd *p = calloc((size_t)nfds + 1, sizeof(*p));
+	struct pollfd *p = calloc((size_t)nfds + 2, sizeof(*p));
 	int rc;
 
 	if (p == NULL)
 		return -ENOMEM;
-	p[0] = (struct pollfd){ .fd = listener, .events = POLLIN };
+	if (servers.ready >= 0) {
+		p[0] = (struct pollfd){ .fd = servers.ready, .events = POLLIN };
+		p[1 + nfds] = (struct pollfd){ .fd = listener };
+	} else {
+		p[0] = (struct pollfd){ .fd = listener, .events = POLLIN };
+	}
 	for (int i = 0; i < nfds; i++)
 		p[1 + i] = (struct pollfd){ .fd = fds[i], .events = events[i] };
 	rc = serve(listener, events_fd, p, nfds, timeout_ms, call);

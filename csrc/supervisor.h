@@ -111,7 +111,8 @@ int vupy_unshare(int flags);
 int vupy_syscall4(long nr, long a, long b, long c, long d);
 
 /* The fast path (csrc/fastpath.c): routes learnt by the Python dispatcher,
- * used in C for later socket(2) calls of the same thread. */
+ * used in C for later socket(2) calls of the same thread, by the Python
+ * thread's vupy_serve or by serving threads, one per CPU. */
 #define VUPY_SERVE_TIMEOUT 0      /* results of vupy_serve */
 #define VUPY_SERVE_CALL 1
 #define VUPY_SERVE_READY 2
@@ -122,6 +123,10 @@ void vupy_key_route_learn(uint32_t tid, uint64_t dev, uint64_t ino, const char *
 			  uint64_t nsino, const struct vupy_creds *creds);
 void vupy_route_forget(uint32_t tid);
 void vupy_route_forget_all(void);
+void vupy_routes_hold(void);
+void vupy_routes_release(void);
+int vupy_servers_start(int listener, int events_fd, int n);
+void vupy_servers_stop(void);
 int vupy_serve(int listener, int events_fd, const int *fds, const short *events, int nfds,
 	       int timeout_ms, struct vupy_call *call);
 /* cffi: end */

@@ -11,6 +11,8 @@ root.
 import os
 import textwrap
 
+import pytest
+
 from helpers import BIN, PYTHON, VUPY, ns_inode, run
 
 PRELUDE = """
@@ -121,3 +123,68 @@ def test_msocket_by_path_follows_mounts_credentials_and_the_root(netns, tmp_path
     assert r.stdout.splitlines() == [" ".join([ns_a, ns_b] * 3), "ENOENT", f"{ns_c} {ns_c}",
                                      "EACCES made made", "ENOENT"], (r.stdout, r.stderr)
 
+
+
+SERVERS = """
+    import collections, threading
+    def parent(pid):
+        with open(f'/proc/{pid}/stat') as f:
+            return int(f.read().rsplit(')', 1)[1].split()[1])
+    def load():
+        got = collections.Counter()
+        def worker():
+            for _ in range(300):
+                got[where(socket.AF_INET, socket.SOCK_DGRAM)] += 1
+                got[where(socket.AF_INET, socket.SOCK_DGRAM, path='/dev/net/b')] += 1
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        return got
+    children = []
+    for _ in range(2):
+        r, w = os.pipe()
+        if os.fork() == 0:
+            os.write(w, repr(dict(load())).encode()); os._exit(0)
+        os.close(w)
+        children.append(r)
+    for r in children:
+        with os.fdopen(r) as f: print(sorted(eval(f.read()).items()))
+    vupy_pid = parent(parent(os.getpid()))     # COMMAND's parent is the keeper, whose parent is vupy
+    cpus = []
+    for tid in os.listdir(f'/proc/{vupy_pid}/task'):
+        with open(f'/proc/{vupy_pid}/task/{tid}/status') as f:
+            status = dict(line.rstrip('\\n').split(':\\t', 1) for line in f)
+        if status['Name'] == 'vupy-serve':
+            # A thread that made a socket stays in its stack's namespace.
+            served = os.stat(f'/proc/{vupy_pid}/task/{tid}/ns/net').st_ino in STACKS
+            cpus.append((status['Cpus_allowed_list'], served))
+    print(sorted(cpus))
+"""
+
+
+@pytest.mark.parametrize("options, cpus, threads", [
+    ((), None, "one per CPU"),
+    (("--serving-threads", "0"), None, []),
+    (("--serving-threads", "8"), "1", ["1"]),
+    ((), "1", []),
+], ids=["default", "none", "at-most-one-per-cpu", "one-cpu"])
+def test_serving_threads_one_per_cpu(netns, options, cpus, threads):
+    """Two processes of eight threads each make sockets at once, by the
+    default stack and by path (so the fast path serves them, in parallel
+    where there are serving threads): every socket is of its stack.  vupy
+    has a serving thread per CPU it may run on, each pinned to its own CPU,
+    unless told otherwise or there is one CPU only; each of them served
+    some of the calls."""
+    if not {0, 1} <= os.sched_getaffinity(0):
+        pytest.skip("needs CPUs 0 and 1")
+    a, b = netns(), netns()
+    argv = [VUPY, "run", "--stack", f"/dev/net/a=netns:{a}", "--stack", f"/dev/net/b=netns:{b}",
+            "--default", "/dev/net/a", *options, "--", PYTHON, "-c",
+            textwrap.dedent(PRELUDE + f"    STACKS = {{{ns_inode(a)}, {ns_inode(b)}}}" + SERVERS)]
+    r = run(argv if cpus is None else ["taskset", "-c", cpus, *argv])
+    assert r.returncode == 0, r.stderr
+    if threads == "one per CPU":
+        threads = [str(cpu) for cpu in sorted(os.sched_getaffinity(0))]
+    made = str(sorted({f"ns {ns_inode(a)}": 2400, f"ns {ns_inode(b)}": 2400}.items()))
+    assert r.stdout.splitlines() == [made, made, str(sorted((cpu, True) for cpu in threads))], \
+        (r.stdout, r.stderr)

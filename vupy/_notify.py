@@ -2,9 +2,10 @@
 # Copyright (C) 2026 the vupy authors
 """The notification loop: the kernel mechanics under the dispatcher.
 
-One thread receives each trapped call from the seccomp listener, reads what
-the call points to (with a NOTIF_ID_VALID check afterwards, so that memory
-read from a pid that died and was reused is never acted upon), asks the
+One thread (the Python thread) takes each trapped call that needs Python,
+reads what the call points to (with a NOTIF_ID_VALID check afterwards, so
+that memory read from a pid that died and was reused is never acted upon),
+asks the
 dispatcher what to do, and does it: an errno, a CONTINUE (only for socket(2)
 calls left to the caller's own kernel, whose arguments are all in registers
 and so cannot change under us), or a socket made on the stack and put into
@@ -16,7 +17,10 @@ of the work waits on another process, so no target waits behind another.
 An exception while handling a call answers the caller EIO (fail closed).
 The waiting and receiving are C (csrc/fastpath.c, vupy_serve), which also
 serves, without coming back here, the socket(2) calls that repeat a route
-this loop learnt (`_learn`; docs/architecture.md, "The fast path").
+this loop learnt (`_learn`; docs/architecture.md, "The fast path").  With
+serving threads (C threads, one per CPU: `_start_servers`), they receive
+every call and serve those in parallel, and this thread takes the rest from
+their queue; it alone touches the Python state.
 """
 import errno
 import os
@@ -50,8 +54,10 @@ PARKED_CHECK_MS = 50      # how often waiting proxy calls look for signals
 
 
 class Supervisor:
-    def __init__(self, listener, table, events, stacks, trace=None, proxies=False, routing=False):
+    def __init__(self, listener, table, events, stacks, trace=None, proxies=False, routing=False,
+                 servers=0):
         self.listener = listener
+        self.servers = servers      # serving threads to start (csrc/fastpath.c)
         # The proxy layer parks waiting calls: the router's too.
         self.proxy = ProxyServer(listener, table, trace) if proxies or routing else None
         self.router = Router(listener, table, stacks, self.proxy, trace) if routing else None
@@ -77,12 +83,14 @@ class Supervisor:
         the loop ever fail, every trapped call then fails with ENOSYS rather
         than waiting forever (fail closed)."""
         try:
+            self._start_servers()
             self._serve()
         except BaseException:
             traceback.print_exc(file=sys.stderr)
             sys.stderr.write("vupy: the supervisor failed: socket calls in the session "
                              "now fail with ENOSYS\n")
         finally:
+            lib.vupy_servers_stop()
             os.close(self.listener)
             if self.proxy is not None:
                 self.proxy.close()
@@ -90,6 +98,17 @@ class Supervisor:
                 self.router.close()
             self.paths.close()
             self.released.wait()
+
+    def _start_servers(self):
+        """Start the serving threads, one per CPU, if the fast path can
+        serve anything: they serve what routes say how to, this thread the
+        rest.  Without them, this thread receives every call."""
+        if self.servers <= 0 or self.events is None or self.trace is not None:
+            return
+        rc = lib.vupy_servers_start(self.listener, self.events.fileno(), self.servers)
+        if rc < 0:
+            sys.stderr.write(f"vupy: cannot start serving threads ({os.strerror(-rc)}): "
+                             "the notification thread serves alone\n")
 
     def _serve(self):
         poller = select.poll()      # what vupy_serve watches besides the listener

@@ -330,7 +330,7 @@ def _fork_keeper(argv, no_new_privs, mask, features):
     return keeper, parent_end, os.read(parent_end.fileno(), 64).split()
 
 
-def run(argv, stacks, mask, trace=None, userspace=False, routing=False):
+def run(argv, stacks, mask, trace=None, userspace=False, routing=False, servers=None):
     """Run argv in a session; return its exit status.
 
     `stacks`: the StackTable from `prepare`;
@@ -339,7 +339,9 @@ def run(argv, stacks, mask, trace=None, userspace=False, routing=False):
     stack is mounted yet (they are trapped anyway if one is);
     `routing`: trap connect for routes (vupy/_router.py), which vustack
     --route can then set too (trapped anyway for a stack with name
-    resolution of its own).
+    resolution of its own);
+    `servers`: serving threads, at most one per CPU vupy may run on (None:
+    one per CPU if there are several; 0: the notification thread alone).
     """
     _refuse_if_signalled()
     events = None
@@ -375,7 +377,10 @@ def run(argv, stacks, mask, trace=None, userspace=False, routing=False):
         os.write(parent_end.fileno(), b"!")
         if _native.lib.vupy_set_sync_wakeup(listener) < 0 and trace:
             trace("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP not available")
-        supervisor = Supervisor(listener, table, events, stacks, trace, userspace, routing)
+        if servers is None:
+            cpus = len(os.sched_getaffinity(0))
+            servers = cpus if cpus > 1 else 0
+        supervisor = Supervisor(listener, table, events, stacks, trace, userspace, routing, servers)
         thread = threading.Thread(target=supervisor.run, name="vupy-notify", daemon=True)
         thread.start()
         status = _wait_command(keeper, command, parent_end)

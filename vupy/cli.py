@@ -26,7 +26,8 @@ from ._stacks import describe_modules
 USAGE_ERROR = 2
 COMMANDS = ("run", "modules")
 RUN_USAGE = ("vupy run [--stack PATH=SPEC]... [--default [FAMILIES=]PATH]... [--route RULE=PATH]...\n"
-             "                [--userspace] [--trace[=FILE] | -v] [--] COMMAND [ARG...]")
+             "                [--userspace] [--serving-threads N] [--trace[=FILE] | -v]\n"
+             "                [--] COMMAND [ARG...]")
 SPECS = """\
 SPEC is MODULE[:SOURCE][,KEY=VALUE]...: a stack module (below), the module's
 source, and its options; mode=OCTAL, uid=N and gid=N are the stack's
@@ -77,6 +78,13 @@ def parse_route_option(text):
     except routes.RuleError as e:
         raise UsageError(f"--route {text!r}: {e}") from None
     return rule, stack_path(path), text
+
+
+def _count(text):
+    """--serving-threads' N: a number, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of threads (0 or more)")
+    return int(text)
 
 
 def _tracer(destination):
@@ -148,8 +156,8 @@ def _run_option(argv):
     """The option of `vupy run` that argv begins with, if any (for a
     command line that forgot `run`)."""
     first = argv[0].split("=", 1)[0] if argv else ""
-    return first if first in ("--stack", "--default", "--route", "--userspace", "--trace", "-v",
-                              "--verbose") else None
+    return first if first in ("--stack", "--default", "--route", "--userspace",
+                              "--serving-threads", "--trace", "-v", "--verbose") else None
 
 
 def _bare_trace(args):
@@ -161,7 +169,7 @@ def _bare_trace(args):
     while i < len(args) and args[i].startswith("-") and args[i] not in ("-", "--"):
         if args[i] == "--trace":
             args[i] = "--trace=-"
-        elif args[i] in ("--stack", "--default", "--route"):
+        elif args[i] in ("--stack", "--default", "--route", "--serving-threads"):
             i += 1                  # their value
         i += 1
     return args
@@ -194,6 +202,10 @@ def parser(mask):
     p_run.add_argument("--trace", nargs="?", const="-", metavar="FILE",
                        help="one line for every trapped call: time, pid, the call, where it went, "
                             "its result; to standard error, or to FILE with --trace=FILE")
+    p_run.add_argument("--serving-threads", type=_count, metavar="N",
+                       help="threads that serve the session's socket calls in parallel, each on "
+                            "a CPU of its own (default: one per CPU vupy may run on; 0: one "
+                            "thread serves every call)")
     p_run.add_argument("-v", "--verbose", action="store_const", const="-", dest="trace",
                        help="--trace to standard error")
     p_run.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
@@ -242,6 +254,9 @@ def main(argv=None):
             if args.trace is not None:
                 raise UsageError("--trace: a session inside a session is traced by the enclosing "
                                  "one's vupy: start that one with --trace")
+            if args.serving_threads is not None:
+                raise UsageError("--serving-threads: a session inside a session is served by the "
+                                 "enclosing one's vupy: start that one with --serving-threads")
             return run_nested(args.argv, stack_options, default_options, mask, args.userspace,
                               route_options)
         try:
@@ -249,7 +264,8 @@ def main(argv=None):
         except OSError as e:
             raise UsageError(f"--trace={args.trace}: {e.strerror}") from None
         stacks = prepare(stack_options, default_options, route_options)
-        return run(args.argv, stacks, mask, trace, args.userspace, bool(route_options))
+        return run(args.argv, stacks, mask, trace, args.userspace, bool(route_options),
+                   args.serving_threads)
     except Interrupted as e:
         print(f"vupy: {e}", file=sys.stderr)
         return e.status
