@@ -38,11 +38,12 @@
  *    events in first.
  * Routes are learnt only in sessions with process events and no trace.
  *
- * Serving threads.  With vupy_servers_start(), a thread per CPU that the
- * session may use, each pinned to its CPU, receives the notifications
- * (the kernel hands each to one receiver; with SYNC_WAKE_UP the receiver
- * on the caller's CPU is woken there, so the call is usually served where
- * it was made) and serves those a route says how to serve, in parallel.
+ * Serving threads.  With vupy_servers_start(), threads (one per CPU that
+ * the session may use, not pinned: pinned ones were measured slower)
+ * receive the notifications (the kernel hands each to one receiver; with
+ * SYNC_WAKE_UP a waiting one is woken on the caller's CPU, so the call is
+ * mostly served where it was made) and serve those a route says how to
+ * serve, in parallel.
  * The others are queued for the Python thread, whose vupy_serve() then
  * waits on the queue instead of the listener.  The routes are shared: the
  * servers read them under a read lock, from the check for waiting
@@ -61,7 +62,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,8 +256,13 @@ static int key_route(const struct route *r, uint64_t addr, uint64_t *nsino)
 	return k->nsfd;
 }
 
-/* Serve `call` if a route says how; 0 if it must go to Python.  Under the
- * read lock on the routes (serve_routed). */
+#define FAST_PYTHON 0             /* results of serve_fast: go to Python */
+#define FAST_SERVED 1
+#define FAST_EVENTS 2             /* not served while process events wait */
+
+/* Serve `call` if a route says how.  Unless no process event is waiting
+ * on events_fd (-1: none that can undo the route: see drained_since),
+ * FAST_EVENTS.  Under the read lock on the routes (serve_routed). */
 static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 {
 	const struct route *r = &routes[call->pid % ROUTE_SLOTS];
@@ -265,7 +270,7 @@ static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 	uint64_t nsino;
 
 	if (r->tid != call->pid || call->arch != AUDIT_ARCH_X86_64)
-		return 0;
+		return FAST_PYTHON;
 	if (call->nr == __NR_socket) {     /* built for x86_64, as the call */
 		domain = (int)call->args[0];
 		type = (int)call->args[1];
@@ -275,13 +280,15 @@ static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 		type = (int)call->args[2];
 		protocol = (int)call->args[3];
 		if (type == VUPY_SOCK_DEFAULT)    /* a change of default */
-			return 0;
+			return FAST_PYTHON;
 	} else {
-		return 0;
+		return FAST_PYTHON;
 	}
 	i = family_index(domain);
-	if (type == VUPY_SOCK_PROBE || i < 0 || readable(events_fd))
-		return 0;
+	if (type == VUPY_SOCK_PROBE || i < 0)
+		return FAST_PYTHON;
+	if (readable(events_fd))
+		return FAST_EVENTS;
 	if (call->nr == VUPY_NR_MSOCKET && call->args[0] != 0) {
 		nsfd = key_route(r, call->args[0], &nsino);
 	} else {
@@ -289,26 +296,48 @@ static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 		nsino = r->nsino[i];
 	}
 	if (nsfd < 0)
-		return 0;
+		return FAST_PYTHON;
 	fd = vupy_make_socket(nsfd, nsino, domain, type & ~SOCK_CLOEXEC, protocol, &r->creds);
 	if (fd < 0) {
 		vupy_respond(listener, call->id, 0, -fd, 0);
-		return 1;
+		return FAST_SERVED;
 	}
 	vupy_inject(listener, call->id, fd, (type & SOCK_CLOEXEC) ? O_CLOEXEC : 0);
-	return 1;
+	return FAST_SERVED;
 }
 
-/* serve_fast under the read lock on the routes. */
-static int serve_routed(int listener, int events_fd, const struct vupy_call *call)
+/* The process events the Python thread has taken in, as a count of its
+ * drains (vupy_events_taken), for serving threads to wait on. */
+static pthread_mutex_t drain_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t drained = PTHREAD_COND_INITIALIZER;
+static uint64_t drains;
+
+/* serve_fast under the read lock on the routes; with FAST_EVENTS, the
+ * count of drains then in *seen. */
+static int serve_routed(int listener, int events_fd, const struct vupy_call *call, uint64_t *seen)
 {
 	int served;
 
 	pthread_once(&routes_lock_made, make_routes_lock);
 	pthread_rwlock_rdlock(&routes_lock);
 	served = serve_fast(listener, events_fd, call);
+	if (served == FAST_EVENTS) {
+		pthread_mutex_lock(&drain_mutex);
+		*seen = drains;
+		pthread_mutex_unlock(&drain_mutex);
+	}
 	pthread_rwlock_unlock(&routes_lock);
 	return served;
+}
+
+/* The Python thread has taken in every process event that was waiting
+ * when it began (under the write lock on the routes). */
+void vupy_events_taken(void)
+{
+	pthread_mutex_lock(&drain_mutex);
+	drains++;
+	pthread_cond_broadcast(&drained);
+	pthread_mutex_unlock(&drain_mutex);
 }
 
 /* The serving threads, and the queue of the calls they leave to Python. */
@@ -391,16 +420,38 @@ static int take_over(struct vupy_call *call)
 	return 1;
 }
 
-static void *server(void *arg)
+/* Wait until the Python thread has drained the process events once
+ * since `seen` (then every event that was waiting when a call was received
+ * has been taken in, and what it undoes forgotten; later ones cannot
+ * concern that call's thread, which is in the call until answered: its
+ * route, if still there, serves it); 0 if the Python thread is gone. */
+static int drained_since(uint64_t seen)
+{
+	struct timespec deadline;
+	int done;
+
+	pthread_mutex_lock(&drain_mutex);
+	while (!(done = drains != seen) && !__atomic_load_n(&servers.stopping, __ATOMIC_ACQUIRE)) {
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_nsec += 100 * 1000000;      /* to look at `stopping` again */
+		if (deadline.tv_nsec >= 1000000000) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&drained, &drain_mutex, &deadline);
+	}
+	pthread_mutex_unlock(&drain_mutex);
+	return done;
+}
+
+static void *server(void *unused)
 {
 	struct vupy_call call;
-	cpu_set_t cpu;
 	sigset_t wake;
-	int rc = 0;
+	uint64_t seen;
+	int rc = 0, served;
 
-	CPU_ZERO(&cpu);
-	CPU_SET((int)(intptr_t)arg, &cpu);
-	pthread_setaffinity_np(pthread_self(), sizeof(cpu), &cpu);
+	(void)unused;
 	pthread_setname_np(pthread_self(), "vupy-serve");
 	sigemptyset(&wake);
 	sigaddset(&wake, WAKE_SIGNAL);
@@ -418,7 +469,10 @@ static void *server(void *arg)
 		}
 		if (rc < 0)
 			break;
-		if (!serve_routed(servers.listener, servers.events_fd, &call))
+		served = serve_routed(servers.listener, servers.events_fd, &call, &seen);
+		if (served == FAST_EVENTS && drained_since(seen))
+			served = serve_routed(servers.listener, -1, &call, &seen);
+		if (served != FAST_SERVED)
 			hand_over(&call);
 	}
 	pthread_mutex_lock(&servers.mutex);
@@ -431,20 +485,17 @@ static void *server(void *arg)
 	return NULL;
 }
 
-/* Start a serving thread on each of the first `n` CPUs this thread may
- * run on, receiving from `listener`; once per process.  0, or a negative
- * errno (no thread started). */
+/* Start `n` serving threads (at most CPU_SETSIZE), receiving from
+ * `listener`; one set at a time.  0, or a negative errno (no thread
+ * started). */
 int vupy_servers_start(int listener, int events_fd, int n)
 {
 	struct sigaction action = { .sa_handler = woken };   /* no SA_RESTART */
-	cpu_set_t allowed;
 	sigset_t all, old;
-	int cpu, rc = 0;
+	int rc = 0;
 
 	if (servers.ready >= 0 || servers.started)
 		return -EBUSY;
-	if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
-		return -errno;
 	servers.ready = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
 	if (servers.ready < 0 || sigaction(WAKE_SIGNAL, &action, NULL) < 0) {
 		rc = -errno;
@@ -456,10 +507,8 @@ int vupy_servers_start(int listener, int events_fd, int n)
 	/* Signals are the main thread's (vupy/_session.py waits for them). */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	for (cpu = 0; cpu < CPU_SETSIZE && servers.started < n; cpu++) {
-		if (!CPU_ISSET(cpu, &allowed))
-			continue;
-		rc = -pthread_create(&servers.threads[servers.started], NULL, server, (void *)(intptr_t)cpu);
+	while (servers.started < n && servers.started < CPU_SETSIZE) {
+		rc = -pthread_create(&servers.threads[servers.started], NULL, server, NULL);
 		if (rc < 0)
 			break;
 		pthread_mutex_lock(&servers.mutex);
@@ -533,6 +582,7 @@ static int serve(int listener, int events_fd, struct pollfd *p, int nfds, int ti
 		 struct vupy_call *call)
 {
 	struct timespec now, end;
+	uint64_t seen;
 	int n, rc, wait_ms = timeout_ms, with_servers = servers.ready >= 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &end);
@@ -572,7 +622,7 @@ static int serve(int listener, int events_fd, struct pollfd *p, int nfds, int ti
 				continue;  /* the caller was interrupted, or is gone */
 			if (rc < 0)
 				return rc;
-			if (!serve_routed(listener, events_fd, call))
+			if (serve_routed(listener, events_fd, call, &seen) != FAST_SERVED)
 				return VUPY_SERVE_CALL;
 		} else if (p[0].revents & (POLLHUP | POLLERR)) {
 			return VUPY_SERVE_HANGUP;

@@ -125,6 +125,7 @@ void vupy_route_forget(uint32_t tid);
 void vupy_route_forget_all(void);
 void vupy_routes_hold(void);
 void vupy_routes_release(void);
+void vupy_events_taken(void);
 int vupy_servers_start(int listener, int events_fd, int n);
 void vupy_servers_stop(void);
 int vupy_serve(int listener, int events_fd, const int *fds, const short *events, int nfds,

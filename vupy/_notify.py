@@ -18,9 +18,9 @@ An exception while handling a call answers the caller EIO (fail closed).
 The waiting and receiving are C (csrc/fastpath.c, vupy_serve), which also
 serves, without coming back here, the socket(2) calls that repeat a route
 this loop learnt (`_learn`; docs/architecture.md, "The fast path").  With
-serving threads (C threads, one per CPU: `_start_servers`), they receive
-every call and serve those in parallel, and this thread takes the rest from
-their queue; it alone touches the Python state.
+serving threads (C threads, one per CPU vupy may run on: `_start_servers`),
+they receive every call and serve those in parallel, and this thread takes
+the rest from their queue; it alone touches the Python state.
 """
 import errno
 import os
@@ -100,7 +100,7 @@ class Supervisor:
             self.released.wait()
 
     def _start_servers(self):
-        """Start the serving threads, one per CPU, if the fast path can
+        """Start the serving threads (`servers` of them), if the fast path can
         serve anything: they serve what routes say how to, this thread the
         rest.  Without them, this thread receives every call."""
         if self.servers <= 0 or self.events is None or self.trace is not None:

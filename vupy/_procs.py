@@ -84,16 +84,19 @@ class ProcessEvents:
         return self.sock.fileno()
 
     def drain(self, table):
-        """Apply every queued event to `table`.  The fast path's servers do
-        not serve from the routes meanwhile (csrc/fastpath.c): a call that
-        one of them saw no event waiting for is served either before the
-        events are read or after they have undone what they undo."""
+        """Apply every queued event to `table`.  The fast path's serving
+        threads do not serve from the routes meanwhile (csrc/fastpath.c):
+        a call that one of them saw no event waiting for is served either
+        before the events are read or after they have undone what they
+        undo; one that saw events waiting is served after a drain (this),
+        or by Python."""
         if not self.pending.poll(0):
             return
         lib.vupy_routes_hold()
         try:
             self._apply(table)
         finally:
+            lib.vupy_events_taken()
             lib.vupy_routes_release()
 
     def _apply(self, table):

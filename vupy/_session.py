@@ -377,10 +377,11 @@ def run(argv, stacks, mask, trace=None, userspace=False, routing=False, servers=
         os.write(parent_end.fileno(), b"!")
         if _native.lib.vupy_set_sync_wakeup(listener) < 0 and trace:
             trace("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP not available")
+        cpus = len(os.sched_getaffinity(0))
         if servers is None:
-            cpus = len(os.sched_getaffinity(0))
             servers = cpus if cpus > 1 else 0
-        supervisor = Supervisor(listener, table, events, stacks, trace, userspace, routing, servers)
+        supervisor = Supervisor(listener, table, events, stacks, trace, userspace, routing,
+                                min(servers, cpus))
         thread = threading.Thread(target=supervisor.run, name="vupy-notify", daemon=True)
         thread.start()
         status = _wait_command(keeper, command, parent_end)
