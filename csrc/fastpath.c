@@ -83,6 +83,7 @@ static const int families[] = { VUPY_KERNEL_FAMILIES };
 struct route {
 	uint32_t tid;             /* 0: a free slot */
 	uint32_t generation;      /* what routes by key must have been learnt in */
+	int inherited;            /* copied at a fork: `creds` not yet the thread's own */
 	int nsfd[NFAMILIES];      /* -1: no route for the family */
 	uint64_t nsino[NFAMILIES];
 	struct vupy_creds creds;
@@ -146,9 +147,10 @@ static struct route *slot(uint32_t tid, const struct vupy_creds *creds)
 {
 	struct route *r = &routes[tid % ROUTE_SLOTS];
 
-	if (r->tid != tid || memcmp(&r->creds, creds, sizeof(*creds)) != 0) {
+	if (r->tid != tid || r->inherited || memcmp(&r->creds, creds, sizeof(*creds)) != 0) {
 		r->tid = tid;
 		r->generation = ++generations;
+		r->inherited = 0;
 		for (unsigned j = 0; j < NFAMILIES; j++)
 			r->nsfd[j] = -1;
 		r->creds = *creds;
@@ -190,6 +192,29 @@ void vupy_key_route_learn(uint32_t tid, uint64_t dev, uint64_t ino, const char *
 	*k = (struct key_route){ .tid = tid, .generation = r->generation, .dev = dev, .ino = ino,
 				 .nsfd = nsfd, .nsino = nsino };
 	strcpy(k->name, name);
+	vupy_routes_release();
+}
+
+/* Thread `child`, just made (a process event said so), takes the routes
+ * by family of thread `from`: the thread that forked it, or the leader of
+ * the process it is a thread of.  Its process's defaults are a copy of
+ * from's process's (or the same), as the dispatcher's process table has
+ * them; its credentials are checked against from's at its first call
+ * (CLONE_NEWUSER, say, gives it others).  Called while the process
+ * events are taken in, so in the order of the events. */
+void vupy_route_inherit(uint32_t child, uint32_t from)
+{
+	const struct route *r = &routes[from % ROUTE_SLOTS];
+	struct route *c = &routes[child % ROUTE_SLOTS];
+
+	vupy_routes_hold();
+	if (child != 0 && child != from && r->tid == from) {
+		if (c != r)
+			*c = *r;
+		c->tid = child;
+		c->generation = ++generations;
+		c->inherited = 1;
+	}
 	vupy_routes_release();
 }
 
@@ -256,6 +281,20 @@ static int key_route(const struct route *r, uint64_t addr, uint64_t *nsino)
 	return k->nsfd;
 }
 
+/* Whether an inherited route's credentials are its thread's own (read as
+ * the dispatcher reads them); if so, they are from now on.  Under the read
+ * lock: only the thread's own calls, one at a time, get past its tid. */
+static int own_creds(struct route *r)
+{
+	struct vupy_creds creds;
+
+	memset(&creds, 0, sizeof(creds));
+	if (vupy_read_creds(r->tid, &creds) < 0 || memcmp(&creds, &r->creds, sizeof(creds)) != 0)
+		return 0;
+	__atomic_store_n(&r->inherited, 0, __ATOMIC_RELAXED);
+	return 1;
+}
+
 #define FAST_PYTHON 0             /* results of serve_fast: go to Python */
 #define FAST_SERVED 1
 #define FAST_EVENTS 2             /* not served while process events wait */
@@ -265,11 +304,11 @@ static int key_route(const struct route *r, uint64_t addr, uint64_t *nsino)
  * FAST_EVENTS.  Under the read lock on the routes (serve_routed). */
 static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 {
-	const struct route *r = &routes[call->pid % ROUTE_SLOTS];
+	struct route *r = &routes[call->pid % ROUTE_SLOTS];
 	int domain, type, protocol, i, fd, nsfd;
 	uint64_t nsino;
 
-	if (r->tid != call->pid || call->arch != AUDIT_ARCH_X86_64)
+	if (call->arch != AUDIT_ARCH_X86_64)
 		return FAST_PYTHON;
 	if (call->nr == __NR_socket) {     /* built for x86_64, as the call */
 		domain = (int)call->args[0];
@@ -287,8 +326,11 @@ static int serve_fast(int listener, int events_fd, const struct vupy_call *call)
 	i = family_index(domain);
 	if (type == VUPY_SOCK_PROBE || i < 0)
 		return FAST_PYTHON;
+	/* Before the route: the events may undo it, or give it (a fork). */
 	if (readable(events_fd))
 		return FAST_EVENTS;
+	if (r->tid != call->pid || (r->inherited && !own_creds(r)))
+		return FAST_PYTHON;
 	if (call->nr == VUPY_NR_MSOCKET && call->args[0] != 0) {
 		nsfd = key_route(r, call->args[0], &nsino);
 	} else {

@@ -121,6 +121,7 @@ void vupy_route_learn(uint32_t tid, int domain, int nsfd, uint64_t nsino,
 		      const struct vupy_creds *creds);
 void vupy_key_route_learn(uint32_t tid, uint64_t dev, uint64_t ino, const char *name, int nsfd,
 			  uint64_t nsino, const struct vupy_creds *creds);
+void vupy_route_inherit(uint32_t child, uint32_t from);
 void vupy_route_forget(uint32_t tid);
 void vupy_route_forget_all(void);
 void vupy_routes_hold(void);

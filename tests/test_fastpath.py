@@ -67,6 +67,39 @@ def test_new_credentials_are_used_at_once(netns):
         assert r.stdout.split("\n")[1:] == ["EACCES", ""], (drop, r.stdout)
 
 
+def test_a_new_thread_is_served_with_its_own_credentials(netns):
+    """A new thread starts with its process's routes, but with the
+    credentials of the thread that made it: here a thread that gave up
+    group 0 alone (raw setgroups and setresgid, as glibc's wrappers would
+    for every thread) makes one, on stack a, which lets only group 0 make ICMP
+    datagram sockets.  Its sockets are refused, as its maker's are, while
+    the main thread's are still made."""
+    a, b = netns(), netns()
+    assert run(["ip", "netns", "exec", a, "sysctl", "-q", "net.ipv4.ping_group_range=0 0"]).returncode == 0
+    r = _session(a, b, f"""
+    import ctypes, threading
+    def made():
+        try:
+            socket.socket({ICMP}).close()
+            return 'made'
+        except OSError as e:
+            return errno.errorcode[e.errno]
+    print(made(), made(), flush=True)
+    def maker():
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.syscall(116, 0, None) == 0                  # setgroups([]), this thread's
+        assert libc.syscall(119, -1, 65534, -1) == 0            # setresgid(-1, 65534, -1)
+        got = []
+        child = threading.Thread(target=lambda: got.extend([made(), made()]))
+        child.start(); child.join()
+        print(made(), *got, flush=True)
+    t = threading.Thread(target=maker); t.start(); t.join()
+    print(made())
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["made made", "EACCES EACCES EACCES", "made"], (r.stdout, r.stderr)
+
+
 def test_children_and_exec_keep_their_own_defaults(netns):
     """A parent's route is not its child's: the child, after the parent's
     sockets, changes its own default, and an exec keeps it."""

@@ -181,17 +181,22 @@ class ProcessTable:
                     todo.append(child)
 
     def forked(self, parent_tid, parent_tgid, child_tid, child_tgid):
+        # The fast path's routes go with the defaults (csrc/fastpath.c,
+        # vupy_route_inherit), once forget_creds has forgotten those of an
+        # earlier thread with the child's tid.
         if child_tid != child_tgid:
             # A new thread.  The kernel reports the parent of its process as
             # its parent, so only the child's tgid says whose thread it is.
             if child_tgid in self.defaults:
                 self.threads[child_tid] = child_tgid
                 self.forget_creds(child_tid)
+                lib.vupy_route_inherit(child_tid, child_tgid)
             return
         defaults = self.defaults.get(parent_tgid)
         if defaults is not None:
             self.forget_creds(child_tid)
             self.add(child_tgid, defaults)
+            lib.vupy_route_inherit(child_tid, parent_tid)
 
     def exited(self, tid, tgid):
         self.forget_creds(tid)
