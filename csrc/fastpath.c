@@ -35,7 +35,11 @@
  *    was received: the event that would invalidate a route (T's end before
  *    its tid was reused, T's exec or setuid) always comes before the
  *    call, so it is waiting, and the call goes to Python, which takes the
- *    events in first.
+ *    events in first (or, in a serving thread, waits until Python has
+ *    taken them in: drained_since);
+ *  - a new thread's routes are copied from the thread that made it while
+ *    its fork event is taken in (vupy_route_inherit), and serve it only
+ *    once its own credentials are found to be the copied ones.
  * Routes are learnt only in sessions with process events and no trace.
  *
  * Serving threads.  With vupy_servers_start(), threads (one per CPU that
