@@ -201,14 +201,16 @@ SERVERS = """
     (("--serving-threads", "1"), None, 1),
     (("--serving-threads", "8"), "0,1", 2),
     ((), "1", 0),
-], ids=["default", "none", "one", "at-most-one-per-cpu", "one-cpu"])
+    (("--route", "10.0.0.0/8=/dev/net/b"), None, 0),
+    (("--route", "10.0.0.0/8=/dev/net/b", "--serving-threads", "2"), None, 2),
+], ids=["default", "none", "one", "at-most-one-per-cpu", "one-cpu", "routes", "routes-asked"])
 def test_serving_threads_one_per_cpu(netns, options, cpus, threads):
     """Two processes of eight threads each make sockets at once, by the
     default stack and by path (so the fast path serves them, in parallel
     where there are serving threads): every socket is of its stack.  vupy
     has a serving thread per CPU it may run on (here, CPUs 0 and 1), unless
-    told otherwise or there is one CPU only; each of them served some of
-    the calls."""
+    told otherwise, there is one CPU only, or the session routes; each of
+    them served some of the calls."""
     if not {0, 1} <= os.sched_getaffinity(0):
         pytest.skip("needs CPUs 0 and 1")
     cpus = cpus or "0,1"

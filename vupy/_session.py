@@ -341,7 +341,8 @@ def run(argv, stacks, mask, trace=None, userspace=False, routing=False, servers=
     --route can then set too (trapped anyway for a stack with name
     resolution of its own);
     `servers`: serving threads, at most one per CPU vupy may run on (None:
-    one per CPU if there are several; 0: the notification thread alone).
+    one per CPU if there are several, in a session that neither routes nor
+    serves proxies; 0: the notification thread alone).
     """
     _refuse_if_signalled()
     events = None
@@ -379,7 +380,10 @@ def run(argv, stacks, mask, trace=None, userspace=False, routing=False, servers=
             trace("SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP not available")
         cpus = len(os.sched_getaffinity(0))
         if servers is None:
-            servers = cpus if cpus > 1 else 0
+            # A call that needs Python costs about 15 us more unpinned when a
+            # serving thread hands it over (docs/performance.md): by default
+            # only where Python serves few calls, without routes or proxies.
+            servers = cpus if cpus > 1 and not (routing or userspace) else 0
         supervisor = Supervisor(listener, table, events, stacks, trace, userspace, routing,
                                 min(servers, cpus))
         thread = threading.Thread(target=supervisor.run, name="vupy-notify", daemon=True)
