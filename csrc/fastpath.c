@@ -473,19 +473,11 @@ static int take_over(struct vupy_call *call)
  * route, if still there, serves it); 0 if the Python thread is gone. */
 static int drained_since(uint64_t seen)
 {
-	struct timespec deadline;
 	int done;
 
 	pthread_mutex_lock(&drain_mutex);
-	while (!(done = drains != seen) && !__atomic_load_n(&servers.stopping, __ATOMIC_ACQUIRE)) {
-		clock_gettime(CLOCK_REALTIME, &deadline);
-		deadline.tv_nsec += 100 * 1000000;      /* to look at `stopping` again */
-		if (deadline.tv_nsec >= 1000000000) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&drained, &drain_mutex, &deadline);
-	}
+	while (!(done = drains != seen) && !__atomic_load_n(&servers.stopping, __ATOMIC_ACQUIRE))
+		pthread_cond_wait(&drained, &drain_mutex);   /* vupy_servers_stop wakes it too */
 	pthread_mutex_unlock(&drain_mutex);
 	return done;
 }
@@ -540,7 +532,7 @@ int vupy_servers_start(int listener, int events_fd, int n)
 	sigset_t all, old;
 	int rc = 0;
 
-	if (servers.ready >= 0 || servers.started)
+	if (servers.ready >= 0)
 		return -EBUSY;
 	servers.ready = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
 	if (servers.ready < 0 || sigaction(WAKE_SIGNAL, &action, NULL) < 0) {
@@ -583,6 +575,10 @@ void vupy_servers_stop(void)
 	if (servers.started == 0)
 		return;
 	__atomic_store_n(&servers.stopping, 1, __ATOMIC_RELEASE);
+	/* Those waiting for a drain look at `stopping` under drain_mutex. */
+	pthread_mutex_lock(&drain_mutex);
+	pthread_cond_broadcast(&drained);
+	pthread_mutex_unlock(&drain_mutex);
 	for (;;) {
 		pthread_mutex_lock(&servers.mutex);
 		running = servers.running;

@@ -5,11 +5,10 @@
 One thread (the Python thread) takes each trapped call that needs Python,
 reads what the call points to (with a NOTIF_ID_VALID check afterwards, so
 that memory read from a pid that died and was reused is never acted upon),
-asks the
-dispatcher what to do, and does it: an errno, a CONTINUE (only for socket(2)
-calls left to the caller's own kernel, whose arguments are all in registers
-and so cannot change under us), or a socket made on the stack and put into
-the caller with ADDFD+SEND.  Which call is which comes from the one table
+asks the dispatcher what to do, and does it: an errno, a CONTINUE (only for
+socket(2) calls left to the caller's own kernel, whose arguments are all in
+registers and so cannot change under us), or a socket made on the stack and
+put into the caller with ADDFD+SEND.  Which call is which comes from the one table
 of trapped calls (vupy/_trapped.py); the answers are the outcomes of
 vupy/_reply.py, sent by `_reply.send`; calls on descriptors go to the proxy
 layer (vupy/_proxy.py).  Calls are handled inline, one at a time; none
@@ -66,6 +65,9 @@ class Supervisor:
         self.stacks = stacks                    # the session's StackTable
         self.paths = Resolver()
         self.trace = trace
+        # Whether the fast path may repeat decisions (credentials kept exact
+        # by process events, nothing to trace), until events are lost.
+        self.learns = events is not None and trace is None
         self.userns = os.stat("/proc/self/ns/user").st_ino
         self.call = ffi.new("struct vupy_call *")
         self.pathbuf = ffi.new("char[]", PATH_MAX)
@@ -103,7 +105,7 @@ class Supervisor:
         """Start the serving threads (`servers` of them), if the fast path can
         serve anything: they serve what routes say how to, this thread the
         rest.  Without them, this thread receives every call."""
-        if self.servers <= 0 or self.events is None or self.trace is not None:
+        if self.servers <= 0 or not self.learns:
             return
         rc = lib.vupy_servers_start(self.listener, self.events.fileno(), self.servers)
         if rc < 0:
@@ -402,8 +404,7 @@ class Supervisor:
         a session that routes (the router must see such sockets:
         Router.named_socket)."""
         stack = decision.stack
-        if not (self.events is not None and not self.events.lost and self.trace is None
-                and request.abi == X86_64 and isinstance(stack, KernelStack)
+        if not (self.learns and not self.events.lost and request.abi == X86_64 and isinstance(stack, KernelStack)
                 and type(stack).socket is KernelStack.socket and stack.nsfd >= 0):
             return
         if request.path is None:
