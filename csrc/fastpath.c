@@ -20,10 +20,12 @@
  * key of PATH: the device and inode of its directory and its last name) ->
  * the stack's namespace.  Here the key is found anew for each call, as the
  * dispatcher finds it (a stat of "DIR/." from T's root, with T's
- * credentials, so search permission is checked and a changed directory or
- * root is seen), and only a key recorded for T is served; any other path
+ * credentials, so search permission is checked and a changed directory is
+ * seen), and only a key recorded for T is served; any other path
  * (relative, under /proc, ending in ".", "..", "/", or unknown) goes to
- * Python.
+ * Python.  T's root is looked at once per route (root_of): where it is
+ * vupy's own, walks start from a descriptor of it instead of going
+ * through /proc/T/root, which costs twice as much.
  *
  * A route stays true only while the dispatcher's view does, so:
  *  - the dispatcher forgets T's routes whenever it forgets T's credentials
@@ -74,11 +76,16 @@
 #include <linux/audit.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #define ROUTE_SLOTS 1024          /* threads remembered, by tid modulo */
 #define KEY_SLOTS 1024            /* (thread, key) pairs remembered, by hash */
 #define NAME_SIZE 256             /* a path's last name, NUL included (NAME_MAX + 1) */
+
+#define ROOT_UNKNOWN 0            /* a thread's root: not looked at yet */
+#define ROOT_SESSION 1            /*   vupy's own: walks start at session_root */
+#define ROOT_OTHER 2              /*   another: walks go through /proc/TID/root */
 
 /* The families of kernel stacks (vupy/_abi.py KERNEL_FAMILIES). */
 static const int families[] = { VUPY_KERNEL_FAMILIES };
@@ -88,6 +95,7 @@ struct route {
 	uint32_t tid;             /* 0: a free slot */
 	uint32_t generation;      /* what routes by key must have been learnt in */
 	int inherited;            /* copied at a fork: `creds` not yet the thread's own */
+	int root;                 /* ROOT_*, for paths */
 	int nsfd[NFAMILIES];      /* -1: no route for the family */
 	uint64_t nsino[NFAMILIES];
 	struct vupy_creds creds;
@@ -106,13 +114,23 @@ struct key_route {
 
 static struct key_route key_routes[KEY_SLOTS];
 
+/* vupy's root, where the walks of threads with the same root start (its
+ * mount and inode, which name it while the descriptor holds it), unless a
+ * chroot or pivot_root was seen (vupy_roots_moved): then no route's look
+ * at its thread's root is trusted any more. */
+static int session_root = -1;
+static struct statx session_root_id;
+static int roots_moved;
+
 /* Writers first: a steady stream of served calls must not keep the
  * Python thread from taking in events. */
 static pthread_rwlock_t routes_lock;
-static pthread_once_t routes_lock_made = PTHREAD_ONCE_INIT;
+static pthread_once_t routes_made = PTHREAD_ONCE_INIT;
 static __thread int holding;      /* this thread's depth of vupy_routes_hold */
 
-static void make_routes_lock(void)
+#define ROOT_ID (STATX_INO | STATX_MNT_ID)
+
+static void make_routes(void)
 {
 	pthread_rwlockattr_t attr;
 
@@ -120,13 +138,19 @@ static void make_routes_lock(void)
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&routes_lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
+	session_root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (session_root >= 0 && (statx(session_root, "", AT_EMPTY_PATH, ROOT_ID, &session_root_id) < 0
+				  || (session_root_id.stx_mask & ROOT_ID) != ROOT_ID)) {
+		close(session_root);
+		session_root = -1;
+	}
 }
 
 /* The write lock on the routes; a thread may take it again while it holds
  * it (forgetting while taking in events, say). */
 void vupy_routes_hold(void)
 {
-	pthread_once(&routes_lock_made, make_routes_lock);
+	pthread_once(&routes_made, make_routes);
 	if (holding++ == 0)
 		pthread_rwlock_wrlock(&routes_lock);
 }
@@ -155,6 +179,7 @@ static struct route *slot(uint32_t tid, const struct vupy_creds *creds)
 		r->tid = tid;
 		r->generation = ++generations;
 		r->inherited = 0;
+		r->root = ROOT_UNKNOWN;
 		for (unsigned j = 0; j < NFAMILIES; j++)
 			r->nsfd[j] = -1;
 		r->creds = *creds;
@@ -218,6 +243,7 @@ void vupy_route_inherit(uint32_t child, uint32_t from)
 		c->tid = child;
 		c->generation = ++generations;
 		c->inherited = 1;
+		c->root = ROOT_UNKNOWN;   /* CLONE_NEWNS gives it another */
 	}
 	vupy_routes_release();
 }
@@ -242,6 +268,17 @@ void vupy_route_forget_all(void)
 	vupy_routes_release();
 }
 
+/* A chroot or pivot_root is about to be made in the session (a trapped
+ * call, vupy/_notify.py): from now on every walk of a path goes through
+ * /proc/TID/root.  For good: the call may take effect after the thread
+ * that makes it, or a thread sharing its root, has been looked at again. */
+void vupy_roots_moved(void)
+{
+	vupy_routes_hold();
+	roots_moved = 1;
+	vupy_routes_release();
+}
+
 static int readable(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -249,15 +286,39 @@ static int readable(int fd)
 	return fd >= 0 && poll(&p, 1, 0) > 0;
 }
 
+/* Where the walk of an absolute path of thread r->tid starts: vupy's root
+ * if the thread's is that very directory on that very mount, else -1
+ * (through /proc/TID/root).  Looked at once per route: a root changes only
+ * by the thread's own unshare or setns, which forget its routes, or by a
+ * chroot or pivot_root (vupy_roots_moved). */
+static int root_of(struct route *r)
+{
+	char proc[32];
+	struct statx its;
+
+	if (roots_moved || session_root < 0)
+		return -1;
+	if (r->root == ROOT_UNKNOWN) {
+		snprintf(proc, sizeof(proc), "/proc/%u/root", r->tid);
+		r->root = statx(AT_FDCWD, proc, 0, ROOT_ID, &its) == 0
+			  && (its.stx_mask & ROOT_ID) == ROOT_ID
+			  && its.stx_mnt_id == session_root_id.stx_mnt_id
+			  && its.stx_dev_major == session_root_id.stx_dev_major
+			  && its.stx_dev_minor == session_root_id.stx_dev_minor
+			  && its.stx_ino == session_root_id.stx_ino ? ROOT_SESSION : ROOT_OTHER;
+	}
+	return r->root == ROOT_SESSION ? session_root : -1;
+}
+
 /* The namespace (nsfd, and its inode in *nsino) of the stack that the
  * absolute path at `addr` names for thread r->tid, from a route by key;
  * -1 if there is none or the path is not one served here. */
-static int key_route(const struct route *r, uint64_t addr, uint64_t *nsino)
+static int key_route(struct route *r, uint64_t addr, uint64_t *nsino)
 {
 	char path[PATH_MAX], dir[PATH_MAX];
 	const char *relative, *last, *name;
 	struct vupy_stat st;
-	int length, room;
+	int length, room, root;
 
 	if (vupy_read_cstring(r->tid, addr, path, sizeof(path)) < 0 || path[0] != '/')
 		return -1;
@@ -271,11 +332,16 @@ static int key_route(const struct route *r, uint64_t addr, uint64_t *nsino)
 		return -1;
 	/* "DIR/." from the caller's root (DIR "." for a name in the root
 	 * itself), as _paths.Resolver._key, so that search permission is
-	 * checked; in one walk through /proc/TID/root (a path too long for
-	 * that goes to Python) */
+	 * checked; in one walk (a path too long for it goes to Python) */
 	length = last ? (int)(last - relative) : 1;
-	room = snprintf(dir, sizeof(dir), "/proc/%u/root/%.*s/.", r->tid, length, last ? relative : ".");
-	if (room < 0 || room >= (int)sizeof(dir) || vupy_stat_as(AT_FDCWD, dir, 0, &r->creds, &st) < 0)
+	root = root_of(r);
+	if (root >= 0)
+		room = snprintf(dir, sizeof(dir), "%.*s/.", length, last ? relative : ".");
+	else
+		room = snprintf(dir, sizeof(dir), "/proc/%u/root/%.*s/.", r->tid, length,
+				last ? relative : ".");
+	if (room < 0 || room >= (int)sizeof(dir)
+	    || vupy_stat_as(root >= 0 ? root : AT_FDCWD, dir, 0, &r->creds, &st) < 0)
 		return -1;
 	const struct key_route *k = key_slot(r->tid, st.dev, st.ino, name);
 	if (k->tid != r->tid || k->generation != r->generation || k->dev != st.dev
@@ -364,7 +430,7 @@ static int serve_routed(int listener, int events_fd, const struct vupy_call *cal
 {
 	int served;
 
-	pthread_once(&routes_lock_made, make_routes_lock);
+	pthread_once(&routes_made, make_routes);
 	pthread_rwlock_rdlock(&routes_lock);
 	served = serve_fast(listener, events_fd, call);
 	if (served == FAST_EVENTS) {

@@ -133,6 +133,11 @@ const struct vupy_trap vupy_traps[] = {
 	TRAP("setgroups32", VUPY_TRAP_CREDS, 0),
 	TRAP("unshare", VUPY_TRAP_CREDS, 0),
 	TRAP("setns", VUPY_TRAP_CREDS, 0),
+	/* The calls that move a root that is not the caller's alone: the fast
+	 * path stops starting walks of paths from roots it has looked at
+	 * (csrc/fastpath.c, root_of); the call goes on. */
+	TRAP("chroot", VUPY_TRAP_ROOT, 0),
+	TRAP("pivot_root", VUPY_TRAP_ROOT, 0),
 	/* Without the process-events connector (unprivileged), vupy learns of
 	 * a process's end from its exit: its children, about to be orphaned,
 	 * must be given their defaults first (see vupy/_procs.py). */

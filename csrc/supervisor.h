@@ -52,6 +52,7 @@ struct vupy_creds {               /* what the kernel looks at when a socket is m
 #define VUPY_TRAP_EXIT 6          /* a thread's exit: its children adopted, goes on */
 #define VUPY_TRAP_PROXY 7         /* a call a proxy descriptor needs served (vupy/_proxy.py) */
 #define VUPY_TRAP_REFUSED 8       /* refused (ENOSYS) by the filter itself: never received */
+#define VUPY_TRAP_ROOT 9          /* moves a root (chroot, pivot_root): the fast path told, goes on */
 
 #define VUPY_TRAP_PROXY_CALLS 1   /* features of vupy_filter_install */
 #define VUPY_TRAP_EXITS 2
@@ -124,6 +125,7 @@ void vupy_key_route_learn(uint32_t tid, uint64_t dev, uint64_t ino, const char *
 void vupy_route_inherit(uint32_t child, uint32_t from);
 void vupy_route_forget(uint32_t tid);
 void vupy_route_forget_all(void);
+void vupy_roots_moved(void);
 void vupy_routes_hold(void);
 void vupy_routes_release(void);
 void vupy_events_taken(void);

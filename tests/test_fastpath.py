@@ -157,6 +157,44 @@ def test_msocket_by_path_follows_mounts_credentials_and_the_root(netns, tmp_path
                                      "EACCES made made", "ENOENT"], (r.stdout, r.stderr)
 
 
+def test_msocket_by_path_follows_a_root_moved_by_another_thread_or_a_mount_namespace(netns, tmp_path):
+    """The fast path starts a path's walk from vupy's own root for a thread
+    whose root it found to be that one; after the thread moves to a mount
+    namespace of its own, or another thread of its process chroots, the
+    same path names what it names from the new root."""
+    a = netns()
+    jail = tmp_path / "jail"
+    (jail / "dev" / "net").mkdir(parents=True)
+    r = run([VUPY, "run", "--stack", f"/dev/net/a=netns:{a}", "--", PYTHON, "-c",
+             textwrap.dedent(PRELUDE + """
+    import ctypes, threading
+    libc = ctypes.CDLL(None, use_errno=True)
+    INET = (socket.AF_INET, socket.SOCK_DGRAM)
+    def twice():
+        return [where(*INET, path='/dev/net/a') for _ in range(2)]
+    print(*twice())
+    pid = os.fork()
+    if pid == 0:
+        print(*twice(), flush=True)
+        MS_REC, MS_PRIVATE, CLONE_NEWNS = 0x4000, 0x40000, 0x20000
+        assert libc.unshare(CLONE_NEWNS) == 0, ctypes.get_errno()
+        assert libc.mount(b'none', b'/', None, MS_REC | MS_PRIVATE, None) == 0, ctypes.get_errno()
+        assert libc.mount(b'tmpfs', b'/dev/net', b'tmpfs', 0, None) == 0, ctypes.get_errno()
+        print(*twice(), flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    print(*twice())
+    mover = threading.Thread(target=os.chroot, args=(sys.argv[1],))
+    mover.start()
+    mover.join()
+    print(*twice())
+    """), str(jail)])
+    assert r.returncode == 0, r.stderr
+    on_a = f"ns {ns_inode(a)} ns {ns_inode(a)}"
+    assert r.stdout.splitlines() == [on_a, on_a, "ENOENT ENOENT", on_a, "ENOENT ENOENT"], \
+        (r.stdout, r.stderr)
+
+
 
 SERVERS = """
     import collections, threading

@@ -216,6 +216,9 @@ class Supervisor:
         if kind == trapped.CREDS:
             self.table.forget_creds(call.pid)
             return self.reply(call, CONTINUE)
+        if kind == trapped.ROOT:
+            lib.vupy_roots_moved()
+            return self.reply(call, CONTINUE)
         if kind == trapped.SOCKETCALL and call.args[0] & 0xFFFFFFFF != SYS_SOCKET:
             # libseccomp traps i386's multiplexed forms of the calls trapped
             # by name (connect, bind, ...) as socketcall too.  Only those

@@ -5,7 +5,7 @@ trapped calls (`vupy_traps` in csrc/supervisor.c, which also writes the
 filter from it).
 
 `classify(arch, nr)` gives a call's kind (SOCKET, SOCKETCALL, MSOCKET,
-CONTROL, CREDS, EXIT, PROXY) and name, from the table's names resolved by
+CONTROL, CREDS, EXIT, PROXY, ROOT) and name, from the table's names resolved by
 libseccomp for x86_64, x32 and i386; `abi(arch, nr)` says which code made
 the call.
 """
@@ -25,6 +25,7 @@ CONTROL = lib.VUPY_TRAP_CONTROL
 CREDS = lib.VUPY_TRAP_CREDS
 EXIT = lib.VUPY_TRAP_EXIT
 PROXY = lib.VUPY_TRAP_PROXY
+ROOT = lib.VUPY_TRAP_ROOT
 
 
 @functools.cache
