@@ -18,8 +18,9 @@ conns    bench/acceptor.c (two worker processes) serves in a namespace NS:
          exec`) and in a session whose default stack is NS; connections
          per second from the release to the last client reaped, unpinned.
          Goal (issue 17): 8 clients at least 0.8x native.  The session
-         runs with its serving threads (one per CPU) and, for the previous
-         design, with one thread serving every call (--serving-threads 0).
+         runs with its serving threads (one receiving per CPU, with
+         spares) and, for the previous design, with one thread serving
+         every call (--serving-threads 0).
 sockets  bench/loops.c's fanout: PROCESSES children released at once make
          --sockets sockets between them (socket(AF_INET, SOCK_STREAM) +
          close()), natively and in the session, with the whole command
@@ -151,8 +152,8 @@ def run(args):
         "title": f"Busy sessions: {args.connections} connections and {args.sockets} sockets per run, "
                  f"{args.rounds} rounds, median",
         "notes": [f"session: vupy run --stack /dev/net/a=netns:NS --default /dev/net/a -- LOOP "
-                  "(one serving thread per CPU; one thread: with --serving-threads 0, the previous "
-                  "design); "
+                  "(one receiving serving thread per CPU, with spares; one thread: with "
+                  "--serving-threads 0, the previous design); "
                   f"native: ip netns exec NS LOOP; the server: bench/acceptor.c {PORT} {SERVER_WORKERS} "
                   "in NS; sockets pinned with taskset -c on the whole command (vupy included)"],
         "results": results,

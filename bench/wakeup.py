@@ -14,7 +14,7 @@ bench/loops.c's socket(AF_INET)+close() in a routed session (`vupy run
 --stack /dev/net/a=netns:NS --default /dev/net/a`), against the same loop
 natively, placed:
 
-unpinned        as a user runs it (a serving thread per CPU)
+unpinned        as a user runs it (a receiving serving thread per CPU, with spares)
 one thread      unpinned, with one thread serving every call
                 (--serving-threads 0: the design before serving threads)
 one CPU         `taskset -c 0` on the whole command (vupy included)

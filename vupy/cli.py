@@ -203,10 +203,10 @@ def parser(mask):
                        help="one line for every trapped call: time, pid, the call, where it went, "
                             "its result; to standard error, or to FILE with --trace=FILE")
     p_run.add_argument("--serving-threads", type=_count, metavar="N",
-                       help="threads that serve the session's socket calls in parallel, at most "
-                            "one per CPU vupy may run on (default: one per CPU, none in a session "
-                            "that routes or serves userspace stacks; 0: one thread serves every "
-                            "call)")
+                       help="threads that receive the session's socket calls and serve them in "
+                            "parallel, at most one per CPU vupy may run on, each with 7 spare "
+                            "ones (default: one per CPU, none in a session that routes or serves "
+                            "userspace stacks; 0: one thread serves every call)")
     p_run.add_argument("-v", "--verbose", action="store_const", const="-", dest="trace",
                        help="--trace to standard error")
     p_run.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
