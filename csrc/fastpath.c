@@ -44,9 +44,9 @@
  *    once its own credentials are found to be the copied ones.
  * Routes are learnt only in sessions with process events and no trace.
  *
- * Serving threads.  With vupy_servers_start(), threads (one per CPU that
- * the session may use, not pinned: pinned ones were measured slower)
- * receive the notifications (the kernel hands each to one receiver; with
+ * Serving threads.  With vupy_servers_start(), threads (one receiving per
+ * CPU that the session may use, with SPARES spare ones each; not pinned:
+ * pinned ones were measured slower) receive the notifications (the kernel hands each to one receiver; with
  * SYNC_WAKE_UP a waiting one is woken on the caller's CPU, so the call is
  * mostly served where it was made) and serve those a route says how to
  * serve, in parallel.
@@ -665,6 +665,7 @@ int vupy_servers_start(int listener, int events_fd, int n)
 	servers.tail = &servers.head;
 	servers.receivers = n;
 	servers.receiving = servers.parked = 0;
+	__atomic_store_n(&servers.stopping, 0, __ATOMIC_RELEASE);   /* a set after a stopped one */
 	/* Signals are the main thread's (vupy/_session.py waits for them). */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);

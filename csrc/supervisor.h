@@ -113,7 +113,8 @@ int vupy_syscall4(long nr, long a, long b, long c, long d);
 
 /* The fast path (csrc/fastpath.c): routes learnt by the Python dispatcher,
  * used in C for later socket(2) calls of the same thread, by the Python
- * thread's vupy_serve or by serving threads, one per CPU. */
+ * thread's vupy_serve or by serving threads (one receiving per CPU, with
+ * spares). */
 #define VUPY_SERVE_TIMEOUT 0      /* results of vupy_serve */
 #define VUPY_SERVE_CALL 1
 #define VUPY_SERVE_READY 2

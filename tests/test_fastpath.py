@@ -18,6 +18,7 @@ from helpers import BIN, PYTHON, VUPY, ns_inode, run
 PRELUDE = """
     import errno, fcntl, os, socket, sys
     import vupy
+    INET = (socket.AF_INET, socket.SOCK_DGRAM)
     def where(*args, path=None):
         try:
             with (socket.socket(*args) if path is None else vupy.msocket(path, *args)) as s:
@@ -130,7 +131,6 @@ def test_msocket_by_path_follows_mounts_credentials_and_the_root(netns, tmp_path
     r = run([VUPY, "run", "--stack", f"/dev/net/a=netns:{a},mode=0600", "--stack", f"/dev/net/b=netns:{b}",
              "--", PYTHON, "-c", textwrap.dedent(PRELUDE + """
     import subprocess
-    INET = (socket.AF_INET, socket.SOCK_DGRAM)
     def made(path):     # (SIOCGSKNS, in where, is root's)
         try:
             vupy.msocket(path, *INET).close()
@@ -169,7 +169,6 @@ def test_msocket_by_path_follows_a_root_moved_by_another_thread_or_a_mount_names
              textwrap.dedent(PRELUDE + """
     import ctypes, threading
     libc = ctypes.CDLL(None, use_errno=True)
-    INET = (socket.AF_INET, socket.SOCK_DGRAM)
     def twice():
         return [where(*INET, path='/dev/net/a') for _ in range(2)]
     print(*twice())

@@ -17,8 +17,8 @@ An exception while handling a call answers the caller EIO (fail closed).
 The waiting and receiving are C (csrc/fastpath.c, vupy_serve), which also
 serves, without coming back here, the socket(2) calls that repeat a route
 this loop learnt (`_learn`; docs/architecture.md, "The fast path").  With
-serving threads (C threads, one per CPU vupy may run on: `_start_servers`),
-they receive every call and serve those in parallel, and this thread takes
+serving threads (C threads, one receiving per CPU vupy may run on, with
+spares: `_start_servers`), they receive every call and serve those in parallel, and this thread takes
 the rest from their queue; it alone touches the Python state.
 """
 import errno
@@ -407,8 +407,9 @@ class Supervisor:
         a session that routes (the router must see such sockets:
         Router.named_socket)."""
         stack = decision.stack
-        if not (self.learns and not self.events.lost and request.abi == X86_64 and isinstance(stack, KernelStack)
-                and type(stack).socket is KernelStack.socket and stack.nsfd >= 0):
+        if not (self.learns and not self.events.lost and request.abi == X86_64
+                and isinstance(stack, KernelStack) and type(stack).socket is KernelStack.socket
+                and stack.nsfd >= 0):
             return
         if request.path is None:
             lib.vupy_route_learn(call.pid, decision.domain, stack.nsfd, stack.nsino, creds)

@@ -340,9 +340,10 @@ def run(argv, stacks, mask, trace=None, userspace=False, routing=False, servers=
     `routing`: trap connect for routes (vupy/_router.py), which vustack
     --route can then set too (trapped anyway for a stack with name
     resolution of its own);
-    `servers`: serving threads, at most one per CPU vupy may run on (None:
-    one per CPU if there are several, in a session that neither routes nor
-    serves proxies; 0: the notification thread alone).
+    `servers`: receiving serving threads, at most one per CPU vupy may run
+    on, each with its spares (None: one per CPU if there are several, in a
+    session that neither routes nor serves proxies; 0: the notification
+    thread alone).
     """
     _refuse_if_signalled()
     events = None
